@@ -1,0 +1,189 @@
+"""The job configuration: one YAML file, validated by pydantic.
+
+Unknown keys and bad values are errors that name the key and the file, so a typo never
+silently falls back to a default. Relative paths are resolved against the config file's
+folder, so a job runs the same from any working directory.
+"""
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import UserError
+
+LANGUAGE_CODE = re.compile(r"^[a-z]{2}$")
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputConfig(Strict):
+    """Where the corpus is and which columns hold what."""
+
+    path: Path
+    format: Literal["auto", "jsonl", "parquet", "text"] = "auto"
+    id_column: str | None = "id"
+    text_column: str = "text"
+    title_column: str | None = "title"
+    language_column: str | None = "language"
+    max_chars: int = Field(8000, gt=0, description="longer documents are skipped as too_long")
+    batch_size: int = Field(512, gt=0, description="documents per streamed batch")
+
+
+class TaskConfig(Strict):
+    """One task type to generate, with the knobs its prompts take."""
+
+    type: str = "retrieval"
+    weight: float = Field(1.0, gt=0)
+    persona_candidates: int = Field(5, ge=1, le=20)
+    query_words: tuple[int, int] = (3, 12)
+
+    @field_validator("query_words")
+    @classmethod
+    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= value[0] <= value[1]:
+            raise ValueError("must be [min, max] with 1 <= min <= max")
+        return value
+
+
+class LanguagesConfig(Strict):
+    """Which languages queries are written in."""
+
+    query: list[str] = ["en"]
+    match_document: float = Field(
+        0.7, ge=0, le=1, description="chance a query is in its document's language, if allowed"
+    )
+
+    @field_validator("query")
+    @classmethod
+    def _codes(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("needs at least one language code")
+        for code in value:
+            if not LANGUAGE_CODE.match(code):
+                raise ValueError(f"{code!r} is not an ISO 639-1 code such as 'en'")
+        return value
+
+
+class StageSampling(Strict):
+    """Sampling for one generation stage."""
+
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(20, ge=-1)
+    max_tokens: int = Field(128, gt=0)
+
+
+class SamplingConfig(Strict):
+    """Sampling per stage of the two-stage recipe."""
+
+    config: StageSampling = StageSampling(temperature=0.7, max_tokens=96)
+    query: StageSampling = StageSampling(temperature=0.7, max_tokens=96)
+
+
+class GeneratorConfig(Strict):
+    """The model and the engine that runs it."""
+
+    backend: Literal["vllm"] = "vllm"
+    model: str
+    engine: dict[str, Any] = Field(
+        default_factory=dict, description="passed to vllm.LLM (enforce_eager, dtype, ...)"
+    )
+
+
+class FiltersConfig(Strict):
+    """The minimal filters applied to every generated pair."""
+
+    min_query_words: int = Field(1, ge=1)
+    max_query_words: int = Field(40, ge=1)
+    max_query_chars: int = Field(300, ge=1)
+    max_copy_ratio: float = Field(
+        0.9, gt=0, le=1, description="reject if this share of the query is copied verbatim"
+    )
+
+
+class OutputConfig(Strict):
+    """Where versions of the dataset are written."""
+
+    dir: Path = Path("out")
+    shard_size: int = Field(10000, gt=0, description="rows per Parquet shard")
+
+
+class JobConfig(Strict):
+    """A whole generation job."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    input: InputConfig
+    tasks: list[TaskConfig] = [TaskConfig()]
+    languages: LanguagesConfig = LanguagesConfig()
+    personas: Path | None = None
+    prompts_dir: Path | None = None
+    sampling: SamplingConfig = SamplingConfig()
+    generator: GeneratorConfig
+    filters: FiltersConfig = FiltersConfig()
+    output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _filters_admit_requested_lengths(self) -> "JobConfig":
+        longest = max(task.query_words[1] for task in self.tasks)
+        if longest > self.filters.max_query_words:
+            raise ValueError(
+                f"tasks ask for queries of up to {longest} words but "
+                f"filters.max_query_words is {self.filters.max_query_words}"
+            )
+        return self
+
+    def fingerprint(self) -> str:
+        """A stable hash of the resolved config, recorded in the manifest."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{key}'"
+    if error["type"] == "missing":
+        return f"missing key '{key}'"
+    return f"'{key}': {error['msg']}"
+
+
+def _resolve(base: Path, path: Path | None) -> Path | None:
+    if path is None or path.is_absolute():
+        return path
+    return (base / path).resolve()
+
+
+def load_config(path: Path) -> JobConfig:
+    """Read and validate a job YAML file; relative paths are resolved next to it."""
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of keys at the top level")
+    try:
+        config = JobConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err) for err in exc.errors())
+        raise UserError(f"{path}: {problems}") from exc
+    base = path.resolve().parent
+    config.input.path = _resolve(base, config.input.path)
+    config.personas = _resolve(base, config.personas)
+    config.prompts_dir = _resolve(base, config.prompts_dir)
+    config.output.dir = _resolve(base, config.output.dir)
+    model_path = Path(config.generator.model)
+    if config.generator.model.startswith((".", "/", "~")) or (base / model_path).exists():
+        config.generator.model = str(_resolve(base, model_path.expanduser()))
+    return config

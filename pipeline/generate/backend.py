@@ -1,0 +1,39 @@
+"""The one small interface every generation backend implements.
+
+The two-stage Qwen3 recipe is two passes through `Generator.generate`, not a special engine.
+A failed request is a `Result` with `error` set, never an exception that loses the batch.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pipeline.config import StageSampling
+
+
+@dataclass(frozen=True)
+class Request:
+    """One chat request with the JSON schema its answer must follow."""
+
+    messages: list[dict[str, str]]
+    schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What came back for one request."""
+
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    error: str | None = None
+
+
+class Generator(Protocol):
+    """Runs a batch of requests with one stage's sampling; results match requests by index."""
+
+    model: str
+
+    def generate(self, requests: list[Request], sampling: StageSampling) -> list[Result]:
+        """Generate one result per request, in order."""
+        ...

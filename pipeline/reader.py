@@ -1,0 +1,147 @@
+"""Read a corpus (JSONL, Parquet or a folder of .txt/.md files) as batches of Documents.
+
+Reading streams: Parquet by record batch, JSONL by line, folders by file, so memory does
+not grow with the corpus. Empty and oversized documents are skipped as counted rejects.
+The corpus is checked up front (`check_corpus`) so that a wrong path or column fails in a
+second, before a model is loaded.
+"""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.config import InputConfig
+from pipeline.errors import UserError
+from pipeline.records import Document, Reject, content_hash
+
+TEXT_SUFFIXES = (".txt", ".md")
+
+
+def detect_format(config: InputConfig) -> str:
+    """The corpus format: as configured, or from the path."""
+    path = config.path
+    if not path.exists():
+        raise UserError(f"corpus not found: {path}")
+    if config.format != "auto":
+        return config.format
+    if path.is_dir():
+        return "text"
+    if path.suffix in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    if path.suffix == ".parquet":
+        return "parquet"
+    raise UserError(f"cannot tell the format of {path}; set input.format (jsonl, parquet, text)")
+
+
+def _wanted_columns(config: InputConfig) -> list[str]:
+    optional = [config.id_column, config.title_column, config.language_column]
+    return [config.text_column, *[c for c in optional if c]]
+
+
+def check_corpus(config: InputConfig) -> str:
+    """Fail fast on a missing corpus, a corrupt file or a missing text column."""
+    fmt = detect_format(config)
+    if fmt == "parquet":
+        names = _parquet_file(config.path).schema_arrow.names
+        if config.text_column not in names:
+            raise UserError(
+                f"{config.path}: no column '{config.text_column}' (has: {', '.join(names)}); "
+                "set input.text_column"
+            )
+    elif fmt == "jsonl":
+        first = next(_jsonl_rows(config.path), None)
+        if first is not None and config.text_column not in first[1]:
+            raise UserError(
+                f"{config.path}:{first[0]}: no field '{config.text_column}' "
+                f"(has: {', '.join(first[1])}); set input.text_column"
+            )
+    elif not any(_text_files(config.path)):
+        raise UserError(f"{config.path}: no .txt or .md files in this folder")
+    return fmt
+
+
+def _parquet_file(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UserError(f"{path}: not a readable Parquet file ({exc})") from exc
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{number}: expected a JSON object per line")
+            yield number, row
+
+
+def _text_files(folder: Path) -> Iterator[Path]:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix in TEXT_SUFFIXES:
+            yield path
+
+
+def _rows(config: InputConfig, fmt: str) -> Iterator[dict[str, Any]]:
+    if fmt == "jsonl":
+        for number, row in _jsonl_rows(config.path):
+            if config.text_column not in row:
+                raise UserError(f"{config.path}:{number}: no field '{config.text_column}'")
+            yield row
+    elif fmt == "parquet":
+        parquet = _parquet_file(config.path)
+        names = parquet.schema_arrow.names
+        columns = [c for c in _wanted_columns(config) if c in names]
+        try:
+            for batch in parquet.iter_batches(batch_size=config.batch_size, columns=columns):
+                yield from batch.to_pylist()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise UserError(f"{config.path}: corrupt Parquet data ({exc})") from exc
+    else:
+        for path in _text_files(config.path):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            yield {config.text_column: text, "__title__": path.stem}
+
+
+def _document(row: dict[str, Any], config: InputConfig) -> Document:
+    text = row.get(config.text_column)
+    text = "" if text is None else str(text)
+    given_id = row.get(config.id_column) if config.id_column else None
+    title = row.get(config.title_column) if config.title_column else row.get("__title__")
+    language = row.get(config.language_column) if config.language_column else None
+    return Document(
+        doc_id=str(given_id) if given_id not in (None, "") else content_hash(text),
+        text=text.strip(),
+        title=str(title) if title else row.get("__title__"),
+        language=str(language) if language else None,
+    )
+
+
+def read_batches(config: InputConfig) -> Iterator[tuple[list[Document], list[Reject]]]:
+    """Yield (documents, skipped) batches of at most `config.batch_size` documents."""
+    fmt = check_corpus(config)
+    documents: list[Document] = []
+    skipped: list[Reject] = []
+    for row in _rows(config, fmt):
+        doc = _document(row, config)
+        if not doc.text:
+            skipped.append(Reject(doc.doc_id, None, "read", "empty", "no text", None))
+        elif len(doc.text) > config.max_chars:
+            detail = f"{len(doc.text)} chars > input.max_chars {config.max_chars}"
+            skipped.append(Reject(doc.doc_id, None, "read", "too_long", detail, doc.text))
+        else:
+            documents.append(doc)
+        if len(documents) >= config.batch_size:
+            yield documents, skipped
+            documents, skipped = [], []
+    if documents or skipped:
+        yield documents, skipped

@@ -1,0 +1,109 @@
+"""The records that flow through a job, and the Parquet schemas they are written with.
+
+The pair schema is the contract with the trainer: it reads these columns and nothing else
+of the generation side. Every column is documented in the README.
+"""
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+
+def content_hash(text: str) -> str:
+    """Stable id for a document that came without one: its content's hash."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class Document:
+    """One passage from the corpus."""
+
+    doc_id: str
+    text: str
+    title: str | None = None
+    language: str | None = None
+
+
+@dataclass
+class Candidate:
+    """A document on its way to becoming a pair: the plan, then each stage's output."""
+
+    doc: Document
+    task: str
+    query_language: str
+    query_words: int
+    personas: list[str]
+    persona: str | None = None
+    question_type: str | None = None
+    difficulty: str | None = None
+    query: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    tokens: int = 0
+
+
+@dataclass
+class Reject:
+    """Something that did not become a pair, with the stage and the reason why."""
+
+    doc_id: str
+    task: str | None
+    stage: str
+    reason: str
+    detail: str
+    raw: str | None
+
+
+PAIR_SCHEMA = pa.schema(
+    [
+        pa.field("pair_id", pa.string(), nullable=False),
+        pa.field("query", pa.string(), nullable=False),
+        pa.field("positive", pa.string(), nullable=False),
+        pa.field("negatives", pa.list_(pa.string()), nullable=False),
+        pa.field("instruction", pa.string(), nullable=False),
+        pa.field("task", pa.string(), nullable=False),
+        pa.field("language", pa.string(), nullable=False),
+        pa.field("doc_language", pa.string()),
+        pa.field("persona", pa.string()),
+        pa.field("question_type", pa.string()),
+        pa.field("difficulty", pa.string()),
+        pa.field("query_words_requested", pa.int32()),
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("template_hash", pa.string(), nullable=False),
+        pa.field("sampling", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("score_query_words", pa.int32()),
+        pa.field("score_copy_ratio", pa.float32()),
+    ]
+)
+
+REJECT_SCHEMA = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("task", pa.string()),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string()),
+        pa.field("raw", pa.string()),
+    ]
+)
+
+
+def pair_id(doc_id: str, task: str, query: str) -> str:
+    """Deterministic id of a pair, so reruns and resumes agree on identity."""
+    return hashlib.sha256(f"{doc_id}\x1f{task}\x1f{query}".encode()).hexdigest()[:20]
+
+
+def reject_row(reject: Reject) -> dict[str, Any]:
+    """A reject as a row of REJECT_SCHEMA."""
+    return {
+        "doc_id": reject.doc_id,
+        "task": reject.task,
+        "stage": reject.stage,
+        "reason": reject.reason,
+        "detail": reject.detail,
+        "raw": reject.raw,
+    }

@@ -1,0 +1,183 @@
+"""Run a generation job: the local, streaming executor over the list of stages.
+
+Documents stream in batches; each batch goes through plan -> stage 1 (configuration) ->
+stage 2 (query) -> filters -> writer, so memory is bounded by the batch size, not the
+corpus. vLLM sees each stage of a batch as one large request list.
+"""
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from pipeline.config import JobConfig
+from pipeline.errors import UserError
+from pipeline.generate.backend import Generator
+from pipeline.manifest import dataset_card, now, package_versions, write_json_atomic
+from pipeline.planner import plan
+from pipeline.prompts import PromptLibrary
+from pipeline.reader import check_corpus, read_batches
+from pipeline.records import PAIR_SCHEMA, REJECT_SCHEMA, Candidate, Reject, reject_row
+from pipeline.stages import StageFn, TokenCount, filter_stage, generation_stage, pair_row
+from pipeline.writer import ShardWriter, new_version, publish, versions
+
+
+@dataclass
+class RunSummary:
+    """What a finished run produced, for the CLI summary and for tests."""
+
+    version_dir: Path
+    documents: int
+    kept: int
+    rejected: dict[str, Counter[str]]
+    seconds: float
+    generate_seconds: float
+    tokens: TokenCount
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def pairs_per_second(self) -> float:
+        return self.kept / self.seconds if self.seconds else 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        total = self.tokens.completion
+        return total / self.generate_seconds if self.generate_seconds else 0.0
+
+
+def prepare(config: JobConfig) -> PromptLibrary:
+    """Everything that can fail on user input, checked before a model is loaded."""
+    library = PromptLibrary(config.prompts_dir, config.personas)
+    for task in config.tasks:
+        for stage in library.task(task.type).stages:
+            if stage.name not in type(config.sampling).model_fields:
+                raise UserError(f"task {task.type}: no sampling settings for stage '{stage.name}'")
+    check_corpus(config.input)
+    return library
+
+
+def run_job(
+    config: JobConfig,
+    generator: Generator | None = None,
+    limit: int | None = None,
+    out_dir: Path | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Generate a new dataset version from the job config and return its summary."""
+    library = prepare(config)
+    root = (out_dir or config.output.dir) / config.name
+    if generator is None:
+        from pipeline.generate.vllm_offline import open_generator
+
+        generator = open_generator(config.generator, config.seed)
+
+    tokens = TokenCount()
+    n_stages = max(len(library.task(t.type).stages) for t in config.tasks)
+    stage_names = [library.task(config.tasks[0].type).stages[i].name for i in range(n_stages)]
+    stages: list[tuple[str, StageFn]] = [
+        (name, generation_stage(i, library, generator, config, tokens))
+        for i, name in enumerate(stage_names)
+    ]
+    stages.append(("filter", filter_stage(config)))
+
+    parent = versions(root)
+    staging, version_dir = new_version(root)
+    pairs = ShardWriter(staging / "data", PAIR_SCHEMA, config.output.shard_size)
+    rejects = ShardWriter(staging / "rejects", REJECT_SCHEMA, config.output.shard_size)
+    rejected: dict[str, Counter[str]] = defaultdict(Counter)
+    stage_seconds: dict[str, float] = defaultdict(float)
+    documents = 0
+    started_at, start = now(), time.perf_counter()
+    bars = {
+        name: tqdm(
+            desc=f"{name:>8}", unit="doc", total=limit, position=i, disable=not progress, leave=True
+        )
+        for i, name in enumerate(["read", *[n for n, _ in stages]])
+    }
+
+    def record(batch_rejects: list[Reject]) -> None:
+        for reject in batch_rejects:
+            rejected[reject.stage][reject.reason] += 1
+        rejects.add([reject_row(r) for r in batch_rejects])
+
+    try:
+        for docs, skipped in read_batches(config.input):
+            if limit is not None:
+                docs = docs[: max(0, limit - documents)]
+            documents += len(docs)
+            record(skipped)
+            bars["read"].update(len(docs))
+            t0 = time.perf_counter()
+            batch: list[Candidate] = plan(docs, config, library.personas)
+            stage_seconds["plan"] += time.perf_counter() - t0
+            for name, stage in stages:
+                t0 = time.perf_counter()
+                batch, batch_rejects = stage(batch)
+                stage_seconds[name] += time.perf_counter() - t0
+                record(batch_rejects)
+                bars[name].update(len(batch))
+            t0 = time.perf_counter()
+            pairs.add([pair_row(c, library, config, generator.model) for c in batch])
+            stage_seconds["write"] += time.perf_counter() - t0
+            if limit is not None and documents >= limit:
+                break
+    except UserError as exc:
+        raise UserError(f"{exc} (the unfinished version is left in {staging})") from exc
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+    manifest = _manifest(config, library, generator.model, version_dir, parent, started_at)
+    manifest["files"] = {"data": pairs.close(), "rejects": rejects.close()}
+    seconds = time.perf_counter() - start
+    generate_seconds = sum(stage_seconds[name] for name in stage_names)
+    manifest["counts"] = {
+        "read": {"documents": documents, "skipped": dict(rejected.get("read", {}))},
+        "kept": pairs.rows,
+        "rejected": {stage: dict(reasons) for stage, reasons in rejected.items()},
+    }
+    manifest["timings"] = {"total_seconds": round(seconds, 3)} | {
+        f"{k}_seconds": round(v, 3) for k, v in stage_seconds.items()
+    }
+    manifest["tokens"] = {"prompt": tokens.prompt, "completion": tokens.completion}
+    manifest["finished_at"] = now()
+    (staging / "README.md").write_text(dataset_card(manifest), encoding="utf-8")
+    write_json_atomic(manifest, staging / "manifest.json")
+    publish(staging, version_dir)
+    return RunSummary(
+        version_dir,
+        documents,
+        pairs.rows,
+        dict(rejected),
+        seconds,
+        generate_seconds,
+        tokens,
+        dict(stage_seconds),
+    )
+
+
+def _manifest(
+    config: JobConfig,
+    library: PromptLibrary,
+    model: str,
+    version_dir: Path,
+    parent: list[Path],
+    started_at: str,
+) -> dict[str, Any]:
+    return {
+        "name": config.name,
+        "version": version_dir.name,
+        "parent_version": parent[-1].name if parent else None,
+        "status": "complete",
+        "started_at": started_at,
+        "model": model,
+        "seed": config.seed,
+        "config_hash": config.fingerprint(),
+        "template_hashes": {t.type: library.task(t.type).template_hash for t in config.tasks},
+        "config": config.model_dump(mode="json"),
+        "packages": package_versions(),
+        "schema": {f.name: str(f.type) for f in PAIR_SCHEMA},
+    }

@@ -1,0 +1,94 @@
+"""Write a dataset version: sharded Parquet for pairs and rejects, each shard atomically.
+
+A shard is written to a hidden temp file and renamed into place, so a reader never sees a
+partial shard. A version is built in a hidden staging folder (`.vNNNN.partial`); the
+manifest is written last and only then is the folder renamed to `vNNNN`, so a folder named
+like a version is always complete, and a crashed run leaves only a `.partial` folder.
+"""
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+VERSION_DIR = re.compile(r"^v(\d{4,})$")
+STAGING_DIR = re.compile(r"^\.v(\d{4,})\.partial$")
+
+
+def versions(root: Path) -> list[Path]:
+    """Complete version folders of a dataset, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and VERSION_DIR.match(p.name)]
+    return sorted(found, key=lambda p: int(p.name[1:]))
+
+
+def new_version(root: Path) -> tuple[Path, Path]:
+    """Create the staging folder of the next version; return (staging, final) paths.
+
+    Numbers also skip past abandoned staging folders, so they are never reused.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    numbers = [
+        int(match.group(1))
+        for p in root.iterdir()
+        if (match := VERSION_DIR.match(p.name) or STAGING_DIR.match(p.name))
+    ]
+    number = max(numbers, default=0) + 1
+    staging = root / f".v{number:04d}.partial"
+    staging.mkdir()
+    return staging, root / f"v{number:04d}"
+
+
+def publish(staging: Path, final: Path) -> None:
+    """Make a finished version visible under its final name in one rename."""
+    os.replace(staging, final)
+
+
+def write_atomic(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file under a temp name, fsync, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    with tmp.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class ShardWriter:
+    """Buffers rows of one schema and writes `part-NNNNN.parquet` shards of `shard_size`."""
+
+    def __init__(self, folder: Path, schema: pa.Schema, shard_size: int) -> None:
+        self.folder = folder
+        self.schema = schema
+        self.shard_size = shard_size
+        self.buffer: list[dict[str, Any]] = []
+        self.shards: list[dict[str, Any]] = []
+        folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def rows(self) -> int:
+        """Rows written so far, buffered ones included."""
+        return sum(s["rows"] for s in self.shards) + len(self.buffer)
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        """Buffer rows, writing every full shard."""
+        self.buffer.extend(rows)
+        while len(self.buffer) >= self.shard_size:
+            self._flush(self.buffer[: self.shard_size])
+            self.buffer = self.buffer[self.shard_size :]
+
+    def close(self) -> list[dict[str, Any]]:
+        """Write the last partial shard; return the shard list for the manifest."""
+        if self.buffer or not self.shards:
+            self._flush(self.buffer)
+            self.buffer = []
+        return self.shards
+
+    def _flush(self, rows: list[dict[str, Any]]) -> None:
+        path = self.folder / f"part-{len(self.shards):05d}.parquet"
+        write_atomic(pa.Table.from_pylist(rows, schema=self.schema), path)
+        relative = f"{self.folder.name}/{path.name}"
+        self.shards.append({"path": relative, "rows": len(rows), "bytes": path.stat().st_size})
