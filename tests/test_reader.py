@@ -1,0 +1,85 @@
+"""Reading JSONL, Parquet and text folders: ids, skips with reasons, streaming, bad input."""
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import InputConfig
+from pipeline.errors import UserError
+from pipeline.reader import check_corpus, read_batches
+from pipeline.records import content_hash
+from tests.conftest import write_jsonl
+
+
+def read_all(config: InputConfig) -> tuple[list, list]:
+    docs, skipped = [], []
+    for batch_docs, batch_skipped in read_batches(config):
+        docs += batch_docs
+        skipped += batch_skipped
+    return docs, skipped
+
+
+def test_jsonl_ids_titles_languages_and_skips(tmp_path: Path) -> None:
+    rows = [
+        {"id": "a", "text": " First passage. ", "title": "T", "language": "en"},
+        {"text": "No id given here."},
+        {"id": "c", "text": ""},
+        {"id": "d", "text": "x" * 50},
+    ]
+    config = InputConfig(path=write_jsonl(tmp_path / "c.jsonl", rows), max_chars=40)
+    docs, skipped = read_all(config)
+    assert [d.doc_id for d in docs] == ["a", content_hash("No id given here.")]
+    assert docs[0].text == "First passage." and docs[0].title == "T" and docs[0].language == "en"
+    assert docs[1].language is None
+    assert [(s.doc_id, s.reason) for s in skipped] == [("c", "empty"), ("d", "too_long")]
+
+
+def test_parquet_streams_in_batches_with_custom_columns(tmp_path: Path) -> None:
+    table = pa.table(
+        {"body": [f"passage number {i}" for i in range(25)], "key": [str(i) for i in range(25)]}
+    )
+    pq.write_table(table, tmp_path / "c.parquet", row_group_size=7)
+    config = InputConfig(
+        path=tmp_path / "c.parquet", text_column="body", id_column="key", batch_size=10
+    )
+    sizes = [len(docs) for docs, _ in read_batches(config)]
+    assert sizes == [10, 10, 5]
+    docs, _ = read_all(config)
+    assert docs[24].doc_id == "24" and docs[24].text == "passage number 24"
+
+
+def test_text_folder_uses_content_hash_and_file_stem(tmp_path: Path) -> None:
+    (tmp_path / "docs" / "sub").mkdir(parents=True)
+    (tmp_path / "docs" / "a.txt").write_text("Alpha text.")
+    (tmp_path / "docs" / "sub" / "b.md").write_text("# Beta\nBeta text.")
+    (tmp_path / "docs" / "ignored.bin").write_bytes(b"\x00")
+    docs, _ = read_all(InputConfig(path=tmp_path / "docs"))
+    assert [d.title for d in docs] == ["a", "b"]
+    assert docs[0].doc_id == content_hash("Alpha text.")
+
+
+def test_corrupt_parquet_is_a_user_error(tmp_path: Path) -> None:
+    bad = tmp_path / "c.parquet"
+    bad.write_bytes(b"PAR1 this is not parquet at all")
+    with pytest.raises(UserError, match="not a readable Parquet file"):
+        check_corpus(InputConfig(path=bad))
+
+
+def test_missing_text_column_names_the_columns(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"body": ["x"]}), tmp_path / "c.parquet")
+    with pytest.raises(UserError, match=r"no column 'text' \(has: body\)"):
+        check_corpus(InputConfig(path=tmp_path / "c.parquet"))
+    path = write_jsonl(tmp_path / "c.jsonl", [{"body": "x"}])
+    with pytest.raises(UserError, match="no field 'text'"):
+        check_corpus(InputConfig(path=path))
+
+
+def test_missing_corpus_and_bad_json_line(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="corpus not found"):
+        check_corpus(InputConfig(path=tmp_path / "nope.jsonl"))
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "ok"}\n{"text": broken\n')
+    with pytest.raises(UserError, match=r"c.jsonl:2: not valid JSON"):
+        read_all(InputConfig(path=path))
