@@ -1,4 +1,5 @@
-"""The minimal pair filters: empty or over-long queries and queries copied from the passage.
+"""The minimal pair filters: empty or over-long queries, queries copied from the passage
+or from a prompt's few-shot examples.
 
 Each filter computes a score that is kept on the record (so a later, stricter pass can
 re-filter without regenerating) and rejects with a reason code when the score fails.
@@ -30,8 +31,14 @@ def copy_ratio(query: list[str], passage: list[str]) -> float:
     return 0.0
 
 
-def check_pair(candidate: Candidate, config: FiltersConfig) -> Reject | None:
-    """Score the candidate's query; return a Reject if it fails a filter, else None."""
+def check_pair(
+    candidate: Candidate, config: FiltersConfig, examples: frozenset[tuple[str, ...]] = frozenset()
+) -> Reject | None:
+    """Score the candidate's query; return a Reject if it fails a filter, else None.
+
+    `examples` holds the few-shot example queries (as word tuples): small models often
+    echo them instead of writing a query for the passage.
+    """
     query = (candidate.query or "").strip()
     query_words = words(query)
     passage_words = words(candidate.doc.text)
@@ -48,6 +55,8 @@ def check_pair(candidate: Candidate, config: FiltersConfig) -> Reject | None:
     if len(query_words) > config.max_query_words or len(query) > config.max_query_chars:
         detail = f"{len(query_words)} words, {len(query)} chars"
         return reject("query_too_long", detail)
+    if tuple(query_words) in examples:
+        return reject("copied_from_example", "query repeats a few-shot example")
     if query_words == passage_words:
         return reject("query_is_passage", "query equals the passage")
     if len(query_words) >= COPY_MIN_WORDS and ratio >= config.max_copy_ratio:

@@ -81,7 +81,7 @@ def run_job(
         (name, generation_stage(i, library, generator, config, tokens))
         for i, name in enumerate(stage_names)
     ]
-    stages.append(("filter", filter_stage(config)))
+    stages.append(("filter", filter_stage(config, library)))
 
     parent = versions(root)
     staging, version_dir = new_version(root)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import JobConfig
-from pipeline.filters import check_pair
+from pipeline.filters import check_pair, words
 from pipeline.generate.backend import Generator, Request
 from pipeline.parse import ParseFailure, parse_result
 from pipeline.prompts import PromptLibrary, Stage, schema_for
@@ -93,13 +93,25 @@ def generation_stage(
     return run
 
 
-def filter_stage(config: JobConfig) -> StageFn:
+def example_queries(library: PromptLibrary, task: str) -> frozenset[tuple[str, ...]]:
+    """The word tuples of every few-shot example query of a task's stages."""
+    return frozenset(
+        tuple(words(example["output"]["query"]))
+        for stage in library.task(task).stages
+        for example in stage.examples
+        if "query" in example["output"]
+    )
+
+
+def filter_stage(config: JobConfig, library: PromptLibrary) -> StageFn:
     """The minimal filters over finished pairs."""
+
+    examples = {task.type: example_queries(library, task.type) for task in config.tasks}
 
     def run(candidates: list[Candidate]) -> tuple[list[Candidate], list[Reject]]:
         kept, rejects = [], []
         for candidate in candidates:
-            reject = check_pair(candidate, config.filters)
+            reject = check_pair(candidate, config.filters, examples[candidate.task])
             if reject is None:
                 kept.append(candidate)
             else:
