@@ -6,7 +6,7 @@ them with hand-built SamplingParams. The prefix cache is reset before every time
 the two alternate for `--rounds` rounds; the best of each is compared. Throughput is
 generated tokens per second (sampling makes lengths differ slightly between runs).
 
-    python bench/generation_overhead.py [--docs 128] [--model PATH] [--rounds 2]
+    python bench/generation_overhead.py [--docs 128] [--model PATH] [--corpus PATH] [--rounds 2]
 """
 
 import argparse
@@ -73,13 +73,14 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--model", type=Path, help="model folder (default: a tiny random Qwen3)")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "pipeline/data/sample_corpus.jsonl")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="embsynth-bench-"))
     model = args.model or build_tiny_qwen3(work / "tiny-qwen3")
     job = {
         "name": "bench", "seed": 1,
-        "input": {"path": str(ROOT / "pipeline/data/sample_corpus.jsonl"), "batch_size": args.docs},
+        "input": {"path": str(args.corpus.resolve()), "batch_size": args.docs},
         "languages": {"query": ["en", "de", "fr", "es"]},
         "generator": {"model": str(model), "engine": ENGINE},
         "output": {"dir": str(work / "out")},

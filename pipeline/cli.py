@@ -4,7 +4,6 @@ User mistakes surface as one line on stderr and exit code 2, never a traceback.
 """
 
 import os
-import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -14,7 +13,11 @@ import typer
 
 from pipeline.errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Generate training pairs for text-embedding models with an LLM on vLLM.",
+)
 models_app = typer.Typer(no_args_is_help=True, help="Build or convert models for offline use.")
 app.add_typer(models_app, name="models")
 
@@ -53,7 +56,7 @@ def run(
     from pipeline.summary import format_summary
 
     job = load_config(config)
-    summary = run_job(job, limit=limit, out_dir=out, progress=sys.stderr.isatty() or True)
+    summary = run_job(job, limit=limit, out_dir=out)
     typer.echo(format_summary(summary))
 
 

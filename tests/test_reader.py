@@ -83,3 +83,13 @@ def test_missing_corpus_and_bad_json_line(tmp_path: Path) -> None:
     path.write_text('{"text": "ok"}\n{"text": broken\n')
     with pytest.raises(UserError, match=r"c.jsonl:2: not valid JSON"):
         read_all(InputConfig(path=path))
+
+
+def test_bundled_sample_corpus() -> None:
+    from tests.conftest import SAMPLE_CORPUS
+
+    docs, skipped = read_all(InputConfig(path=SAMPLE_CORPUS))
+    assert len(docs) >= 200
+    assert {d.language for d in docs} >= {"en", "de", "fr", "es"}
+    assert len({d.doc_id for d in docs}) == len(docs)
+    assert {s.reason for s in skipped} == {"empty"}  # the two deliberate edge cases
