@@ -1,9 +1,10 @@
 """Pipeline overhead over raw vLLM: the same rendered prompts through `embsynth run`'s job
 runner and through raw `LLM.chat`, on one engine in one process.
 
-The pipeline run records the exact requests it sends (both stages); the raw run replays
-them with hand-built SamplingParams. The prefix cache is reset before every timed run, and
-the two alternate for `--rounds` rounds; the best of each is compared. Throughput is
+A first, untimed pipeline run records the exact requests it sends (both stages) and warms
+the grammar cache; the raw run replays them with hand-built SamplingParams. The prefix
+cache is reset before every timed run, the order alternates each round, and the best of
+each side is compared. Throughput is
 generated tokens per second (sampling makes lengths differ slightly between runs).
 
     python bench/generation_overhead.py [--docs 128] [--model PATH] [--corpus PATH] [--rounds 2]
@@ -88,22 +89,28 @@ def main() -> None:
     (work / "job.yaml").write_text(yaml.safe_dump(job))
     config = load_config(work / "job.yaml")
     engine = open_generator(config.generator, config.seed)
-    run_job(config, generator=engine, limit=16, progress=False)  # warm-up
+    # Untimed first run: records the requests and warms vLLM's grammar cache for both sides.
+    recorder = Recorder(engine)
+    run_job(config, generator=recorder, limit=args.docs, progress=False)
 
     best_pipe, best_raw = 0.0, 0.0
     for round_ in range(1, args.rounds + 1):
-        recorder = Recorder(engine)
-        engine.llm.reset_prefix_cache()
-        summary = run_job(config, generator=recorder, limit=args.docs, progress=False)
-        pipe = summary.tokens.completion / summary.seconds
-        engine.llm.reset_prefix_cache()
-        raw_seconds, raw_tokens = raw_replay(engine.llm, recorder.calls)
-        raw = raw_tokens / raw_seconds
+        order = ["pipeline", "raw"] if round_ % 2 else ["raw", "pipeline"]
+        for side in order:
+            engine.llm.reset_prefix_cache()
+            if side == "pipeline":
+                summary = run_job(config, generator=engine, limit=args.docs, progress=False)
+                pipe = summary.tokens.completion / summary.seconds
+            else:
+                raw_seconds, raw_tokens = raw_replay(engine.llm, recorder.calls)
+                raw = raw_tokens / raw_seconds
         print(
-            f"round {round_}: pipeline {summary.seconds:.1f} s, {summary.tokens.completion} tok, "
-            f"{pipe:.0f} tok/s ({summary.kept} kept) | raw LLM.chat {raw_seconds:.1f} s, "
-            f"{raw_tokens} tok, {raw:.0f} tok/s"
+            f"round {round_} ({' then '.join(order)}): pipeline {summary.seconds:.1f} s, "
+            f"{summary.tokens.completion} tok, {pipe:.0f} tok/s ({summary.kept} kept) | "
+            f"raw LLM.chat {raw_seconds:.1f} s, {raw_tokens} tok, {raw:.0f} tok/s"
         )
+        stage_seconds = {k: round(v, 2) for k, v in summary.stage_seconds.items()}
+        print("  pipeline stage seconds:", stage_seconds)
         best_pipe, best_raw = max(best_pipe, pipe), max(best_raw, raw)
     print(f"model: {model}  docs: {args.docs}")
     print(f"pipeline/raw throughput ratio: {best_pipe / best_raw:.3f}")
