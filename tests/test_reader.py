@@ -89,7 +89,7 @@ def test_bundled_sample_corpus() -> None:
     from tests.conftest import SAMPLE_CORPUS
 
     docs, skipped = read_all(InputConfig(path=SAMPLE_CORPUS))
-    assert len(docs) >= 240
+    assert len(docs) == 300
     assert {d.language for d in docs} >= {"en", "de", "fr", "es"}
     assert len({d.doc_id for d in docs}) == len(docs)
     assert {s.reason for s in skipped} == {"empty"}  # the two deliberate edge cases
