@@ -41,7 +41,7 @@ class InputConfig(Strict):
 class TaskConfig(Strict):
     """One task type to generate, with the knobs its prompts take."""
 
-    type: str = "retrieval"
+    type: str = Field("retrieval", pattern=r"^[a-z0-9_]+$")
     weight: float = Field(1.0, gt=0)
     persona_candidates: int = Field(5, ge=1, le=20)
     query_words: tuple[int, int] = (3, 12)
@@ -123,7 +123,7 @@ class JobConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
     input: InputConfig
-    tasks: list[TaskConfig] = [TaskConfig()]
+    tasks: list[TaskConfig] = Field([TaskConfig()], min_length=1)
     languages: LanguagesConfig = LanguagesConfig()
     personas: Path | None = None
     prompts_dir: Path | None = None
@@ -134,6 +134,8 @@ class JobConfig(Strict):
 
     @model_validator(mode="after")
     def _filters_admit_requested_lengths(self) -> "JobConfig":
+        if self.filters.min_query_words > self.filters.max_query_words:
+            raise ValueError("filters.min_query_words is larger than filters.max_query_words")
         longest = max(task.query_words[1] for task in self.tasks)
         if longest > self.filters.max_query_words:
             raise ValueError(
@@ -158,9 +160,10 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def _resolve(base: Path, path: Path | None) -> Path | None:
-    if path is None or path.is_absolute():
-        return path
-    return (base / path).resolve()
+    if path is None:
+        return None
+    path = path.expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
 
 
 def load_config(path: Path) -> JobConfig:
@@ -185,5 +188,5 @@ def load_config(path: Path) -> JobConfig:
     config.output.dir = _resolve(base, config.output.dir)
     model_path = Path(config.generator.model)
     if config.generator.model.startswith((".", "/", "~")) or (base / model_path).exists():
-        config.generator.model = str(_resolve(base, model_path.expanduser()))
+        config.generator.model = str(_resolve(base, model_path))
     return config

@@ -79,7 +79,8 @@ def dataset_card(manifest: dict[str, Any]) -> str:
         "",
         "```python",
         "from datasets import load_dataset",
-        f"ds = load_dataset('parquet', data_files='{manifest['version']}/data/*.parquet')",
+        "# run from this folder; pass the full path to data/*.parquet from elsewhere",
+        "ds = load_dataset('parquet', data_files='data/*.parquet', split='train')",
         "```",
         "",
     ]

@@ -1,8 +1,9 @@
 """Plan what to generate for each document: task, candidate personas, query language, length.
 
 Every choice comes from a random generator seeded by (job seed, document id), so a plan
-does not depend on batch boundaries, corpus order or what ran before: reruns and resumed
-runs plan the same thing for the same document.
+does not depend on batch boundaries, corpus order or what ran before: a rerun plans the
+same thing for the same document (the engine's sampling is seeded once per engine, so the
+generated text matches only when the batches do too).
 """
 
 import random

@@ -62,6 +62,10 @@ class PromptLibrary:
             keep_trailing_newline=False,
         )
         self.languages: dict[str, str] = self._yaml(self.root / "languages.yaml")
+        if not all(isinstance(code, str) for code in self.languages):
+            raise UserError(
+                f"{self.root / 'languages.yaml'}: quote every code (YAML reads no as false)"
+            )
         self.personas: list[str] = self._yaml(personas or self.root / "personas.yaml")
         if not isinstance(self.personas, list) or not self.personas:
             raise UserError(
@@ -93,22 +97,31 @@ class PromptLibrary:
         if not registry.is_file():
             raise UserError(f"unknown task type '{name}' (known: {', '.join(self.available())})")
         spec = self._yaml(registry)
+        # The hash covers everything that shapes a prompt: registry, templates, personas and
+        # language names, so a changed persona list shows up as a changed template hash.
         digest = hashlib.sha256(registry.read_bytes())
-        stages = []
-        for entry in spec["stages"]:
-            for key in ("system", "user"):
-                digest.update((self.root / name / entry[key]).read_bytes())
-            stages.append(
-                Stage(
-                    name=entry["name"],
-                    system=f"{name}/{entry['system']}",
-                    user=f"{name}/{entry['user']}",
-                    schema=entry["schema"],
-                    enums=entry.get("enums", {}),
-                    examples=entry.get("examples", []),
-                )
-            )
-        return TaskSpec(name, spec["instruction"].strip(), stages, digest.hexdigest()[:16])
+        digest.update(json.dumps([self.personas, self.languages], sort_keys=True).encode())
+        try:
+            stages = [self._stage(name, entry, digest) for entry in spec["stages"]]
+            instruction = spec["instruction"].strip()
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise UserError(f"{registry}: malformed task registry ({exc!r})") from exc
+        return TaskSpec(name, instruction, stages, digest.hexdigest()[:16])
+
+    def _stage(self, task: str, entry: dict[str, Any], digest: "hashlib._Hash") -> Stage:
+        for key in ("system", "user"):
+            template = self.root / task / entry[key]
+            if not template.is_file():
+                raise UserError(f"task {task}: template not found: {template}")
+            digest.update(template.read_bytes())
+        return Stage(
+            name=entry["name"],
+            system=f"{task}/{entry['system']}",
+            user=f"{task}/{entry['user']}",
+            schema=entry["schema"],
+            enums=entry.get("enums", {}),
+            examples=entry.get("examples", []),
+        )
 
     def language_name(self, code: str | None) -> str:
         """English name of a language code, for prompts ('de' -> 'German')."""

@@ -27,6 +27,9 @@ def detect_format(config: InputConfig) -> str:
     if not path.exists():
         raise UserError(f"corpus not found: {path}")
     if config.format != "auto":
+        if (config.format == "text") != path.is_dir():
+            kind = "a folder" if config.format == "text" else "a file"
+            raise UserError(f"input.format '{config.format}' needs {kind}: {path}")
         return config.format
     if path.is_dir():
         return "text"
@@ -72,8 +75,12 @@ def _parquet_file(path: Path) -> pq.ParquetFile:
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{path}:{number}: not UTF-8 text ({exc.reason})") from exc
             if not line.strip():
                 continue
             try:
@@ -93,9 +100,8 @@ def _text_files(folder: Path) -> Iterator[Path]:
 
 def _rows(config: InputConfig, fmt: str) -> Iterator[dict[str, Any]]:
     if fmt == "jsonl":
-        for number, row in _jsonl_rows(config.path):
-            if config.text_column not in row:
-                raise UserError(f"{config.path}:{number}: no field '{config.text_column}'")
+        # A later row without the text field is skipped as `empty`, like a null text.
+        for _number, row in _jsonl_rows(config.path):
             yield row
     elif fmt == "parquet":
         parquet = _parquet_file(config.path)
@@ -114,13 +120,13 @@ def _rows(config: InputConfig, fmt: str) -> Iterator[dict[str, Any]]:
 
 def _document(row: dict[str, Any], config: InputConfig) -> Document:
     text = row.get(config.text_column)
-    text = "" if text is None else str(text)
+    text = "" if text is None else str(text).strip()
     given_id = row.get(config.id_column) if config.id_column else None
     title = row.get(config.title_column) if config.title_column else row.get("__title__")
     language = row.get(config.language_column) if config.language_column else None
     return Document(
         doc_id=str(given_id) if given_id not in (None, "") else content_hash(text),
-        text=text.strip(),
+        text=text,
         title=str(title) if title else row.get("__title__"),
         language=str(language) if language else None,
     )
@@ -137,10 +143,11 @@ def read_batches(config: InputConfig) -> Iterator[tuple[list[Document], list[Rej
             skipped.append(Reject(doc.doc_id, None, "read", "empty", "no text", None))
         elif len(doc.text) > config.max_chars:
             detail = f"{len(doc.text)} chars > input.max_chars {config.max_chars}"
-            skipped.append(Reject(doc.doc_id, None, "read", "too_long", detail, doc.text))
+            head = doc.text[: config.max_chars]
+            skipped.append(Reject(doc.doc_id, None, "read", "too_long", detail, head))
         else:
             documents.append(doc)
-        if len(documents) >= config.batch_size:
+        if len(documents) + len(skipped) >= config.batch_size:
             yield documents, skipped
             documents, skipped = [], []
     if documents or skipped:

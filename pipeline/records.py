@@ -40,7 +40,6 @@ class Candidate:
     difficulty: str | None = None
     query: str | None = None
     scores: dict[str, float] = field(default_factory=dict)
-    tokens: int = 0
 
 
 @dataclass
@@ -93,7 +92,7 @@ REJECT_SCHEMA = pa.schema(
 
 
 def pair_id(doc_id: str, task: str, query: str) -> str:
-    """Deterministic id of a pair, so reruns and resumes agree on identity."""
+    """Deterministic id of a pair (document, task, query), so two runs agree on identity."""
     return hashlib.sha256(f"{doc_id}\x1f{task}\x1f{query}".encode()).hexdigest()[:20]
 
 

@@ -51,10 +51,19 @@ class RunSummary:
 def prepare(config: JobConfig) -> PromptLibrary:
     """Everything that can fail on user input, checked before a model is loaded."""
     library = PromptLibrary(config.prompts_dir, config.personas)
+    first = config.tasks[0].type
+    names = [stage.name for stage in library.task(first).stages]
     for task in config.tasks:
-        for stage in library.task(task.type).stages:
-            if stage.name not in type(config.sampling).model_fields:
-                raise UserError(f"task {task.type}: no sampling settings for stage '{stage.name}'")
+        stages = [stage.name for stage in library.task(task.type).stages]
+        for name in stages:
+            if name not in type(config.sampling).model_fields:
+                raise UserError(f"task {task.type}: no sampling settings for stage '{name}'")
+        # Stages run batch-wide by position, so tasks in one job must share their stages.
+        if stages != names:
+            raise UserError(
+                f"tasks {first} and {task.type} have different stages "
+                f"({', '.join(names)} vs {', '.join(stages)}); run them as separate jobs"
+            )
     check_corpus(config.input)
     return library
 
@@ -75,8 +84,7 @@ def run_job(
         generator = open_generator(config.generator, config.seed)
 
     tokens = TokenCount()
-    n_stages = max(len(library.task(t.type).stages) for t in config.tasks)
-    stage_names = [library.task(config.tasks[0].type).stages[i].name for i in range(n_stages)]
+    stage_names = [stage.name for stage in library.task(config.tasks[0].type).stages]
     stages: list[tuple[str, StageFn]] = [
         (name, generation_stage(i, library, generator, config, tokens))
         for i, name in enumerate(stage_names)
@@ -131,6 +139,7 @@ def run_job(
             bar.close()
 
     manifest = _manifest(config, library, generator.model, version_dir, parent, started_at)
+    manifest["limit"] = limit
     manifest["files"] = {"data": pairs.close(), "rejects": rejects.close()}
     seconds = time.perf_counter() - start
     generate_seconds = sum(stage_seconds[name] for name in stage_names)
@@ -177,6 +186,7 @@ def _manifest(
         "seed": config.seed,
         "config_hash": config.fingerprint(),
         "template_hashes": {t.type: library.task(t.type).template_hash for t in config.tasks},
+        "output_dir": str(version_dir.parent),
         "config": config.model_dump(mode="json"),
         "packages": package_versions(),
         "schema": {f.name: str(f.type) for f in PAIR_SCHEMA},

@@ -69,7 +69,6 @@ def generation_stage(
         ):
             tokens.prompt += result.prompt_tokens
             tokens.completion += result.completion_tokens
-            candidate.tokens += result.completion_tokens
             try:
                 value = parse_result(result, request.schema)
             except ParseFailure as failure:

@@ -38,9 +38,14 @@ def new_version(root: Path) -> tuple[Path, Path]:
         if (match := VERSION_DIR.match(p.name) or STAGING_DIR.match(p.name))
     ]
     number = max(numbers, default=0) + 1
-    staging = root / f".v{number:04d}.partial"
-    staging.mkdir()
-    return staging, root / f"v{number:04d}"
+    while True:  # two runs starting at once: the loser of mkdir takes the next number
+        staging = root / f".v{number:04d}.partial"
+        try:
+            staging.mkdir()
+        except FileExistsError:
+            number += 1
+            continue
+        return staging, root / f"v{number:04d}"
 
 
 def publish(staging: Path, final: Path) -> None:

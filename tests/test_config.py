@@ -42,6 +42,12 @@ def test_hub_ids_are_left_alone(tmp_path: Path) -> None:
         ({**BASE, "tasks": [{"query_words": [9, 3]}]}, "'tasks.0.query_words'"),
         ({**BASE, "name": "a b"}, "'name'"),
         ({**BASE, "tasks": [{"query_words": [3, 60]}]}, "filters.max_query_words is 40"),
+        ({**BASE, "tasks": []}, "'tasks': List should have at least 1 item"),
+        ({**BASE, "tasks": [{"type": "../etc"}]}, "'tasks.0.type'"),
+        (
+            {**BASE, "filters": {"min_query_words": 30, "max_query_words": 20}},
+            "min_query_words is larger",
+        ),
     ],
 )
 def test_bad_configs_name_the_key_and_the_file(tmp_path: Path, job: dict, message: str) -> None:
@@ -66,3 +72,8 @@ def test_fingerprint_changes_with_the_config(tmp_path: Path) -> None:
     second = load_config(write(tmp_path, {**BASE, "seed": 5})).fingerprint()
     assert first != second
     assert first == load_config(write(tmp_path, BASE)).fingerprint()
+
+
+def test_home_relative_paths_expand(tmp_path: Path) -> None:
+    job = {**BASE, "input": {"path": "~/corpus.jsonl"}}
+    assert load_config(write(tmp_path, job)).input.path == Path.home() / "corpus.jsonl"

@@ -84,6 +84,23 @@ def test_template_hash_follows_the_templates(tmp_path: Path) -> None:
     assert PromptLibrary(root).task("retrieval").template_hash != before
 
 
+def test_template_hash_follows_the_personas(tmp_path: Path) -> None:
+    before = PromptLibrary().task("retrieval").template_hash
+    personas = tmp_path / "personas.yaml"
+    personas.write_text("- a pilot\n- a nurse\n")
+    assert PromptLibrary(personas=personas).task("retrieval").template_hash != before
+
+
+def test_malformed_registry_and_missing_template(tmp_path: Path) -> None:
+    root = copy_prompts(tmp_path)
+    (root / "retrieval" / "query.user.j2").unlink()
+    with pytest.raises(UserError, match=r"template not found: .*query\.user\.j2"):
+        PromptLibrary(root).task("retrieval")
+    (root / "retrieval" / "task.yaml").write_text("stages: 3\n")
+    with pytest.raises(UserError, match="malformed task registry"):
+        PromptLibrary(root).task("retrieval")
+
+
 def test_unknown_task_and_persona_enum() -> None:
     library = PromptLibrary()
     with pytest.raises(UserError, match=r"unknown task type 'sts' \(known: retrieval\)"):

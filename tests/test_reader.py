@@ -85,6 +85,35 @@ def test_missing_corpus_and_bad_json_line(tmp_path: Path) -> None:
         read_all(InputConfig(path=path))
 
 
+def test_non_utf8_jsonl_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(UserError, match=r"c.jsonl:2: not UTF-8 text"):
+        read_all(InputConfig(path=path))
+
+
+def test_later_row_without_text_is_skipped_as_empty(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "A."}, {"id": "b", "body": "B"}])
+    docs, skipped = read_all(InputConfig(path=path))
+    assert [d.doc_id for d in docs] == ["a"]
+    assert [(s.doc_id, s.reason) for s in skipped] == [("b", "empty")]
+
+
+def test_format_that_does_not_fit_the_path(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "c.jsonl", [{"text": "A."}])
+    with pytest.raises(UserError, match=r"input\.format 'text' needs a folder"):
+        check_corpus(InputConfig(path=path, format="text"))
+    with pytest.raises(UserError, match=r"input\.format 'jsonl' needs a file"):
+        check_corpus(InputConfig(path=tmp_path, format="jsonl"))
+
+
+def test_batches_bound_documents_and_skips_together(tmp_path: Path) -> None:
+    rows = [{"id": str(i), "text": "" if i % 2 else f"doc {i}"} for i in range(10)]
+    config = InputConfig(path=write_jsonl(tmp_path / "c.jsonl", rows), batch_size=4)
+    sizes = [(len(d), len(s)) for d, s in read_batches(config)]
+    assert sizes == [(2, 2), (2, 2), (1, 1)]
+
+
 def test_bundled_sample_corpus() -> None:
     from tests.conftest import SAMPLE_CORPUS
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
+from pipeline.models.folder import save_atomically
 from pipeline.models.qwen_tokenizer import build_qwen3_tokenizer
 
 QWEN3_VOCAB_SIZE = 151936  # the reference embedding size (padded past the 151,669 tokens)
@@ -33,7 +34,10 @@ def build_tiny_qwen3(out: Path, seed: int = 0, layers: int = 2, hidden: int = 12
         torch_dtype="bfloat16",
     )
     model = Qwen3ForCausalLM(config).to(torch.bfloat16)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    build_qwen3_tokenizer().save_pretrained(out)
-    return out
+    tokenizer = build_qwen3_tokenizer()
+
+    def save(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    return save_atomically(out, save)
