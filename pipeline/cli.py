@@ -42,6 +42,13 @@ def quiet_engine_logs() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def quiet_model_loading() -> None:
+    """Weight-loading progress bars add noise to a one-line command's output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 @app.command()
 @user_errors
 def run(
@@ -79,6 +86,105 @@ def prepare_demo(out: Annotated[Path, typer.Argument(help="folder to write the m
     from pipeline.models.demo_model import prepare_demo_model
 
     typer.echo(str(prepare_demo_model(out)))
+
+
+@app.command()
+@user_errors
+def train(
+    config: Annotated[Path, typer.Argument(help="training YAML file")],
+    resume: Annotated[bool, typer.Option(help="continue from the latest checkpoint")] = False,
+) -> None:
+    """Train an embedding model on one or more dataset versions."""
+    from pipeline.embedding.train_config import load_train_config
+    from pipeline.embedding.trainer import Trainer, checkpoints
+
+    settings = load_train_config(config)
+    if not resume and (
+        checkpoints(settings.output_dir) or (settings.output_dir / "final").exists()
+    ):
+        raise UserError(
+            f"{settings.output_dir} already holds a training run; pass --resume or pick "
+            "another output_dir"
+        )
+    settings.output_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(settings)
+    if resume:
+        typer.echo(f"resuming at step {trainer.resume()} of {trainer.total_steps}")
+    final = trainer.train()
+    last = trainer.history[-1]["loss"] if trainer.history else float("nan")
+    typer.echo(f"trained {trainer.step} steps, last loss {last:.4f}; model: {final}")
+
+
+@app.command()
+@user_errors
+def merge(
+    out: Annotated[Path, typer.Argument(help="folder for the merged model")],
+    models: Annotated[list[Path], typer.Argument(help="two or more saved models")],
+    t: Annotated[
+        float, typer.Option(help="share of the second model (two models)", min=0, max=1)
+    ] = 0.5,
+) -> None:
+    """Merge checkpoints by spherical interpolation (slerp)."""
+    from pipeline.embedding.merge import merge_models
+
+    typer.echo(str(merge_models(models, out, t)))
+
+
+@app.command()
+@user_errors
+def embed(
+    model: Annotated[Path, typer.Argument(help="saved model folder")],
+    source: Annotated[Path, typer.Argument(help="JSONL or Parquet file")],
+    out: Annotated[Path, typer.Argument(help="Parquet file to write (id, vector)")],
+    column: Annotated[str, typer.Option(help="text column")] = "text",
+    id_column: Annotated[str | None, typer.Option(help="id column (else content hash)")] = "id",
+    kind: Annotated[str, typer.Option(help="query or document")] = "document",
+    instruction: Annotated[str | None, typer.Option(help="query instruction")] = None,
+    dim: Annotated[int | None, typer.Option(help="truncate to DIM (Matryoshka)", min=1)] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+) -> None:
+    """Write embeddings of one text column."""
+    from pipeline.config import InputConfig
+    from pipeline.embedding.embed_file import embed_file
+    from pipeline.embedding.inference import Embedder
+
+    quiet_model_loading()
+    if kind not in ("query", "document"):
+        raise UserError(f"--kind must be query or document, not {kind!r}")
+    source_config = InputConfig(
+        path=source,
+        text_column=column,
+        id_column=id_column,
+        title_column=None,
+        language_column=None,
+        max_chars=10**9,
+    )
+    done, skipped = embed_file(
+        Embedder(model, batch_size=batch_size), source_config, out, kind, instruction, dim
+    )
+    typer.echo(f"{done} vectors written to {out} ({skipped} empty texts skipped)")
+
+
+@app.command("eval")
+@user_errors
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="saved model folder")],
+    beir_dir: Annotated[Path, typer.Argument(help="BEIR-layout collection folder")],
+    instruction: Annotated[str | None, typer.Option(help="query instruction override")] = None,
+    dim: Annotated[int | None, typer.Option(help="truncate to DIM (Matryoshka)", min=1)] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+) -> None:
+    """nDCG@10, Recall@100 and MRR@10 of MODEL on a BEIR collection."""
+    import json
+
+    from pipeline.embedding.evaluate import evaluate as run_eval
+    from pipeline.embedding.evaluate import load_collection
+    from pipeline.embedding.inference import Embedder
+
+    quiet_model_loading()
+    collection = load_collection(beir_dir)  # bad input fails before the model loads
+    scores = run_eval(Embedder(model, batch_size=batch_size), collection, instruction, dim)
+    typer.echo(json.dumps({k: round(v, 4) for k, v in scores.items()}))
 
 
 if __name__ == "__main__":

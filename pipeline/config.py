@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipeline.errors import UserError
 
 LANGUAGE_CODE = re.compile(r"^[a-z]{2}$")
+M = TypeVar("M", bound=BaseModel)
 
 
 class Strict(BaseModel):
@@ -159,15 +160,25 @@ def _describe(error: dict[str, Any]) -> str:
     return f"'{key}': {error['msg']}"
 
 
-def _resolve(base: Path, path: Path | None) -> Path | None:
-    if path is None:
-        return None
+def resolve_path(base: Path, path: Path) -> Path:
+    """`path` with ~ expanded, resolved against `base` when relative."""
     path = path.expanduser()
     return path if path.is_absolute() else (base / path).resolve()
 
 
-def load_config(path: Path) -> JobConfig:
-    """Read and validate a job YAML file; relative paths are resolved next to it."""
+def _resolve(base: Path, path: Path | None) -> Path | None:
+    return None if path is None else resolve_path(base, path)
+
+
+def resolve_model(base: Path, model: str) -> str:
+    """A local model path resolved next to the config; a hub id left as it is."""
+    if model.startswith((".", "/", "~")) or (base / model).exists():
+        return str(resolve_path(base, Path(model)))
+    return model
+
+
+def load_yaml_model(path: Path, model: type[M]) -> M:
+    """Read a YAML file and validate it as `model`; errors name the file and the key."""
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
@@ -177,16 +188,19 @@ def load_config(path: Path) -> JobConfig:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of keys at the top level")
     try:
-        config = JobConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(_describe(err) for err in exc.errors())
         raise UserError(f"{path}: {problems}") from exc
+
+
+def load_config(path: Path) -> JobConfig:
+    """Read and validate a job YAML file; relative paths are resolved next to it."""
+    config = load_yaml_model(path, JobConfig)
     base = path.resolve().parent
-    config.input.path = _resolve(base, config.input.path)
+    config.input.path = resolve_path(base, config.input.path)
     config.personas = _resolve(base, config.personas)
     config.prompts_dir = _resolve(base, config.prompts_dir)
-    config.output.dir = _resolve(base, config.output.dir)
-    model_path = Path(config.generator.model)
-    if config.generator.model.startswith((".", "/", "~")) or (base / model_path).exists():
-        config.generator.model = str(_resolve(base, model_path))
+    config.output.dir = resolve_path(base, config.output.dir)
+    config.generator.model = resolve_model(base, config.generator.model)
     return config

@@ -8,6 +8,8 @@ like a version is always complete, and a crashed run leaves only a `.partial` fo
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +55,24 @@ def publish(staging: Path, final: Path) -> None:
     os.replace(staging, final)
 
 
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temp path to write `path`'s content to; fsynced and renamed into place on success,
+    removed on failure."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        yield tmp
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_atomic(table: pa.Table, path: Path) -> None:
     """Write a Parquet file under a temp name, fsync, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    with tmp.open("rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 class ShardWriter:

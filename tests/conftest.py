@@ -67,3 +67,63 @@ def job_file(tmp_path: Path, tiny_model: Path) -> Callable[..., Path]:
         return path
 
     return make
+
+
+INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+
+
+def write_pairs_version(folder: Path, pairs: list[dict[str, Any]]) -> Path:
+    """A finished dataset version (data shard + manifest) as the generator writes it.
+
+    Each pair gives query, positive and doc_id, and may give negatives; the other columns
+    of the pair schema get plausible fixed values.
+    """
+    from pipeline.manifest import write_json_atomic
+    from pipeline.records import PAIR_SCHEMA
+    from pipeline.writer import ShardWriter
+
+    defaults = {
+        "instruction": INSTRUCTION,
+        "negatives": [],
+        "task": "retrieval",
+        "language": "en",
+        "model": "test",
+        "template_hash": "0",
+        "sampling": "{}",
+        "seed": 0,
+    }
+    rows = []
+    for pair in pairs:
+        row: dict[str, Any] = {field.name: None for field in PAIR_SCHEMA}
+        row |= defaults | pair | {"pair_id": f"{pair['doc_id']}:{pair['query']}"}
+        rows.append(row)
+    writer = ShardWriter(folder / "data", PAIR_SCHEMA, shard_size=1000)
+    writer.add(rows)
+    write_json_atomic({"files": {"data": writer.close()}}, folder / "manifest.json")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def title_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 English pairs from the bundled corpus: the title as query, the passage as positive,
+    the next passage as a hard negative."""
+    docs = [json.loads(line) for line in SAMPLE_CORPUS.read_text(encoding="utf-8").splitlines()]
+    docs = [d for d in docs if d.get("language") == "en" and d.get("title")][:49]
+    pairs = [
+        {
+            "query": doc["title"],
+            "positive": doc["text"],
+            "negatives": [docs[i + 1]["text"]],
+            "doc_id": doc["id"],
+        }
+        for i, doc in enumerate(docs[:48])
+    ]
+    return write_pairs_version(tmp_path_factory.mktemp("pairs") / "v0001", pairs)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random BERT with the MiniLM tokenizer, dropout on (as in real training)."""
+    from pipeline.models.tiny_encoder import build_tiny_encoder
+
+    return build_tiny_encoder(tmp_path_factory.mktemp("models") / "tiny-bert", seed=0)

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from pipeline.errors import UserError
-from pipeline.models.folder import save_atomically
+from pipeline.models.folder import save_pretrained_atomically
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -45,8 +45,4 @@ def prepare_demo_model(out: Path) -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
 
-    def save(folder: Path) -> None:
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-
-    return save_atomically(out, save)
+    return save_pretrained_atomically(out, model, tokenizer)

@@ -8,9 +8,10 @@ load it and fail far from the cause).
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
-def save_atomically(out: Path, save: Callable[[Path], None]) -> Path:
+def save_atomically(out: Path, save: Callable[[Path], Any]) -> Path:
     """Call `save(tmp)` on a fresh temp folder, then rename it to `out` (replacing it)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -21,3 +22,8 @@ def save_atomically(out: Path, save: Callable[[Path], None]) -> Path:
         shutil.rmtree(out)
     tmp.rename(out)
     return out
+
+
+def save_pretrained_atomically(out: Path, *parts: Any) -> Path:
+    """Save a model and its tokenizer (anything with `save_pretrained`) into `out` whole."""
+    return save_atomically(out, lambda folder: [part.save_pretrained(folder) for part in parts])

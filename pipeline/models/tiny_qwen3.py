@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
-from pipeline.models.folder import save_atomically
+from pipeline.models.folder import save_pretrained_atomically
 from pipeline.models.qwen_tokenizer import build_qwen3_tokenizer
 
 QWEN3_VOCAB_SIZE = 151936  # the reference embedding size (padded past the 151,669 tokens)
@@ -36,8 +36,4 @@ def build_tiny_qwen3(out: Path, seed: int = 0, layers: int = 2, hidden: int = 12
     model = Qwen3ForCausalLM(config).to(torch.bfloat16)
     tokenizer = build_qwen3_tokenizer()
 
-    def save(folder: Path) -> None:
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-
-    return save_atomically(out, save)
+    return save_pretrained_atomically(out, model, tokenizer)

@@ -1,0 +1,108 @@
+"""InfoNCE as in the Qwen3-Embedding report, with its false-negative mask, and MRL.
+
+For query i with positive document d_i+ the denominator Z_i sums, over everything switched
+on: the positive, the query's own hard negatives, the other documents in the batch
+(`in_batch`), the other queries (`query_query`: s(q_i, q_j)) and the other positives seen
+from d_i+ (`doc_doc`: s(d_i+, d_j)). A term is masked out when its score exceeds the
+positive's by more than `margin` or when its document is the positive itself (same key),
+because such terms are far more likely unlabelled positives than negatives.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """Which in-batch terms enter the denominator, and the mask and temperature."""
+
+    temperature: float = 0.05
+    in_batch: bool = True
+    query_query: bool = True
+    doc_doc: bool = True
+    margin: float = 0.1
+
+
+def info_nce(
+    queries: torch.Tensor,
+    documents: torch.Tensor,
+    owners: torch.Tensor,
+    doc_keys: Sequence[str],
+    terms: LossTerms,
+) -> torch.Tensor:
+    """Mean InfoNCE loss.
+
+    `queries` (B, D) and `documents` (N, D) are unit vectors. The first B documents are the
+    positives of the B queries in order; the rest are hard negatives, `owners[n]` giving the
+    query each document belongs to. `doc_keys` identifies texts, for the same-text mask.
+    """
+    size = queries.shape[0]
+    rows = torch.arange(size, device=queries.device)
+    qd = queries @ documents.T  # (B, N)
+    positive = qd[rows, rows]
+    keys = list(doc_keys)
+    same_text = torch.tensor(
+        [[keys[n] == keys[i] for n in range(len(keys))] for i in range(size)],
+        device=queries.device,
+    )
+    own = owners.unsqueeze(0) == rows.unsqueeze(1)  # (B, N): the query's own documents
+    allowed = own if not terms.in_batch else torch.ones_like(own)
+    allowed = allowed & ~same_text
+    allowed[rows, rows] = True  # the positive itself
+    blocks = [_masked(qd, allowed, positive, terms.margin, rows)]
+    off_diagonal = ~torch.eye(size, dtype=torch.bool, device=queries.device)
+    if terms.query_query:
+        qq = queries @ queries.T
+        blocks.append(_masked(qq, off_diagonal, positive, terms.margin))
+    if terms.doc_doc:
+        positives = documents[:size]
+        dd = positives @ positives.T
+        keep = off_diagonal & ~same_text[:, :size]
+        blocks.append(_masked(dd, keep, positive, terms.margin))
+    logits = torch.cat(blocks, dim=1) / terms.temperature
+    return F.cross_entropy(logits, rows)
+
+
+def _masked(
+    scores: torch.Tensor,
+    keep: torch.Tensor,
+    positive: torch.Tensor,
+    margin: float,
+    exempt: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Scores with dropped terms set to -inf: not kept, or above positive + margin.
+
+    The mask is decided without gradient: it selects terms, it is not part of the loss.
+    """
+    with torch.no_grad():
+        too_close = scores > (positive.unsqueeze(1) + margin)
+        if exempt is not None:
+            too_close[exempt, exempt] = False
+        drop = ~keep | too_close
+    return scores.masked_fill(drop, NEG_INF)
+
+
+def matryoshka(
+    queries: torch.Tensor,
+    documents: torch.Tensor,
+    owners: torch.Tensor,
+    doc_keys: Sequence[str],
+    terms: LossTerms,
+    dims: Sequence[int] = (),
+) -> torch.Tensor:
+    """InfoNCE at full size, averaged with InfoNCE on each truncated, renormalized prefix."""
+    loss = info_nce(queries, documents, owners, doc_keys, terms)
+    for dim in dims:
+        loss = loss + info_nce(
+            F.normalize(queries[:, :dim], dim=-1),
+            F.normalize(documents[:, :dim], dim=-1),
+            owners,
+            doc_keys,
+            terms,
+        )
+    return loss / (1 + len(dims))

@@ -1,0 +1,69 @@
+"""The training configuration: one YAML file, validated like the job config."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from pipeline.config import Strict, load_yaml_model, resolve_model, resolve_path
+
+
+class LossConfig(Strict):
+    """InfoNCE settings (see pipeline.embedding.loss)."""
+
+    temperature: float = Field(0.05, gt=0)
+    in_batch: bool = True
+    query_query: bool = True
+    doc_doc: bool = True
+    margin: float = Field(0.1, description="mask negatives scoring above positive + margin")
+    mrl_dims: list[int] = Field(default_factory=list, description="Matryoshka prefix sizes")
+
+
+class LoraConfig(Strict):
+    """LoRA adapters instead of full fine-tuning; merged into the saved model."""
+
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class TrainConfig(Strict):
+    """A training run."""
+
+    model: str
+    data: list[Path] = Field(min_length=1, description="dataset version folders")
+    output_dir: Path
+    pooling: Literal["mean", "lasttoken"] | None = None
+    max_length: int = Field(256, gt=0)
+    batch_size: int = Field(32, gt=1, description="queries per step, all in-batch negatives")
+    chunk_size: int = Field(32, gt=0, description="texts per forward pass (GradCache chunks)")
+    hard_negatives: int = Field(0, ge=0, description="hard negatives used per pair, at most")
+    epochs: int = Field(1, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    learning_rate: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    schedule: Literal["linear", "cosine"] = "linear"
+    max_grad_norm: float = Field(1.0, gt=0)
+    loss: LossConfig = LossConfig()
+    lora: LoraConfig | None = None
+    save_every: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
+    keep_checkpoints: int = Field(3, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _dims_fit(self) -> "TrainConfig":
+        if any(d <= 0 for d in self.loss.mrl_dims):
+            raise ValueError("loss.mrl_dims must be positive sizes")
+        return self
+
+
+def load_train_config(path: Path) -> TrainConfig:
+    """Read and validate a training YAML; relative paths are resolved next to it."""
+    config = load_yaml_model(path, TrainConfig)
+    base = path.resolve().parent
+    config.data = [resolve_path(base, p) for p in config.data]
+    config.output_dir = resolve_path(base, config.output_dir)
+    config.model = resolve_model(base, config.model)
+    return config

@@ -1,0 +1,132 @@
+"""The trainer: loss falls, GradCache equals one big pass, resume equals no interruption,
+LoRA, and the saved model loads in sentence-transformers with our vectors."""
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+
+from pipeline.embedding.inference import Embedder
+from pipeline.embedding.train_config import TrainConfig
+from pipeline.embedding.trainer import Trainer, checkpoints
+from tests.conftest import INSTRUCTION
+
+QUERIES = ["How does photosynthesis work?", "chess opening principles"]
+DOCS = ["Plants turn light into sugar.", "Control the centre and develop your pieces early."]
+
+
+def config(model: Path, data: Path, out: Path, **overrides: Any) -> TrainConfig:
+    settings: dict[str, Any] = {
+        "model": str(model),
+        "data": [data],
+        "output_dir": out,
+        "batch_size": 8,
+        "chunk_size": 64,
+        "hard_negatives": 1,
+        "max_length": 64,
+        "learning_rate": 5e-4,
+        "warmup_ratio": 0.1,
+        "seed": 3,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    return TrainConfig.model_validate(settings | overrides)
+
+
+def assert_sentence_transformers_agrees(path: Path) -> None:
+    st = SentenceTransformer(str(path), device="cpu")
+    ours = Embedder(path)
+    assert st.prompts["query"] == f"Instruct: {INSTRUCTION}\nQuery:"
+    np.testing.assert_allclose(
+        st.encode(QUERIES, prompt_name="query"), ours.encode_queries(QUERIES), atol=1e-5
+    )
+    np.testing.assert_allclose(st.encode(DOCS), ours.encode_documents(DOCS), atol=1e-5)
+
+
+def test_loss_falls_and_the_model_loads_in_sentence_transformers(
+    tiny_encoder: Path, title_pairs: Path, tmp_path: Path
+) -> None:
+    trainer = Trainer(
+        config(tiny_encoder, title_pairs, tmp_path / "run", epochs=4, learning_rate=3e-3)
+    )
+    final = trainer.train()
+    losses = [entry["loss"] for entry in trainer.history]
+    assert len(losses) == 24  # 48 pairs / batch 8 * 4 epochs
+    assert np.mean(losses[-6:]) < 0.8 * np.mean(losses[:6])
+    assert_sentence_transformers_agrees(final)
+    assert (tmp_path / "run" / "train_log.jsonl").read_text().count("\n") == 24
+
+
+def test_grad_cache_gives_the_gradients_of_one_big_batch(title_pairs: Path, tmp_path: Path) -> None:
+    from pipeline.models.tiny_encoder import build_tiny_encoder
+
+    model = build_tiny_encoder(tmp_path / "no-dropout", seed=1, dropout=0.0)
+    initial = [
+        p.detach().clone()
+        for p in Trainer(config(model, title_pairs, tmp_path / "i")).model.parameters()
+    ]
+    weights = []
+    for chunk in (64, 5):  # 16 texts per step: one pass, or four chunks of up to 5
+        trainer = Trainer(config(model, title_pairs, tmp_path / f"c{chunk}", chunk_size=chunk))
+        batch = next(trainer.batches())
+        trainer.train_step(batch)
+        weights.append([p.detach().clone() for p in trainer.model.parameters()])
+    # AdamW moves each weight by about the learning rate (5e-4); the two runs agree to
+    # float noise, 25x below that.
+    moved = max(
+        float((one - start).abs().max()) for start, one in zip(initial, weights[0], strict=True)
+    )
+    assert moved > 4e-4
+    for one, chunked in zip(*weights, strict=True):
+        torch.testing.assert_close(one, chunked, atol=2e-5, rtol=0)
+
+
+def test_resume_takes_the_same_next_steps(
+    tiny_encoder: Path, title_pairs: Path, tmp_path: Path
+) -> None:
+    settings = {"max_steps": 4, "save_every": 2, "chunk_size": 6}  # dropout on, GradCache on
+    straight = Trainer(config(tiny_encoder, title_pairs, tmp_path / "a", **settings))
+    straight.train()
+    assert [p.name for p in checkpoints(tmp_path / "a")] == ["step-000002"]
+
+    # A run that stopped after step 2: only its checkpoint survives.
+    shutil.copytree(tmp_path / "a" / "checkpoints", tmp_path / "b" / "checkpoints")
+    resumed = Trainer(config(tiny_encoder, title_pairs, tmp_path / "b", **settings))
+    assert resumed.resume() == 2
+    resumed.train()
+    assert [e["loss"] for e in resumed.history] == [e["loss"] for e in straight.history[2:]]
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_lora_on_a_decoder_saves_a_merged_last_token_model(
+    tiny_model: Path, title_pairs: Path, tmp_path: Path
+) -> None:
+    settings = {"max_steps": 2, "lora": {"r": 4, "alpha": 8}, "batch_size": 4}
+    trainer = Trainer(config(tiny_model, title_pairs, tmp_path / "run", **settings))
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trainer.model.parameters())
+    assert 0 < trainable < total / 100
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
+    final = trainer.train()
+    after = dict(trainer.model.named_parameters())
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+    assert not list(final.glob("adapter_*"))  # adapters are merged into the weights
+    assert_sentence_transformers_agrees(final)
+
+
+def test_too_little_data_and_unfinished_versions(
+    tiny_encoder: Path, title_pairs: Path, tmp_path: Path
+) -> None:
+    from pipeline.errors import UserError
+
+    with pytest.raises(UserError, match="fewer than one batch of 64"):
+        Trainer(config(tiny_encoder, title_pairs, tmp_path / "r", batch_size=64))
+    partial = tmp_path / ".v0002.partial"
+    shutil.copytree(title_pairs, partial)
+    (partial / "manifest.json").unlink()
+    with pytest.raises(UserError, match="not a finished dataset version"):
+        Trainer(config(tiny_encoder, partial, tmp_path / "r"))
