@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from pipeline.embedding.data import write_version
+
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # fast start, one process
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
@@ -69,40 +71,6 @@ def job_file(tmp_path: Path, tiny_model: Path) -> Callable[..., Path]:
     return make
 
 
-INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
-
-
-def write_pairs_version(folder: Path, pairs: list[dict[str, Any]]) -> Path:
-    """A finished dataset version (data shard + manifest) as the generator writes it.
-
-    Each pair gives query, positive and doc_id, and may give negatives; the other columns
-    of the pair schema get plausible fixed values.
-    """
-    from pipeline.manifest import write_json_atomic
-    from pipeline.records import PAIR_SCHEMA
-    from pipeline.writer import ShardWriter
-
-    defaults = {
-        "instruction": INSTRUCTION,
-        "negatives": [],
-        "task": "retrieval",
-        "language": "en",
-        "model": "test",
-        "template_hash": "0",
-        "sampling": "{}",
-        "seed": 0,
-    }
-    rows = []
-    for pair in pairs:
-        row: dict[str, Any] = {field.name: None for field in PAIR_SCHEMA}
-        row |= defaults | pair | {"pair_id": f"{pair['doc_id']}:{pair['query']}"}
-        rows.append(row)
-    writer = ShardWriter(folder / "data", PAIR_SCHEMA, shard_size=1000)
-    writer.add(rows)
-    write_json_atomic({"files": {"data": writer.close()}}, folder / "manifest.json")
-    return folder
-
-
 @pytest.fixture(scope="session")
 def title_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """48 English pairs from the bundled corpus: the title as query, the passage as positive,
@@ -118,7 +86,7 @@ def title_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         }
         for i, doc in enumerate(docs[:48])
     ]
-    return write_pairs_version(tmp_path_factory.mktemp("pairs") / "v0001", pairs)
+    return write_version(tmp_path_factory.mktemp("pairs") / "v0001", pairs)
 
 
 @pytest.fixture(scope="session")
@@ -127,3 +95,13 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pipeline.models.tiny_encoder import build_tiny_encoder
 
     return build_tiny_encoder(tmp_path_factory.mktemp("models") / "tiny-bert", seed=0)
+
+
+def cli(*args: str) -> Any:
+    """Run `embsynth ARGS` in this process (no interpreter start-up); returns click's Result
+    with exit_code, stdout and stderr."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])

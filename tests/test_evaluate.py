@@ -2,8 +2,6 @@
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 import pytrec_eval
 
+from pipeline.embedding.data import INSTRUCTION
 from pipeline.embedding.evaluate import metrics, search
 from pipeline.embedding.export import export_model
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.model import EmbeddingModel
-from tests.conftest import INSTRUCTION, write_jsonl
+from tests.conftest import cli, write_jsonl
 
 
 def random_case(seed: int) -> tuple[dict, dict]:
@@ -73,18 +72,12 @@ def beir(root: Path) -> Path:
     return root
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, check=False
-    )
-
-
 def test_eval_command_reports_the_metrics(saved_encoder: Path, tmp_path: Path) -> None:
     from pipeline.embedding.evaluate import evaluate, load_collection
 
     root = beir(tmp_path / "beir")
     done = cli("eval", str(saved_encoder), str(root))
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     scores = json.loads(done.stdout.strip().splitlines()[-1])
     assert scores["queries"] == 5  # q5 has no judgements and is left out
     expected = evaluate(Embedder(saved_encoder), load_collection(root))
@@ -97,13 +90,13 @@ def test_eval_and_embed_bad_input(saved_encoder: Path, tmp_path: Path) -> None:
     root = beir(tmp_path / "beir")
     (root / "qrels" / "test.tsv").unlink()
     done = cli("eval", str(saved_encoder), str(root))
-    assert done.returncode == 2
+    assert done.exit_code == 2
     assert done.stderr.strip().count("\n") == 0 and "qrels/test.tsv not found" in done.stderr
     done = cli("eval", str(tmp_path / "no-model"), str(beir(tmp_path / "complete")))
-    assert done.returncode == 2 and "model not found" in done.stderr
+    assert done.exit_code == 2 and "model not found" in done.stderr
     source = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "body": "x"}])
     done = cli("embed", str(saved_encoder), str(source), str(tmp_path / "v.parquet"))
-    assert done.returncode == 2 and "no field 'text'" in done.stderr
+    assert done.exit_code == 2 and "no field 'text'" in done.stderr
     assert not (tmp_path / "v.parquet").exists()
 
 
@@ -112,7 +105,7 @@ def test_embed_command_writes_the_vectors(saved_encoder: Path, tmp_path: Path) -
     source = write_jsonl(tmp_path / "in.jsonl", rows)
     out = tmp_path / "vectors.parquet"
     done = cli("embed", str(saved_encoder), str(source), str(out), "--kind", "query", "--dim", "16")
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     assert "2 vectors" in done.stdout and "1 empty" in done.stdout
     table = pq.read_table(out).to_pydict()
     assert table["id"] == ["a", "c"]

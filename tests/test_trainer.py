@@ -10,10 +10,10 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
+from pipeline.embedding.data import INSTRUCTION
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import TrainConfig
 from pipeline.embedding.trainer import Trainer, checkpoints
-from tests.conftest import INSTRUCTION
 
 QUERIES = ["How does photosynthesis work?", "chess opening principles"]
 DOCS = ["Plants turn light into sugar.", "Control the centre and develop your pieces early."]
@@ -130,3 +130,33 @@ def test_too_little_data_and_unfinished_versions(
     (partial / "manifest.json").unlink()
     with pytest.raises(UserError, match="not a finished dataset version"):
         Trainer(config(tiny_encoder, partial, tmp_path / "r"))
+
+
+def test_train_command_refuses_to_overwrite_and_resumes(
+    tiny_encoder: Path, title_pairs: Path, tmp_path: Path
+) -> None:
+    import yaml
+
+    from tests.conftest import cli
+
+    settings = {
+        "model": str(tiny_encoder),
+        "data": [str(title_pairs)],
+        "output_dir": "run",  # relative to the config file
+        "batch_size": 8,
+        "max_steps": 4,
+        "save_every": 2,
+    }
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    done = cli("train", path)
+    assert done.exit_code == 0, done.output
+    assert "trained 4 steps" in done.stdout and (tmp_path / "run" / "final").is_dir()
+    done = cli("train", path)
+    assert done.exit_code == 2 and "already holds a training run" in done.stderr
+    done = cli("train", path, "--resume")  # resumes at step 2 (the last checkpoint kept)
+    assert done.exit_code == 0 and "resuming at step 2 of 4" in done.stdout
+    path.write_text(yaml.safe_dump(settings | {"batch_size": 1, "lr": 1}))
+    done = cli("train", path)
+    assert done.exit_code == 2
+    assert "unknown key 'lr'" in done.stderr and "'batch_size'" in done.stderr

@@ -8,12 +8,17 @@ query, positive, hard negatives, instruction and the document id (for the same-t
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
 from pipeline.errors import UserError
+from pipeline.manifest import write_json_atomic
+from pipeline.records import PAIR_SCHEMA, pair_id
+from pipeline.writer import ShardWriter
 
 COLUMNS = ["query", "positive", "negatives", "instruction", "doc_id"]
+INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 
 
 @dataclass(frozen=True)
@@ -66,3 +71,34 @@ def epoch_order(size: int, seed: int, epoch: int) -> list[int]:
     order = list(range(size))
     random.Random(f"{seed}:{epoch}").shuffle(order)
     return order
+
+
+def write_version(folder: Path, pairs: list[dict[str, Any]]) -> Path:
+    """Write existing pairs as a finished dataset version the trainer reads.
+
+    For pairs made elsewhere (and for tests and benchmarks): each gives query, positive and
+    doc_id, and may give negatives and instruction; the generation-side columns of the pair
+    schema get neutral values.
+    """
+    defaults = {
+        "instruction": INSTRUCTION,
+        "negatives": [],
+        "task": "retrieval",
+        "language": "und",
+        "model": "imported",
+        "template_hash": "",
+        "sampling": "{}",
+        "seed": 0,
+    }
+    rows = []
+    for pair in pairs:
+        row: dict[str, Any] = dict.fromkeys(PAIR_SCHEMA.names)
+        row |= defaults | pair
+        row["pair_id"] = pair_id(row["doc_id"], row["task"], row["query"])
+        rows.append(row)
+    writer = ShardWriter(folder / "data", PAIR_SCHEMA, shard_size=10000)
+    writer.add(rows)
+    write_json_atomic(
+        {"files": {"data": writer.close()}, "imported": len(rows)}, folder / "manifest.json"
+    )
+    return folder

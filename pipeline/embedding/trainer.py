@@ -116,7 +116,6 @@ class Trainer:
         for i, example in enumerate(batch):
             documents += example.negatives
             owners += [i] * len(example.negatives)
-        texts = queries + documents
         owner_ids = torch.tensor(owners)
 
         def loss_of(vectors: torch.Tensor) -> torch.Tensor:
@@ -129,14 +128,19 @@ class Trainer:
                 self.config.loss.mrl_dims,
             )
 
+        # Queries and documents are chunked apart: short queries padded to passage length
+        # would cost as much as the passages themselves.
         size = self.config.chunk_size
-        if len(texts) <= size:
-            loss = loss_of(self.model.embed(texts))
+        chunks = [
+            group[i : i + size]
+            for group in (queries, documents)
+            for i in range(0, len(group), size)
+        ]
+        if len(queries) + len(documents) <= size:
+            loss = loss_of(torch.cat([self.model.embed(chunk) for chunk in chunks]))
             loss.backward()
         else:
-            loss = self._grad_cache(
-                [texts[i : i + size] for i in range(0, len(texts), size)], loss_of
-            )
+            loss = self._grad_cache(chunks, loss_of)
         torch.nn.utils.clip_grad_norm_(
             [p for p in self.model.parameters() if p.requires_grad], self.config.max_grad_norm
         )
