@@ -45,6 +45,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/generation_overhead.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/train.py
 
 clean:
 	rm -rf $(VENV) .cache out
