@@ -130,6 +130,9 @@ def test_too_little_data_and_unfinished_versions(
     (partial / "manifest.json").unlink()
     with pytest.raises(UserError, match="not a finished dataset version"):
         Trainer(config(tiny_encoder, partial, tmp_path / "r"))
+    # A dataset folder stands for its newest finished version (v0001 here).
+    trainer = Trainer(config(tiny_encoder, title_pairs.parent, tmp_path / "r"))
+    assert len(trainer.examples) == 48
 
 
 def test_train_command_refuses_to_overwrite_and_resumes(

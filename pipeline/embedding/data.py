@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from pipeline.errors import UserError
 from pipeline.manifest import write_json_atomic
 from pipeline.records import PAIR_SCHEMA, pair_id
-from pipeline.writer import ShardWriter
+from pipeline.writer import ShardWriter, versions
 
 COLUMNS = ["query", "positive", "negatives", "instruction", "doc_id"]
 INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
@@ -32,13 +32,23 @@ class Example:
     doc_id: str
 
 
-def _shards(version: Path) -> list[Path]:
-    if not (version / "manifest.json").is_file():
-        raise UserError(f"{version}: not a finished dataset version (no manifest.json)")
+def _shards(path: Path) -> list[Path]:
+    version = latest_version(path)
     shards = sorted((version / "data").glob("*.parquet"))
     if not shards:
         raise UserError(f"{version}: no data/*.parquet shards")
     return shards
+
+
+def latest_version(path: Path) -> Path:
+    """`path` itself if it is a finished version, else the newest version inside it (a
+    dataset root such as out/demo), so a scheduled retrain picks up the latest refresh."""
+    if (path / "manifest.json").is_file():
+        return path
+    found = versions(path)
+    if found:
+        return found[-1]
+    raise UserError(f"{path}: not a finished dataset version (no manifest.json) nor a dataset")
 
 
 def load_examples(versions: list[Path], max_negatives: int) -> list[Example]:

@@ -45,11 +45,9 @@ def info_nce(
     rows = torch.arange(size, device=queries.device)
     qd = queries @ documents.T  # (B, N)
     positive = qd[rows, rows]
-    keys = list(doc_keys)
-    same_text = torch.tensor(
-        [[keys[n] == keys[i] for n in range(len(keys))] for i in range(size)],
-        device=queries.device,
-    )
+    codes: dict[str, int] = {}
+    key_ids = torch.tensor([codes.setdefault(k, len(codes)) for k in doc_keys])
+    same_text = (key_ids[:size, None] == key_ids[None, :]).to(queries.device)
     own = owners.unsqueeze(0) == rows.unsqueeze(1)  # (B, N): the query's own documents
     allowed = own if not terms.in_batch else torch.ones_like(own)
     allowed = allowed & ~same_text

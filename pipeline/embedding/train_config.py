@@ -38,7 +38,7 @@ class TrainConfig(Strict):
     max_length: int = Field(256, gt=0)
     batch_size: int = Field(32, gt=1, description="queries per step, all in-batch negatives")
     chunk_size: int = Field(32, gt=0, description="texts per forward pass (GradCache chunks)")
-    hard_negatives: int = Field(0, ge=0, description="hard negatives used per pair, at most")
+    hard_negatives: int = Field(3, ge=0, description="hard negatives used per pair, at most")
     epochs: int = Field(1, gt=0)
     max_steps: int | None = Field(None, gt=0)
     learning_rate: float = Field(2e-5, gt=0)

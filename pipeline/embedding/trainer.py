@@ -15,9 +15,8 @@ import random
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -34,7 +33,7 @@ CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
 
 
-def schedule(config: TrainConfig, total: int) -> Any:
+def schedule(config: TrainConfig, total: int) -> Callable[[int], float]:
     """Learning-rate factor per step: linear warmup, then linear or cosine decay to 0."""
     warmup = int(total * config.warmup_ratio)
 
@@ -149,7 +148,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    def _grad_cache(self, chunks: list[list[str]], loss_of: Any) -> torch.Tensor:
+    def _grad_cache(
+        self, chunks: list[list[str]], loss_of: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         states, cached = [], []
         with torch.no_grad():
             for chunk in chunks:
@@ -169,6 +170,7 @@ class Trainer:
 
     def train(self) -> Path:
         """Train to the end (from the current step) and export the final model."""
+        self.config.output_dir.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step")
         log = (self.config.output_dir / "train_log.jsonl").open("a", encoding="utf-8")
         try:
