@@ -132,12 +132,18 @@ def _document(row: dict[str, Any], config: InputConfig) -> Document:
     )
 
 
-def read_batches(config: InputConfig) -> Iterator[tuple[list[Document], list[Reject]]]:
-    """Yield (documents, skipped) batches of at most `config.batch_size` documents."""
+def read_batches(
+    config: InputConfig, limit: int | None = None
+) -> Iterator[tuple[list[Document], list[Reject]]]:
+    """Yield (documents, skipped) batches of at most `config.batch_size` documents and
+    skips together, stopping after `limit` documents (skips past that point are not read)."""
     fmt = check_corpus(config)
     documents: list[Document] = []
     skipped: list[Reject] = []
+    taken = 0
     for row in _rows(config, fmt):
+        if limit is not None and taken >= limit:
+            break
         doc = _document(row, config)
         if not doc.text:
             skipped.append(Reject(doc.doc_id, None, "read", "empty", "no text", None))
@@ -147,6 +153,7 @@ def read_batches(config: InputConfig) -> Iterator[tuple[list[Document], list[Rej
             skipped.append(Reject(doc.doc_id, None, "read", "too_long", detail, head))
         else:
             documents.append(doc)
+            taken += 1
         if len(documents) + len(skipped) >= config.batch_size:
             yield documents, skipped
             documents, skipped = [], []

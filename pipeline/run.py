@@ -112,9 +112,7 @@ def run_job(
         rejects.add([reject_row(r) for r in batch_rejects])
 
     try:
-        for docs, skipped in read_batches(config.input):
-            if limit is not None:
-                docs = docs[: max(0, limit - documents)]
+        for docs, skipped in read_batches(config.input, limit):
             documents += len(docs)
             record(skipped)
             bars["read"].update(len(docs))
@@ -130,8 +128,6 @@ def run_job(
             t0 = time.perf_counter()
             pairs.add([pair_row(c, library, config, generator.model) for c in batch])
             stage_seconds["write"] += time.perf_counter() - t0
-            if limit is not None and documents >= limit:
-                break
     except UserError as exc:
         raise UserError(f"{exc} (the unfinished version is left in {staging})") from exc
     finally:

@@ -114,6 +114,17 @@ def test_batches_bound_documents_and_skips_together(tmp_path: Path) -> None:
     assert sizes == [(2, 2), (2, 2), (1, 1)]
 
 
+def test_limit_stops_reading_after_n_documents(tmp_path: Path) -> None:
+    rows = [{"id": str(i), "text": "" if i in (1, 7) else f"doc {i}"} for i in range(10)]
+    config = InputConfig(path=write_jsonl(tmp_path / "c.jsonl", rows), batch_size=3)
+    docs, skipped = [], []
+    for batch_docs, batch_skipped in read_batches(config, limit=4):
+        docs += batch_docs
+        skipped += batch_skipped
+    assert [d.doc_id for d in docs] == ["0", "2", "3", "4"]
+    assert [s.doc_id for s in skipped] == ["1"]  # row 7 lies past the limit
+
+
 def test_bundled_sample_corpus() -> None:
     from tests.conftest import SAMPLE_CORPUS
 
