@@ -109,7 +109,12 @@ def train(
     settings.output_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(settings)
     if resume:
-        typer.echo(f"resuming at step {trainer.resume()} of {trainer.total_steps}")
+        step = trainer.resume()
+        final = settings.output_dir / "final"
+        if step >= trainer.total_steps and final.is_dir():
+            typer.echo(f"already trained {step} of {trainer.total_steps} steps; model: {final}")
+            return
+        typer.echo(f"resuming at step {step} of {trainer.total_steps}")
     final = trainer.train()
     last = trainer.history[-1]["loss"] if trainer.history else float("nan")
     typer.echo(f"trained {trainer.step} steps, last loss {last:.4f}; model: {final}")
@@ -121,8 +126,8 @@ def merge(
     out: Annotated[Path, typer.Argument(help="folder for the merged model")],
     models: Annotated[list[Path], typer.Argument(help="two or more saved models")],
     t: Annotated[
-        float, typer.Option(help="share of the second model (two models)", min=0, max=1)
-    ] = 0.5,
+        float | None, typer.Option(help="share of the second model (two models only)", min=0, max=1)
+    ] = None,
 ) -> None:
     """Merge checkpoints by spherical interpolation (slerp)."""
     from pipeline.embedding.merge import merge_models
@@ -147,6 +152,7 @@ def embed(
     from pipeline.config import InputConfig
     from pipeline.embedding.embed_file import embed_file
     from pipeline.embedding.inference import Embedder
+    from pipeline.reader import check_corpus
 
     quiet_model_loading()
     if kind not in ("query", "document"):
@@ -159,6 +165,9 @@ def embed(
         language_column=None,
         max_chars=10**9,
     )
+    check_corpus(source_config)  # bad input fails before the model loads
+    if not out.parent.is_dir():
+        raise UserError(f"output folder not found: {out.parent}")
     done, skipped = embed_file(
         Embedder(model, batch_size=batch_size), source_config, out, kind, instruction, dim
     )

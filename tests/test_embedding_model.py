@@ -52,3 +52,27 @@ def test_encoders_mean_pool_and_queries_carry_the_instruction(tiny_encoder: Path
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
     assert query_text("q", "Find it") == "Instruct: Find it\nQuery:q"
     assert query_text("q", "") == "q"
+
+
+def test_eos_is_appended_after_a_bos_the_tokenizer_adds(tiny_model: Path) -> None:
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    from pipeline.embedding.model import append_eos
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)  # Llama-style: BOS first
+    tokenizer.bos_token = "<|im_start|>"
+    bos = tokenizer.bos_token_id
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single="<|im_start|> $A", special_tokens=[("<|im_start|>", bos)]
+    )
+    plain = tokenizer("hello", add_special_tokens=False)["input_ids"]
+    append_eos(tokenizer)
+    assert tokenizer("hello")["input_ids"] == [bos, *plain, tokenizer.eos_token_id]
+
+
+def test_unsupported_pooling_is_a_user_error(tiny_encoder: Path) -> None:
+    from pipeline.errors import UserError
+
+    with pytest.raises(UserError, match="pooling 'cls' is not supported"):
+        EmbeddingModel(tiny_encoder, pooling="cls")  # type: ignore[arg-type]

@@ -29,13 +29,23 @@ def random_case(seed: int) -> tuple[dict, dict]:
     return qrels, run
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_metrics_match_pytrec_eval(seed: int) -> None:
-    qrels, run = random_case(seed)
+def tied(run: dict) -> dict:
+    """The run with scores rounded to one decimal: many ties, broken as trec_eval does."""
+    return {q: {d: round(v, 1) for d, v in docs.items()} for q, docs in run.items()}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, "tied"])
+def test_metrics_match_pytrec_eval(seed: int | str) -> None:
+    qrels, run = random_case(3) if seed == "tied" else random_case(int(seed))
+    if seed == "tied":
+        run = tied(run)
     ours = metrics(qrels, run)
     measures = {"ndcg_cut.10", "recall.100"}
     reference = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
-    top10 = {q: dict(sorted(d.items(), key=lambda kv: -kv[1])[:10]) for q, d in run.items()}
+    top10 = {
+        q: dict(sorted(d.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:10])
+        for q, d in run.items()
+    }
     mrr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
     assert ours["ndcg@10"] == pytest.approx(np.mean([r["ndcg_cut_10"] for r in reference.values()]))
     assert ours["recall@100"] == pytest.approx(
@@ -88,6 +98,9 @@ def test_eval_command_reports_the_metrics(saved_encoder: Path, tmp_path: Path) -
 
 def test_eval_and_embed_bad_input(saved_encoder: Path, tmp_path: Path) -> None:
     root = beir(tmp_path / "beir")
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq0\td0\thigh\n")
+    done = cli("eval", str(saved_encoder), str(root))
+    assert done.exit_code == 2 and "test.tsv:2: score 'high' is not a number" in done.stderr
     (root / "qrels" / "test.tsv").unlink()
     done = cli("eval", str(saved_encoder), str(root))
     assert done.exit_code == 2
@@ -97,6 +110,12 @@ def test_eval_and_embed_bad_input(saved_encoder: Path, tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "body": "x"}])
     done = cli("embed", str(saved_encoder), str(source), str(tmp_path / "v.parquet"))
     assert done.exit_code == 2 and "no field 'text'" in done.stderr
+    assert not (tmp_path / "v.parquet").exists()
+    good = write_jsonl(tmp_path / "ok.jsonl", [{"id": "a", "text": "x"}])
+    done = cli("embed", str(saved_encoder), str(good), str(tmp_path / "no" / "v.parquet"))
+    assert done.exit_code == 2 and "output folder not found" in done.stderr
+    done = cli("embed", str(saved_encoder), str(good), str(tmp_path / "v.parquet"), "--dim", "999")
+    assert done.exit_code == 2 and "dim 999 is outside 1..64" in done.stderr
     assert not (tmp_path / "v.parquet").exists()
 
 

@@ -83,3 +83,42 @@ def test_matryoshka_averages_the_truncated_losses() -> None:
     got = matryoshka(queries, documents, owners, keys, terms, [4])
     assert float(got) == pytest.approx(float(full + half) / 2, rel=1e-6)
     assert float(half) != pytest.approx(float(full))
+
+
+def test_margin_masks_query_query_and_document_document_terms() -> None:
+    # q0 at 0 and q1 at 3 deg; positives p0 at 45 and p1 at 30; no hard negatives.
+    queries = torch.tensor([unit(0), unit(3)])
+    documents = torch.tensor([unit(45), unit(30)])
+    got = info_nce(queries, documents, torch.tensor([0, 1]), ["p0", "p1"], LossTerms(TAU))
+    # q0: positive cos45 = 0.707; p1 (cos30 = 0.866), q1 (cos3) and p0-p1 (cos15 = 0.966)
+    # all exceed 0.807, so every other term is masked.
+    row0 = nll(s(0, 45), [])
+    # q1: positive cos27 = 0.891; only q0 (cos3 = 0.999 > 0.991) is masked.
+    row1 = nll(s(3, 30), [s(3, 45), s(30, 45)])
+    assert float(got) == pytest.approx((row0 + row1) / 2, rel=1e-6)
+
+
+def test_duplicate_query_text_is_not_a_negative() -> None:
+    queries = torch.tensor([unit(0), unit(50)])
+    documents = torch.tensor([unit(10), unit(60)])
+    owners, keys, terms = torch.tensor([0, 1]), ["p0", "p1"], LossTerms(TAU, doc_doc=False)
+    distinct = info_nce(queries, documents, owners, keys, terms, query_keys=["a", "b"])
+    same = info_nce(queries, documents, owners, keys, terms, query_keys=["a", "a"])
+    with_qq = (nll(s(0, 10), [s(0, 60), s(0, 50)]) + nll(s(50, 60), [s(50, 10), s(50, 0)])) / 2
+    without = (nll(s(0, 10), [s(0, 60)]) + nll(s(50, 60), [s(50, 10)])) / 2
+    assert float(distinct) == pytest.approx(with_qq, rel=1e-6)
+    assert float(same) == pytest.approx(without, rel=1e-6)
+
+
+def test_masked_terms_get_no_gradient() -> None:
+    queries = QUERIES.clone().requires_grad_()
+    documents = DOCUMENTS.clone().requires_grad_()
+    info_nce(queries, documents, OWNERS, KEYS, LossTerms(TAU, query_query=False)).backward()
+    assert documents.grad is not None
+    # n1 (index 3) is masked for q0 (too close) but a live negative for q1; n2 (index 4) is
+    # masked for q1 (same text as p1) but live for q0. Only fully masked rows get zero.
+    assert documents.grad[3].abs().sum() > 0 and documents.grad[4].abs().sum() > 0
+    lonely = torch.tensor([unit(0)]).requires_grad_()
+    docs = torch.tensor([unit(30), unit(5)]).requires_grad_()
+    info_nce(lonely, docs, torch.tensor([0, 0]), ["p", "n"], LossTerms(TAU)).backward()
+    assert docs.grad is not None and float(docs.grad[1].abs().sum()) == 0.0

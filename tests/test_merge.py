@@ -35,7 +35,7 @@ def test_slerp_follows_the_arc() -> None:
 def two_models(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     root = tmp_path_factory.mktemp("merge")
     paths = []
-    for seed in (0, 1):
+    for seed in (0, 1, 2):
         model = EmbeddingModel(tiny_encoder).eval()
         torch.manual_seed(seed)
         with torch.no_grad():
@@ -46,7 +46,7 @@ def two_models(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_merge_command(two_models: list[Path], tmp_path: Path) -> None:
-    first, second = two_models
+    first, second, _ = two_models
     done = cli("merge", tmp_path / "start", str(first), str(second), "--t", "0")
     assert done.exit_code == 0, done.stderr
     np.testing.assert_allclose(
@@ -59,8 +59,24 @@ def test_merge_command(two_models: list[Path], tmp_path: Path) -> None:
     mid = Embedder(tmp_path / "mid")
     assert mid.query_prompt == "Instruct: Find passages\nQuery:"  # the folder is complete
     vectors = mid.encode_documents(TEXTS)
-    for path in two_models:
+    for path in two_models[:2]:
         assert not np.allclose(vectors, Embedder(path).encode_documents(TEXTS), atol=1e-4)
+
+
+def test_merge_of_three_is_a_fold(two_models: list[Path], tmp_path: Path) -> None:
+    done = cli("merge", tmp_path / "ab", two_models[0], two_models[1])
+    assert done.exit_code == 0, done.output
+    done = cli("merge", tmp_path / "abc", *two_models)
+    assert done.exit_code == 0, done.output
+    done = cli("merge", tmp_path / "fold", tmp_path / "ab", two_models[2], "--t", str(1 / 3))
+    assert done.exit_code == 0, done.output
+    np.testing.assert_allclose(
+        Embedder(tmp_path / "abc").encode_documents(TEXTS),
+        Embedder(tmp_path / "fold").encode_documents(TEXTS),
+        atol=1e-6,
+    )
+    done = cli("merge", tmp_path / "x", *two_models, "--t", "0.5")
+    assert done.exit_code == 2 and "exactly two models" in done.stderr
 
 
 def test_merge_bad_input(two_models: list[Path], tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The trainer: loss falls, GradCache equals one big pass, resume equals no interruption,
 LoRA, and the saved model loads in sentence-transformers with our vectors."""
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from sentence_transformers import SentenceTransformer
 from pipeline.embedding.data import INSTRUCTION
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import TrainConfig
-from pipeline.embedding.trainer import Trainer, checkpoints
+from pipeline.embedding.trainer import CHECKPOINTS, Trainer, checkpoints, schedule
 
 QUERIES = ["How does photosynthesis work?", "chess opening principles"]
 DOCS = ["Plants turn light into sugar.", "Control the centre and develop your pieces early."]
@@ -90,10 +91,11 @@ def test_resume_takes_the_same_next_steps(
     settings = {"max_steps": 4, "save_every": 2, "chunk_size": 6}  # dropout on, GradCache on
     straight = Trainer(config(tiny_encoder, title_pairs, tmp_path / "a", **settings))
     straight.train()
-    assert [p.name for p in checkpoints(tmp_path / "a")] == ["step-000002"]
+    assert [p.name for p in checkpoints(tmp_path / "a")] == ["step-000002", "step-000004"]
 
     # A run that stopped after step 2: only its checkpoint survives.
-    shutil.copytree(tmp_path / "a" / "checkpoints", tmp_path / "b" / "checkpoints")
+    step2 = Path(CHECKPOINTS) / "step-000002"
+    shutil.copytree(tmp_path / "a" / step2, tmp_path / "b" / step2)
     resumed = Trainer(config(tiny_encoder, title_pairs, tmp_path / "b", **settings))
     assert resumed.resume() == 2
     resumed.train()
@@ -157,9 +159,50 @@ def test_train_command_refuses_to_overwrite_and_resumes(
     assert "trained 4 steps" in done.stdout and (tmp_path / "run" / "final").is_dir()
     done = cli("train", path)
     assert done.exit_code == 2 and "already holds a training run" in done.stderr
-    done = cli("train", path, "--resume")  # resumes at step 2 (the last checkpoint kept)
+    done = cli("train", path, "--resume")
+    assert done.exit_code == 0 and "already trained 4 of 4 steps" in done.stdout
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "step-000004")  # as if it stopped at 2
+    done = cli("train", path, "--resume")
     assert done.exit_code == 0 and "resuming at step 2 of 4" in done.stdout
+    log = (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in log] == [1, 2, 3, 4]  # no repeated steps
+    settings["learning_rate"] = 1e-3
+    path.write_text(yaml.safe_dump(settings))
+    done = cli("train", path, "--resume")
+    assert done.exit_code == 2 and "made with another config or data" in done.stderr
     path.write_text(yaml.safe_dump(settings | {"batch_size": 1, "lr": 1}))
     done = cli("train", path)
     assert done.exit_code == 2
     assert "unknown key 'lr'" in done.stderr and "'batch_size'" in done.stderr
+
+
+def test_learning_rate_warms_up_then_decays(
+    tiny_encoder: Path, title_pairs: Path, tmp_path: Path
+) -> None:
+    settings = config(tiny_encoder, title_pairs, tmp_path / "r", max_steps=10, warmup_ratio=0.2)
+    factor = schedule(settings, 10)
+    assert [round(factor(s), 4) for s in range(10)] == [
+        0.3333,
+        0.6667,
+        1.0,
+        0.875,
+        0.75,
+        0.625,
+        0.5,
+        0.375,
+        0.25,
+        0.125,
+    ]
+    cosine = schedule(settings.model_copy(update={"schedule": "cosine"}), 10)
+    assert cosine(2) == 1.0 and cosine(6) == pytest.approx(0.5)
+
+
+def test_bf16_autocast_and_mrl_train(tiny_encoder: Path, title_pairs: Path, tmp_path: Path) -> None:
+    from pipeline.errors import UserError
+
+    settings = {"max_steps": 2, "precision": "bf16", "loss": {"mrl_dims": [16, 32]}}
+    trainer = Trainer(config(tiny_encoder, title_pairs, tmp_path / "r", **settings))
+    trainer.train()
+    assert all(np.isfinite(e["loss"]) for e in trainer.history)
+    with pytest.raises(UserError, match=r"mrl_dims \[128\] exceed the model's dimension 64"):
+        Trainer(config(tiny_encoder, title_pairs, tmp_path / "r2", loss={"mrl_dims": [128]}))

@@ -2,7 +2,7 @@
 
 A version folder is complete only when its manifest exists, so a half-written or crashed
 version is refused rather than silently trained on. Rows keep the columns the trainer uses:
-query, positive, hard negatives, instruction and the document id (for the same-text mask).
+query, positive, hard negatives and instruction (texts themselves key the same-text mask).
 """
 
 import random
@@ -17,7 +17,7 @@ from pipeline.manifest import write_json_atomic
 from pipeline.records import PAIR_SCHEMA, pair_id
 from pipeline.writer import ShardWriter, versions
 
-COLUMNS = ["query", "positive", "negatives", "instruction", "doc_id"]
+COLUMNS = ["query", "positive", "negatives", "instruction"]
 INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 
 
@@ -29,7 +29,6 @@ class Example:
     positive: str
     negatives: tuple[str, ...]
     instruction: str
-    doc_id: str
 
 
 def _shards(path: Path) -> list[Path]:
@@ -67,7 +66,6 @@ def load_examples(versions: list[Path], max_negatives: int) -> list[Example]:
                         positive=row["positive"],
                         negatives=tuple(row["negatives"] or ())[:max_negatives],
                         instruction=row["instruction"] or "",
-                        doc_id=row["doc_id"],
                     )
                 )
     if not examples:

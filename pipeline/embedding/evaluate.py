@@ -44,6 +44,14 @@ def _jsonl(path: Path) -> Iterator[dict]:
                     raise UserError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def load_qrels(path: Path) -> Qrels:
     """qrels/test.tsv (query-id, corpus-id, score; header line) as {query: {doc: score}}."""
     if not path.is_file():
@@ -51,21 +59,32 @@ def load_qrels(path: Path) -> Qrels:
     qrels: Qrels = {}
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle, delimiter="\t")
-        for row in reader:
-            if len(row) < 3 or row[2] == "score":
+        for number, row in enumerate(reader, start=1):
+            if len(row) < 3 or (number == 1 and not _is_number(row[2])):  # header line
                 continue
+            if not _is_number(row[2]):
+                raise UserError(f"{path}:{number}: score {row[2]!r} is not a number")
             qrels.setdefault(row[0], {})[row[1]] = int(float(row[2]))
     return qrels
+
+
+def _field(row: dict, key: str, path: Path) -> str:
+    if key not in row:
+        raise UserError(f"{path}: a row has no '{key}' field")
+    return str(row[key])
 
 
 def load_collection(root: Path, split: str = "test") -> Collection:
     """Read corpus.jsonl, queries.jsonl and qrels/<split>.tsv."""
     ids, texts = [], []
     for doc in _jsonl(root / "corpus.jsonl"):
-        ids.append(str(doc["_id"]))
+        ids.append(_field(doc, "_id", root / "corpus.jsonl"))
         texts.append(f"{doc.get('title') or ''} {doc.get('text') or ''}".strip())
     qrels = load_qrels(root / "qrels" / f"{split}.tsv")
-    queries = {str(q["_id"]): q["text"] for q in _jsonl(root / "queries.jsonl")}
+    queries = {
+        _field(q, "_id", root / "queries.jsonl"): _field(q, "text", root / "queries.jsonl")
+        for q in _jsonl(root / "queries.jsonl")
+    }
     queries = {qid: text for qid, text in queries.items() if qid in qrels}
     if not queries:
         raise UserError(f"{root}: no query has judgements in qrels/{split}.tsv")
@@ -78,15 +97,18 @@ def search(
     query_ids: list[str],
     doc_ids: list[str],
     k: int = 100,
+    block: int = 256,
 ) -> Run:
-    """Top-k documents per query by cosine similarity."""
-    scores = query_vectors @ doc_vectors.T
+    """Top-k documents per query by cosine similarity, `block` queries at a time so the
+    score matrix never holds more than block x documents."""
     k = min(k, len(doc_ids))
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    return {
-        qid: {doc_ids[j]: float(scores[row, j]) for j in top[row]}
-        for row, qid in enumerate(query_ids)
-    }
+    run: Run = {}
+    for start in range(0, len(query_ids), block):
+        scores = query_vectors[start : start + block] @ doc_vectors.T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        for row, qid in enumerate(query_ids[start : start + block]):
+            run[qid] = {doc_ids[j]: float(scores[row, j]) for j in top[row]}
+    return run
 
 
 def _ranked(docs: dict[str, float]) -> list[str]:

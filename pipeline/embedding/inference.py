@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from pipeline.embedding.model import EmbeddingModel, Pooling, query_prompt
 from pipeline.errors import UserError
 
+LEGACY_POOLING = {"pooling_mode_mean_tokens": "mean", "pooling_mode_lasttoken": "lasttoken"}
+
 
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -25,8 +27,9 @@ def saved_settings(path: Path) -> tuple[Pooling | None, int, str]:
     """(pooling, max_length, query prompt) from a sentence-transformers folder."""
     pooling_config = _read_json(path / "1_Pooling" / "config.json")
     mode = pooling_config.get("pooling_mode")
-    if mode is None and pooling_config:
-        mode = "lasttoken" if pooling_config.get("pooling_mode_lasttoken") else "mean"
+    if mode is None and pooling_config:  # the older one-flag-per-mode layout
+        flags = [key for key, on in pooling_config.items() if key.startswith("pooling_mode") and on]
+        mode = LEGACY_POOLING.get(flags[0], flags[0]) if flags else "mean"
     max_length = _read_json(path / "sentence_bert_config.json").get("max_seq_length", 512)
     prompts = _read_json(path / "config_sentence_transformers.json").get("prompts", {})
     return mode, int(max_length), prompts.get("query", "")
@@ -48,11 +51,21 @@ class Embedder:
         self.batch_size = batch_size
         self.backend = backend
         if backend == "vllm":
+            from transformers import AutoTokenizer
             from vllm import LLM
 
-            self.llm = LLM(model=str(self.path), runner="pooling", enforce_eager=True)
+            # Our tokenizer truncates as the torch backend does (keeping a decoder's EOS);
+            # vLLM gets token ids and a context no longer than the model was saved for.
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            self.max_length = max_length
+            self.llm = LLM(
+                model=str(self.path), runner="pooling", enforce_eager=True, max_model_len=max_length
+            )
+            config = _read_json(self.path / "config.json")
+            self.dimension = int(config.get("hidden_size", 0))
         else:
             self.model = EmbeddingModel(self.path, pooling, max_length).eval()
+            self.dimension = self.model.dimension
 
     def prompt(self, instruction: str | None) -> str:
         """The query prefix: the given instruction's, else the one saved with the model."""
@@ -71,15 +84,20 @@ class Embedder:
 
     def encode(self, texts: list[str], dim: int | None = None) -> np.ndarray:
         """Vectors for raw texts, truncated to `dim` (Matryoshka) and renormalized."""
+        if dim is not None and not 0 < dim <= self.dimension:
+            raise UserError(f"dim {dim} is outside 1..{self.dimension}, the model's dimension")
+        if not texts:
+            return np.zeros((0, dim or self.dimension), dtype=np.float32)
         if self.backend == "vllm":
-            outputs = self.llm.embed(texts, use_tqdm=False)
+            ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+            outputs = self.llm.embed([{"prompt_token_ids": i} for i in ids], use_tqdm=False)
             vectors = torch.tensor([o.outputs.embedding for o in outputs])
         else:
             parts = []
             with torch.inference_mode():
                 for start in range(0, len(texts), self.batch_size):
                     parts.append(self.model.embed(texts[start : start + self.batch_size]))
-            vectors = torch.cat(parts) if parts else torch.empty(0, self.model.dimension)
+            vectors = torch.cat(parts)
         if dim is not None:
             vectors = vectors[:, :dim]
         return F.normalize(vectors.float(), dim=-1).numpy()

@@ -34,20 +34,20 @@ def info_nce(
     owners: torch.Tensor,
     doc_keys: Sequence[str],
     terms: LossTerms,
+    query_keys: Sequence[str] | None = None,
 ) -> torch.Tensor:
     """Mean InfoNCE loss.
 
     `queries` (B, D) and `documents` (N, D) are unit vectors. The first B documents are the
     positives of the B queries in order; the rest are hard negatives, `owners[n]` giving the
-    query each document belongs to. `doc_keys` identifies texts, for the same-text mask.
+    query each document belongs to. `doc_keys` (and `query_keys`, for the query-query
+    term) identify texts, for the same-text mask.
     """
     size = queries.shape[0]
     rows = torch.arange(size, device=queries.device)
     qd = queries @ documents.T  # (B, N)
     positive = qd[rows, rows]
-    codes: dict[str, int] = {}
-    key_ids = torch.tensor([codes.setdefault(k, len(codes)) for k in doc_keys])
-    same_text = (key_ids[:size, None] == key_ids[None, :]).to(queries.device)
+    same_text = _same(doc_keys, size, queries.device)
     own = owners.unsqueeze(0) == rows.unsqueeze(1)  # (B, N): the query's own documents
     allowed = own if not terms.in_batch else torch.ones_like(own)
     allowed = allowed & ~same_text
@@ -56,7 +56,10 @@ def info_nce(
     off_diagonal = ~torch.eye(size, dtype=torch.bool, device=queries.device)
     if terms.query_query:
         qq = queries @ queries.T
-        blocks.append(_masked(qq, off_diagonal, positive, terms.margin))
+        keep = off_diagonal
+        if query_keys is not None:
+            keep = keep & ~_same(query_keys, size, queries.device)
+        blocks.append(_masked(qq, keep, positive, terms.margin))
     if terms.doc_doc:
         positives = documents[:size]
         dd = positives @ positives.T
@@ -64,6 +67,13 @@ def info_nce(
         blocks.append(_masked(dd, keep, positive, terms.margin))
     logits = torch.cat(blocks, dim=1) / terms.temperature
     return F.cross_entropy(logits, rows)
+
+
+def _same(keys: Sequence[str], size: int, device: torch.device) -> torch.Tensor:
+    """(size, len(keys)): whether key j equals key i, for the first `size` keys i."""
+    codes: dict[str, int] = {}
+    ids = torch.tensor([codes.setdefault(k, len(codes)) for k in keys])
+    return (ids[:size, None] == ids[None, :]).to(device)
 
 
 def _masked(
@@ -92,9 +102,10 @@ def matryoshka(
     doc_keys: Sequence[str],
     terms: LossTerms,
     dims: Sequence[int] = (),
+    query_keys: Sequence[str] | None = None,
 ) -> torch.Tensor:
     """InfoNCE at full size, averaged with InfoNCE on each truncated, renormalized prefix."""
-    loss = info_nce(queries, documents, owners, doc_keys, terms)
+    loss = info_nce(queries, documents, owners, doc_keys, terms, query_keys)
     for dim in dims:
         loss = loss + info_nce(
             F.normalize(queries[:, :dim], dim=-1),
@@ -102,5 +113,6 @@ def matryoshka(
             owners,
             doc_keys,
             terms,
+            query_keys,
         )
     return loss / (1 + len(dims))

@@ -3,8 +3,10 @@ stage does: models from different points of training are combined into one that 
 robust than any of them.
 
 Two models are interpolated per tensor along the great circle between their flattened
-weights; more than two are folded in one at a time with weights 1/2, 1/3, ..., which gives
-each an equal share. Near-parallel tensors fall back to plain interpolation.
+weights (`t` is the second's share). More than two are folded in one at a time, model k
+with share 1/k: equal shares for plain averaging, and close to equal on the sphere when the
+checkpoints are near one another, as checkpoints of one run are. Near-parallel tensors fall
+back to plain interpolation.
 """
 
 import shutil
@@ -36,13 +38,12 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return mixed.reshape(a.shape).to(a.dtype)
 
 
-def merge_models(paths: list[Path], out: Path, t: float = 0.5) -> Path:
-    """Merge saved models (same architecture) into `out`, a copy of the first's folder.
-
-    With two models `t` is the share of the second; with more, each gets an equal share.
-    """
+def merge_models(paths: list[Path], out: Path, t: float | None = None) -> Path:
+    """Merge saved models (same architecture) into `out`, a copy of the first's folder."""
     if len(paths) < 2:
         raise UserError("merge needs at least two models")
+    if t is not None and len(paths) > 2:
+        raise UserError("--t sets the second model's share, so it takes exactly two models")
     for path in paths:
         if not (path / "config.json").is_file():
             raise UserError(f"not a saved model folder: {path}")
@@ -52,7 +53,7 @@ def merge_models(paths: list[Path], out: Path, t: float = 0.5) -> Path:
         other = AutoModel.from_pretrained(path, dtype=torch.float32).state_dict()
         if other.keys() != state.keys() or any(other[k].shape != state[k].shape for k in state):
             raise UserError(f"{path}: not the same architecture as {paths[0]}")
-        share = t if len(paths) == 2 else 1 / index
+        share = 1 / index if t is None else t
         state = {name: slerp(state[name], other[name], share) for name in state}
     merged.load_state_dict(state)
 

@@ -23,6 +23,7 @@ from transformers.models.auto.modeling_auto import (
 from pipeline.errors import UserError
 
 Pooling = Literal["mean", "lasttoken"]
+POOLINGS: tuple[str, ...] = ("mean", "lasttoken")
 
 
 def query_text(query: str, instruction: str | None) -> str:
@@ -56,10 +57,17 @@ def append_eos(tokenizer: PreTrainedTokenizerBase) -> None:
     ids = tokenizer("x")["input_ids"]
     if ids and ids[-1] == tokenizer.eos_token_id:
         return
+    # Keep a BOS the tokenizer already adds (Llama, Mistral): the template replaces it all.
+    bos = tokenizer.bos_token
+    keeps_bos = bool(ids) and bos is not None and ids[0] == tokenizer.bos_token_id
+    head = f"{bos} " if keeps_bos else ""
+    special = [(eos, tokenizer.eos_token_id)]
+    if keeps_bos:
+        special.append((bos, tokenizer.bos_token_id))
     tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
-        single=f"$A {eos}",
-        pair=f"$A {eos} $B:1 {eos}:1",
-        special_tokens=[(eos, tokenizer.eos_token_id)],
+        single=f"{head}$A {eos}",
+        pair=f"{head}$A {eos} $B:1 {eos}:1",
+        special_tokens=special,
     )
 
 
@@ -81,10 +89,11 @@ class EmbeddingModel(nn.Module):
         path: str | Path,
         pooling: Pooling | None = None,
         max_length: int = 256,
-        dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
         path = str(path)
+        if pooling not in (None, *POOLINGS):
+            raise UserError(f"{path}: pooling '{pooling}' is not supported ({', '.join(POOLINGS)})")
         decoder = is_decoder(path)
         self.pooling: Pooling = pooling or ("lasttoken" if decoder else "mean")
         self.max_length = max_length
@@ -93,7 +102,7 @@ class EmbeddingModel(nn.Module):
             append_eos(self.tokenizer)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.backbone = AutoModel.from_pretrained(path, dtype=dtype)
+        self.backbone = AutoModel.from_pretrained(path, dtype=torch.float32)
 
     @property
     def dimension(self) -> int:

@@ -37,7 +37,11 @@ class TrainConfig(Strict):
     pooling: Literal["mean", "lasttoken"] | None = None
     max_length: int = Field(256, gt=0)
     batch_size: int = Field(32, gt=1, description="queries per step, all in-batch negatives")
-    chunk_size: int = Field(32, gt=0, description="texts per forward pass (GradCache chunks)")
+    chunk_size: int | None = Field(
+        None, gt=0, description="texts per forward pass (GradCache chunks); none: one pass"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast forward")
     hard_negatives: int = Field(3, ge=0, description="hard negatives used per pair, at most")
     epochs: int = Field(1, gt=0)
     max_steps: int | None = Field(None, gt=0)
@@ -48,7 +52,9 @@ class TrainConfig(Strict):
     max_grad_norm: float = Field(1.0, gt=0)
     loss: LossConfig = LossConfig()
     lora: LoraConfig | None = None
-    save_every: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
+    save_every: int = Field(
+        0, ge=0, description="checkpoint every N steps too (one is always written at the end)"
+    )
     keep_checkpoints: int = Field(3, gt=0)
     seed: int = 0
 

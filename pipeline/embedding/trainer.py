@@ -3,15 +3,18 @@
 A step embeds `batch_size` queries and their documents. When that does not fit in one
 forward pass, GradCache keeps in-batch negatives exact: embed every chunk without a graph,
 compute the loss on the cached embeddings, then re-run each chunk with a graph and push the
-cached embedding gradients through it. The RNG state is replayed per chunk so dropout
-masks match between the two passes. Checkpoints hold everything a resumed run needs
-(trainable weights, optimizer, schedule, RNG, step), and the data order is a function of
-(seed, epoch), so a resumed run takes the same next step as an uninterrupted one.
+cached embedding gradients through it. The RNG state (CPU and GPU) is replayed per chunk so
+dropout masks match between the two passes, and the replay is checked against the cache.
+Checkpoints hold everything a resumed run needs (trainable weights, optimizer, schedule,
+RNG, step) plus what it was made from (config hash and data versions), and the data order
+is a function of (seed, epoch), so a resumed run takes the same next step as an
+uninterrupted one.
 """
 
+import contextlib
+import hashlib
 import json
 import math
-import random
 import shutil
 import time
 from collections import Counter
@@ -22,7 +25,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
-from pipeline.embedding.data import Example, epoch_order, load_examples
+from pipeline.embedding.data import Example, epoch_order, latest_version, load_examples
 from pipeline.embedding.export import export_model
 from pipeline.embedding.loss import LossTerms, matryoshka
 from pipeline.embedding.model import EmbeddingModel, query_text
@@ -31,6 +34,10 @@ from pipeline.errors import UserError
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
+LOG_FILE = "train_log.jsonl"
+# A replayed chunk differs from its cached pass by float noise; a different dropout mask
+# moves vectors by far more than this.
+REPLAY_TOLERANCE = 1e-2
 
 
 def schedule(config: TrainConfig, total: int) -> Callable[[int], float]:
@@ -48,31 +55,53 @@ def schedule(config: TrainConfig, total: int) -> Callable[[int], float]:
     return factor
 
 
+def rng_state() -> dict[str, object]:
+    """The CPU and (if present) CUDA generator states."""
+    state: dict[str, object] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, object]) -> None:
+    torch.set_rng_state(state["cpu"])  # type: ignore[arg-type]
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])  # type: ignore[arg-type]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' asked for but no CUDA GPU is available")
+    return torch.device(name)
+
+
 class Trainer:
     """Trains an EmbeddingModel on embsynth pairs as one TrainConfig says."""
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.examples = load_examples(config.data, config.hard_negatives)
+        self.versions = [latest_version(path) for path in config.data]
+        self.examples = load_examples(self.versions, config.hard_negatives)
         self.steps_per_epoch = len(self.examples) // config.batch_size
         if self.steps_per_epoch == 0:
             raise UserError(
                 f"{len(self.examples)} pairs is fewer than one batch of {config.batch_size}"
             )
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
+        self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
-        random.seed(config.seed)
         self.model = EmbeddingModel(config.model, config.pooling, config.max_length)
+        too_big = [d for d in config.loss.mrl_dims if d > self.model.dimension]
+        if too_big:
+            raise UserError(
+                f"loss.mrl_dims {too_big} exceed the model's dimension {self.model.dimension}"
+            )
         if config.lora is not None:
             self._add_lora()
-        self.model.train()
-        self.terms = LossTerms(
-            temperature=config.loss.temperature,
-            in_batch=config.loss.in_batch,
-            query_query=config.loss.query_query,
-            doc_doc=config.loss.doc_doc,
-            margin=config.loss.margin,
-        )
+        self.model.to(self.device).train()
+        self.terms = LossTerms(**config.loss.model_dump(exclude={"mrl_dims"}))
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             params, lr=config.learning_rate, weight_decay=config.weight_decay
@@ -81,6 +110,16 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.instruction = Counter(e.instruction for e in self.examples).most_common(1)[0][0]
+
+    @property
+    def origin(self) -> dict[str, object]:
+        """What a checkpoint was made from; resuming with anything else is refused."""
+        settings = self.config.model_dump(mode="json", exclude={"output_dir", "save_every"})
+        blob = json.dumps(settings, sort_keys=True).encode()
+        return {
+            "config_hash": hashlib.sha256(blob).hexdigest()[:16],
+            "data": [str(v) for v in self.versions],
+        }
 
     def _add_lora(self) -> None:
         from peft import LoraConfig, get_peft_model
@@ -107,6 +146,16 @@ class Trainer:
             yield [self.examples[i] for i in order[start : start + self.config.batch_size]]
             step += 1
 
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        batch = {k: v.to(self.device) for k, v in self.model.tokenize(texts).items()}
+        context = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if self.config.precision == "bf16"
+            else contextlib.nullcontext()
+        )
+        with context:
+            return self.model(batch).float()
+
     def train_step(self, batch: list[Example]) -> float:
         """One optimizer step on one batch; returns the loss."""
         queries = [query_text(e.query, e.instruction) for e in batch]
@@ -115,7 +164,7 @@ class Trainer:
         for i, example in enumerate(batch):
             documents += example.negatives
             owners += [i] * len(example.negatives)
-        owner_ids = torch.tensor(owners)
+        owner_ids = torch.tensor(owners, device=self.device)
 
         def loss_of(vectors: torch.Tensor) -> torch.Tensor:
             return matryoshka(
@@ -125,18 +174,19 @@ class Trainer:
                 documents,
                 self.terms,
                 self.config.loss.mrl_dims,
+                query_keys=queries,
             )
 
         # Queries and documents are chunked apart: short queries padded to passage length
         # would cost as much as the passages themselves.
-        size = self.config.chunk_size
+        size = self.config.chunk_size or len(queries) + len(documents)
         chunks = [
             group[i : i + size]
             for group in (queries, documents)
             for i in range(0, len(group), size)
         ]
         if len(queries) + len(documents) <= size:
-            loss = loss_of(torch.cat([self.model.embed(chunk) for chunk in chunks]))
+            loss = loss_of(torch.cat([self._embed(chunk) for chunk in chunks]))
             loss.backward()
         else:
             loss = self._grad_cache(chunks, loss_of)
@@ -154,25 +204,29 @@ class Trainer:
         states, cached = [], []
         with torch.no_grad():
             for chunk in chunks:
-                states.append(torch.get_rng_state())
-                cached.append(self.model.embed(chunk))
+                states.append(rng_state())
+                cached.append(self._embed(chunk))
         vectors = torch.cat(cached).requires_grad_()
         loss = loss_of(vectors)
         loss.backward()
         assert vectors.grad is not None
         grads = vectors.grad.split([len(c) for c in chunks])
-        after = torch.get_rng_state()
-        for chunk, state, grad in zip(chunks, states, grads, strict=True):
-            torch.set_rng_state(state)
-            self.model.embed(chunk).backward(grad)
-        torch.set_rng_state(after)
+        after = rng_state()
+        for chunk, state, grad, first in zip(chunks, states, grads, cached, strict=True):
+            set_rng_state(state)
+            replay = self._embed(chunk)
+            if (replay.detach() - first).abs().max() > REPLAY_TOLERANCE:
+                raise RuntimeError("GradCache replay differs from its cached pass")
+            replay.backward(grad)
+        set_rng_state(after)
         return loss
 
     def train(self) -> Path:
-        """Train to the end (from the current step) and export the final model."""
+        """Train to the end (from the current step), checkpoint, and export the final model."""
         self.config.output_dir.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step")
-        log = (self.config.output_dir / "train_log.jsonl").open("a", encoding="utf-8")
+        # A fresh run starts a fresh log; a resumed one continues the log cut at its step.
+        log = (self.config.output_dir / LOG_FILE).open("a" if self.step else "w", encoding="utf-8")
         try:
             for batch in self.batches():
                 start = time.perf_counter()
@@ -190,6 +244,7 @@ class Trainer:
         finally:
             bar.close()
             log.close()
+        self.save_checkpoint()
         return export_model(self.model, self.config.output_dir / "final", self.instruction)
 
     def save_checkpoint(self) -> Path:
@@ -198,13 +253,13 @@ class Trainer:
         export_model(self.model, folder, self.instruction)
         state = {
             "step": self.step,
+            "origin": self.origin,
             "trainable": {
                 n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad
             },
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "python_rng": random.getstate(),
+            "rng": rng_state(),
         }
         torch.save(state, folder / STATE_FILE)
         self._prune()
@@ -220,17 +275,30 @@ class Trainer:
         found = checkpoints(self.config.output_dir)
         if not found:
             return 0
-        state = torch.load(found[-1] / STATE_FILE, weights_only=False)
+        state = torch.load(found[-1] / STATE_FILE, weights_only=False, map_location="cpu")
+        if state["origin"] != self.origin:
+            raise UserError(
+                f"{found[-1]} was made with another config or data "
+                f"({state['origin']} vs now {self.origin}); train into a new output_dir"
+            )
         params = dict(self.model.named_parameters())
         with torch.no_grad():
             for name, value in state["trainable"].items():
                 params[name].copy_(value)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
+        set_rng_state(state["rng"])
         self.step = state["step"]
+        self._cut_log(self.step)
         return self.step
+
+    def _cut_log(self, step: int) -> None:
+        """Keep the log's lines up to `step`, so a resumed run does not repeat steps."""
+        path = self.config.output_dir / LOG_FILE
+        if path.is_file():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            kept = [line for line in lines if json.loads(line)["step"] <= step]
+            path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
 
 def checkpoints(output_dir: Path) -> list[Path]:
