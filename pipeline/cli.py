@@ -96,12 +96,10 @@ def train(
 ) -> None:
     """Train an embedding model on one or more dataset versions."""
     from pipeline.embedding.train_config import load_train_config
-    from pipeline.embedding.trainer import Trainer, checkpoints
+    from pipeline.embedding.trainer import FINAL, Trainer, checkpoints
 
     settings = load_train_config(config)
-    if not resume and (
-        checkpoints(settings.output_dir) or (settings.output_dir / "final").exists()
-    ):
+    if not resume and (checkpoints(settings.output_dir) or (settings.output_dir / FINAL).exists()):
         raise UserError(
             f"{settings.output_dir} already holds a training run; pass --resume or pick "
             "another output_dir"
@@ -110,9 +108,10 @@ def train(
     trainer = Trainer(settings)
     if resume:
         step = trainer.resume()
-        final = settings.output_dir / "final"
-        if step >= trainer.total_steps and final.is_dir():
-            typer.echo(f"already trained {step} of {trainer.total_steps} steps; model: {final}")
+        if step >= trainer.total_steps and trainer.final_dir.is_dir():
+            typer.echo(
+                f"already trained {step} of {trainer.total_steps} steps; model: {trainer.final_dir}"
+            )
             return
         typer.echo(f"resuming at step {step} of {trainer.total_steps}")
     final = trainer.train()

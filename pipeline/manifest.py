@@ -6,12 +6,13 @@ and reproduced. Its presence is what marks a version complete.
 """
 
 import json
-import os
 import platform
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from pipeline.writer import atomic_path
 
 PACKAGES = (
     "embsynth",
@@ -38,13 +39,9 @@ def package_versions() -> dict[str, str]:
 
 def write_json_atomic(value: dict[str, Any], path: Path) -> None:
     """Write JSON under a temp name, fsync, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
         json.dump(value, handle, indent=2, ensure_ascii=False, sort_keys=False)
         handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def now() -> str:

@@ -56,7 +56,7 @@ def check_corpus(config: InputConfig) -> str:
                 "set input.text_column"
             )
     elif fmt == "jsonl":
-        first = next(_jsonl_rows(config.path), None)
+        first = next(jsonl_rows(config.path), None)
         if first is not None and config.text_column not in first[1]:
             raise UserError(
                 f"{config.path}:{first[0]}: no field '{config.text_column}' "
@@ -74,7 +74,8 @@ def _parquet_file(path: Path) -> pq.ParquetFile:
         raise UserError(f"{path}: not a readable Parquet file ({exc})") from exc
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) per non-blank line; bad UTF-8, JSON or non-objects are errors."""
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
@@ -101,7 +102,7 @@ def _text_files(folder: Path) -> Iterator[Path]:
 def _rows(config: InputConfig, fmt: str) -> Iterator[dict[str, Any]]:
     if fmt == "jsonl":
         # A later row without the text field is skipped as `empty`, like a null text.
-        for _number, row in _jsonl_rows(config.path):
+        for _number, row in jsonl_rows(config.path):
             yield row
     elif fmt == "parquet":
         parquet = _parquet_file(config.path)

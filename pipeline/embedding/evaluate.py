@@ -7,7 +7,6 @@ ties broken by document id descending), and a test checks them against pytrec_ev
 """
 
 import csv
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import numpy as np
 
 from pipeline.embedding.inference import Embedder
 from pipeline.errors import UserError
+from pipeline.reader import jsonl_rows
 
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, dict[str, float]]
@@ -35,13 +35,8 @@ class Collection:
 def _jsonl(path: Path) -> Iterator[dict]:
     if not path.is_file():
         raise UserError(f"BEIR collection: {path} not found")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+    for _number, row in jsonl_rows(path):
+        yield row
 
 
 def _is_number(text: str) -> bool:

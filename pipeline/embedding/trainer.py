@@ -35,6 +35,7 @@ from pipeline.errors import UserError
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
 LOG_FILE = "train_log.jsonl"
+FINAL = "final"
 # A replayed chunk differs from its cached pass by float noise; a different dropout mask
 # moves vectors by far more than this.
 REPLAY_TOLERANCE = 1e-2
@@ -102,14 +103,19 @@ class Trainer:
             self._add_lora()
         self.model.to(self.device).train()
         self.terms = LossTerms(**config.loss.model_dump(exclude={"mrl_dims"}))
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         self.optimizer = torch.optim.AdamW(
-            params, lr=config.learning_rate, weight_decay=config.weight_decay
+            self.trainable.values(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
         self.scheduler = LambdaLR(self.optimizer, schedule(config, self.total_steps))
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.instruction = Counter(e.instruction for e in self.examples).most_common(1)[0][0]
+
+    @property
+    def final_dir(self) -> Path:
+        """Where the finished model goes."""
+        return self.config.output_dir / FINAL
 
     @property
     def origin(self) -> dict[str, object]:
@@ -190,9 +196,7 @@ class Trainer:
             loss.backward()
         else:
             loss = self._grad_cache(chunks, loss_of)
-        torch.nn.utils.clip_grad_norm_(
-            [p for p in self.model.parameters() if p.requires_grad], self.config.max_grad_norm
-        )
+        torch.nn.utils.clip_grad_norm_(self.trainable.values(), self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -245,7 +249,7 @@ class Trainer:
             bar.close()
             log.close()
         self.save_checkpoint()
-        return export_model(self.model, self.config.output_dir / "final", self.instruction)
+        return export_model(self.model, self.final_dir, self.instruction)
 
     def save_checkpoint(self) -> Path:
         """Write checkpoints/step-NNNNNN: a loadable model plus the trainer state."""
@@ -254,9 +258,7 @@ class Trainer:
         state = {
             "step": self.step,
             "origin": self.origin,
-            "trainable": {
-                n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad
-            },
+            "trainable": {n: p.detach().clone() for n, p in self.trainable.items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": rng_state(),
@@ -281,10 +283,9 @@ class Trainer:
                 f"{found[-1]} was made with another config or data "
                 f"({state['origin']} vs now {self.origin}); train into a new output_dir"
             )
-        params = dict(self.model.named_parameters())
         with torch.no_grad():
             for name, value in state["trainable"].items():
-                params[name].copy_(value)
+                self.trainable[name].copy_(value)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
