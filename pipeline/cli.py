@@ -37,8 +37,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def quiet_engine_logs() -> None:
-    """vLLM logs at INFO by default; keep the job's own output readable."""
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    """Tokenizer thread warnings add noise; vLLM keeps its INFO log, which goes to the
+    version's logs/engine.log (or the terminal with --verbose)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -55,6 +55,9 @@ def run(
     config: Annotated[Path, typer.Argument(help="job YAML file")],
     limit: Annotated[int | None, typer.Option(help="stop after N documents", min=1)] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (overrides output.dir)")] = None,
+    verbose: Annotated[
+        bool, typer.Option(help="show the engine's own log instead of keeping it in logs/")
+    ] = False,
 ) -> None:
     """Generate a new dataset version from CONFIG."""
     quiet_engine_logs()
@@ -63,7 +66,7 @@ def run(
     from pipeline.summary import format_summary
 
     job = load_config(config)
-    summary = run_job(job, limit=limit, out_dir=out)
+    summary = run_job(job, limit=limit, out_dir=out, quiet_engine=not verbose)
     typer.echo(format_summary(summary))
 
 
@@ -168,7 +171,13 @@ def embed(
     if not out.parent.is_dir():
         raise UserError(f"output folder not found: {out.parent}")
     done, skipped = embed_file(
-        Embedder(model, batch_size=batch_size), source_config, out, kind, instruction, dim
+        Embedder(model, batch_size=batch_size),
+        source_config,
+        out,
+        kind,
+        instruction,
+        dim,
+        progress=True,
     )
     typer.echo(f"{done} vectors written to {out} ({skipped} empty texts skipped)")
 
@@ -191,7 +200,8 @@ def evaluate(
 
     quiet_model_loading()
     collection = load_collection(beir_dir)  # bad input fails before the model loads
-    scores = run_eval(Embedder(model, batch_size=batch_size), collection, instruction, dim)
+    embedder = Embedder(model, batch_size=batch_size)
+    scores = run_eval(embedder, collection, instruction, dim, progress=True)
     typer.echo(json.dumps({k: round(v, 4) for k, v in scores.items()}))
 
 

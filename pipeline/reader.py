@@ -160,3 +160,17 @@ def read_batches(
             documents, skipped = [], []
     if documents or skipped:
         yield documents, skipped
+
+
+def count_rows(config: InputConfig, limit: int | None = None) -> int:
+    """How many rows the corpus holds (at most `limit`), cheaply: Parquet metadata, a
+    line count, a file count. Progress bars use it for their total and ETA."""
+    fmt = check_corpus(config)
+    if fmt == "parquet":
+        rows = _parquet_file(config.path).metadata.num_rows
+    elif fmt == "jsonl":
+        with config.path.open("rb") as handle:
+            rows = sum(1 for line in handle if line.strip())
+    else:
+        rows = sum(1 for _ in _text_files(config.path))
+    return rows if limit is None else min(rows, limit)

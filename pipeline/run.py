@@ -7,19 +7,20 @@ corpus. vLLM sees each stage of a batch as one large request list.
 
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from pipeline.config import JobConfig
+from pipeline.console import Listener, StepProgress, engine_output_to
 from pipeline.errors import UserError
 from pipeline.generate.backend import Generator
+from pipeline.generate.model_check import check_model
 from pipeline.manifest import dataset_card, now, package_versions, write_json_atomic
 from pipeline.planner import plan
 from pipeline.prompts import PromptLibrary
-from pipeline.reader import check_corpus, read_batches
+from pipeline.reader import check_corpus, count_rows, read_batches
 from pipeline.records import PAIR_SCHEMA, REJECT_SCHEMA, Candidate, Reject, reject_row
 from pipeline.stages import StageFn, TokenCount, filter_stage, generation_stage, pair_row
 from pipeline.writer import ShardWriter, new_version, publish, versions
@@ -65,6 +66,7 @@ def prepare(config: JobConfig) -> PromptLibrary:
                 f"({', '.join(names)} vs {', '.join(stages)}); run them as separate jobs"
             )
     check_corpus(config.input)
+    check_model(config.generator.model)
     return library
 
 
@@ -74,37 +76,77 @@ def run_job(
     limit: int | None = None,
     out_dir: Path | None = None,
     progress: bool = True,
+    quiet_engine: bool = False,
+    listener: Listener | None = None,
 ) -> RunSummary:
-    """Generate a new dataset version from the job config and return its summary."""
+    """Generate a new dataset version from the job config and return its summary.
+
+    `quiet_engine` sends the engine's own output to `logs/engine.log` inside the version;
+    `listener` sees every progress step (step name, documents done) as it happens.
+    """
     library = prepare(config)
     root = (out_dir or config.output.dir) / config.name
-    if generator is None:
-        from pipeline.generate.vllm_offline import open_generator
+    total = count_rows(config.input, limit)
+    parent = versions(root)
+    staging, version_dir = new_version(root)
+    log = staging / "logs" / "engine.log" if quiet_engine else None
+    with engine_output_to(log) as console:
+        say = (lambda line: print(line, file=console)) if progress else (lambda line: None)
+        if generator is None:
+            generator = _open_engine(config, say, log)
+        if generator.settings is not None:
+            say(f"engine: {generator.settings.describe()}")
+        steps = ["read", *_stage_names(config, library), "filter"]
+        progress_bars = StepProgress(steps, total, console if progress else None, listener)
+        summary = _generate(
+            config, library, generator, limit, (staging, version_dir, parent), progress_bars
+        )
+    return summary
 
+
+def _stage_names(config: JobConfig, library: PromptLibrary) -> list[str]:
+    return [stage.name for stage in library.task(config.tasks[0].type).stages]
+
+
+def _open_engine(config: JobConfig, say: Callable[[str], None], log: Path | None) -> Generator:
+    from pipeline.generate.vllm_offline import open_generator
+
+    say(f"loading {config.generator.model} ...")
+    start = time.perf_counter()
+    try:
         generator = open_generator(config.generator, config.seed)
+    except UserError as exc:
+        raise UserError(f"{exc} (engine log: {log})" if log else str(exc)) from exc
+    say(
+        f"engine ready in {time.perf_counter() - start:.0f} s"
+        + (f"; its log: {log}" if log else "")
+    )
+    return generator
 
+
+def _generate(
+    config: JobConfig,
+    library: PromptLibrary,
+    generator: Generator,
+    limit: int | None,
+    version: tuple[Path, Path, list[Path]],
+    progress: StepProgress,
+) -> RunSummary:
+    staging, version_dir, parent = version
     tokens = TokenCount()
-    stage_names = [stage.name for stage in library.task(config.tasks[0].type).stages]
+    stage_names = _stage_names(config, library)
     stages: list[tuple[str, StageFn]] = [
         (name, generation_stage(i, library, generator, config, tokens))
         for i, name in enumerate(stage_names)
     ]
     stages.append(("filter", filter_stage(config, library)))
 
-    parent = versions(root)
-    staging, version_dir = new_version(root)
     pairs = ShardWriter(staging / "data", PAIR_SCHEMA, config.output.shard_size)
     rejects = ShardWriter(staging / "rejects", REJECT_SCHEMA, config.output.shard_size)
     rejected: dict[str, Counter[str]] = defaultdict(Counter)
     stage_seconds: dict[str, float] = defaultdict(float)
     documents = 0
     started_at, start = now(), time.perf_counter()
-    bars = {
-        name: tqdm(
-            desc=f"{name:>8}", unit="doc", total=limit, position=i, disable=not progress, leave=True
-        )
-        for i, name in enumerate(["read", *[n for n, _ in stages]])
-    }
 
     def record(batch_rejects: list[Reject]) -> None:
         for reject in batch_rejects:
@@ -115,26 +157,26 @@ def run_job(
         for docs, skipped in read_batches(config.input, limit):
             documents += len(docs)
             record(skipped)
-            bars["read"].update(len(docs))
+            progress.advance("read", len(docs) + len(skipped))
+            progress.dropped("read", len(skipped))
             t0 = time.perf_counter()
             batch: list[Candidate] = plan(docs, config, library.personas)
             stage_seconds["plan"] += time.perf_counter() - t0
             for name, stage in stages:
                 t0 = time.perf_counter()
-                batch, batch_rejects = stage(batch)
+                batch, batch_rejects = stage(batch, progress.advancer(name))
                 stage_seconds[name] += time.perf_counter() - t0
                 record(batch_rejects)
-                bars[name].update(len(batch))
+                progress.dropped(name, len(batch_rejects))
             t0 = time.perf_counter()
             pairs.add([pair_row(c, library, config, generator.model) for c in batch])
             stage_seconds["write"] += time.perf_counter() - t0
     except UserError as exc:
         raise UserError(f"{exc} (the unfinished version is left in {staging})") from exc
     finally:
-        for bar in bars.values():
-            bar.close()
+        progress.close()
 
-    manifest = _manifest(config, library, generator.model, version_dir, parent, started_at)
+    manifest = _manifest(config, library, generator, version_dir, parent, started_at)
     manifest["limit"] = limit
     manifest["files"] = {"data": pairs.close(), "rejects": rejects.close()}
     seconds = time.perf_counter() - start
@@ -147,7 +189,7 @@ def run_job(
     manifest["timings"] = {"total_seconds": round(seconds, 3)} | {
         f"{k}_seconds": round(v, 3) for k, v in stage_seconds.items()
     }
-    manifest["tokens"] = {"prompt": tokens.prompt, "completion": tokens.completion}
+    manifest["tokens"] = token_report(tokens, pairs.rows)
     manifest["finished_at"] = now()
     (staging / "README.md").write_text(dataset_card(manifest), encoding="utf-8")
     write_json_atomic(manifest, staging / "manifest.json")
@@ -164,10 +206,20 @@ def run_job(
     )
 
 
+def token_report(tokens: TokenCount, kept: int) -> dict[str, Any]:
+    """Prompt tokens, how many the prefix cache served, and what a kept pair cost."""
+    return {
+        "prompt": tokens.prompt,
+        "prompt_cached": tokens.cached,
+        "completion": tokens.completion,
+        "uncached_prompt_per_kept_pair": round(tokens.uncached / kept, 1) if kept else None,
+    }
+
+
 def _manifest(
     config: JobConfig,
     library: PromptLibrary,
-    model: str,
+    generator: Generator,
     version_dir: Path,
     parent: list[Path],
     started_at: str,
@@ -178,7 +230,8 @@ def _manifest(
         "parent_version": parent[-1].name if parent else None,
         "status": "complete",
         "started_at": started_at,
-        "model": model,
+        "model": generator.model,
+        "engine": generator.settings.as_dict() if generator.settings else None,
         "seed": config.seed,
         "config_hash": config.fingerprint(),
         "template_hashes": {t.type: library.task(t.type).template_hash for t in config.tasks},

@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline.config import JobConfig
 from pipeline.filters import check_pair, words
-from pipeline.generate.backend import Generator, Request
+from pipeline.generate.backend import Generator, OnDone, Request
 from pipeline.parse import ParseFailure, parse_result
 from pipeline.prompts import PromptLibrary, Stage, schema_for
 from pipeline.records import Candidate, Reject, pair_id
@@ -21,15 +21,22 @@ OUTPUT_FIELDS = {
     "query": "query",
 }
 
-StageFn = Callable[[list[Candidate]], tuple[list[Candidate], list[Reject]]]
+# A stage takes candidates and a callback it calls as candidates are done with it.
+StageFn = Callable[[list[Candidate], OnDone], tuple[list[Candidate], list[Reject]]]
 
 
 @dataclass
 class TokenCount:
-    """Tokens processed by the generator, for the throughput report."""
+    """Tokens processed by the generator, for the throughput and cost report."""
 
     prompt: int = 0
+    cached: int = 0  # prompt tokens the engine's prefix cache served
     completion: int = 0
+
+    @property
+    def uncached(self) -> int:
+        """Prompt tokens the engine had to compute (prefill is most of a CPU job's time)."""
+        return self.prompt - self.cached
 
 
 def variables(candidate: Candidate, library: PromptLibrary) -> dict[str, Any]:
@@ -52,7 +59,7 @@ def generation_stage(
 ) -> StageFn:
     """Stage `index` of each candidate's task: render, generate in one batch, parse."""
 
-    def run(candidates: list[Candidate]) -> tuple[list[Candidate], list[Reject]]:
+    def run(candidates: list[Candidate], on_done: OnDone) -> tuple[list[Candidate], list[Reject]]:
         stages: list[Stage] = [library.task(c.task).stages[index] for c in candidates]
         requests = [
             Request(
@@ -62,12 +69,13 @@ def generation_stage(
             for c, stage in zip(candidates, stages, strict=True)
         ]
         sampling = getattr(config.sampling, stages[0].name) if stages else None
-        results = generator.generate(requests, sampling) if stages else []
+        results = generator.generate(requests, sampling, on_done) if stages else []
         kept, rejects = [], []
         for candidate, stage, request, result in zip(
             candidates, stages, requests, results, strict=True
         ):
             tokens.prompt += result.prompt_tokens
+            tokens.cached += result.cached_tokens
             tokens.completion += result.completion_tokens
             try:
                 value = parse_result(result, request.schema)
@@ -107,7 +115,7 @@ def filter_stage(config: JobConfig, library: PromptLibrary) -> StageFn:
 
     examples = {task.type: example_queries(library, task.type) for task in config.tasks}
 
-    def run(candidates: list[Candidate]) -> tuple[list[Candidate], list[Reject]]:
+    def run(candidates: list[Candidate], on_done: OnDone) -> tuple[list[Candidate], list[Reject]]:
         kept, rejects = [], []
         for candidate in candidates:
             reject = check_pair(candidate, config.filters, examples[candidate.task])
@@ -115,6 +123,7 @@ def filter_stage(config: JobConfig, library: PromptLibrary) -> StageFn:
                 kept.append(candidate)
             else:
                 rejects.append(reject)
+        on_done(len(candidates))
         return kept, rejects
 
     return run

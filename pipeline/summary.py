@@ -20,5 +20,10 @@ def format_summary(summary: RunSummary) -> str:
         f"pairs/s:         {summary.pairs_per_second:.2f}",
         f"tokens/s:        {summary.tokens_per_second:.0f} generated "
         f"({summary.tokens.completion} generated, {summary.tokens.prompt} prompt)",
+        f"prompt tokens:   {summary.tokens.prompt} ({summary.tokens.cached} from the prefix "
+        f"cache, {summary.tokens.uncached} computed)",
     ]
+    if summary.kept:
+        per_pair = summary.tokens.uncached / summary.kept
+        lines.append(f"cost per pair:   {per_pair:.0f} computed prompt tokens per kept pair")
     return "\n".join(lines)

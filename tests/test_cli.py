@@ -75,4 +75,8 @@ def test_full_run_prints_a_summary(
     )
     assert result.exit_code == 0, result.output
     assert "pairs kept:" in result.output and "tokens/s:" in result.output
-    assert (tmp_path / "cli" / "t" / "v0001" / "manifest.json").is_file()
+    assert "computed prompt tokens per kept pair" in result.output
+    version = tmp_path / "cli" / "t" / "v0001"
+    assert (version / "manifest.json").is_file()
+    # The engine's own output went to the version's log, not the console.
+    assert (version / "logs" / "engine.log").is_file()

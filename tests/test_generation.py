@@ -126,3 +126,38 @@ def test_backend_keeps_order_and_disables_thinking(generator: Any) -> None:
         assert ids[-4:] == [think, 271, end_think, 271]  # an empty think block ends the prompt
         assert result.prompt_tokens == len(ids)  # ... and it is what the engine saw
         assert json.loads(result.text) == {"n": "x"}  # structured output enforced
+
+
+def test_progress_moves_within_a_one_batch_job(
+    generator: Any, job_file: Callable[..., Path]
+) -> None:
+    """One batch of 24 documents: the generation bars must show counts between 0 and 24
+    before the stage ends, as the engine finishes requests."""
+    config = load_config(job_file(input={"path": str(SAMPLE_CORPUS), "batch_size": 512}))
+    events: list[tuple[str, int]] = []
+    summary = run_job(
+        config, generator=generator, limit=24, progress=False, listener=lambda *e: events.append(e)
+    )
+    seen: dict[str, list[int]] = {}
+    done: dict[str, int] = {}
+    for step, n in events:
+        done[step] = done.get(step, 0) + n
+        seen.setdefault(step, []).append(done[step])
+    assert set(seen) == {"read", "config", "query", "filter"}
+    assert all(counts[-1] == 24 for counts in seen.values())  # every bar ends at the total
+    assert seen["read"] == [24]  # one batch
+    for step in ("config", "query"):
+        assert any(0 < count < 24 for count in seen[step]), seen[step]
+    # The config bar moved before the query stage started.
+    first_query = events.index(next(e for e in events if e[0] == "query"))
+    assert any(step == "config" for step, _ in events[:first_query])
+
+    manifest = json.loads((summary.version_dir / "manifest.json").read_text())
+    engine = manifest["engine"]
+    assert engine["device"] == "cpu" and engine["dtype"] in ("float32", "bfloat16")
+    assert engine["threads"] >= 1
+    tokens = manifest["tokens"]
+    assert 0 < tokens["prompt_cached"] < tokens["prompt"]  # the static prefix is shared
+    if summary.kept:
+        uncached = tokens["prompt"] - tokens["prompt_cached"]
+        assert tokens["uncached_prompt_per_kept_pair"] == round(uncached / summary.kept, 1)

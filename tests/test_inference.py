@@ -35,7 +35,7 @@ def test_dimension_truncation_and_instruction_override(saved_decoder: Path) -> N
 
 def test_vllm_pooling_backend_gives_the_same_vectors(saved_decoder: Path) -> None:
     ours = Embedder(saved_decoder)
-    served = Embedder(saved_decoder, backend="vllm")
+    served = Embedder(saved_decoder, backend="vllm", dtype="float32")
     np.testing.assert_allclose(served.encode_queries(TEXTS), ours.encode_queries(TEXTS), atol=2e-3)
     np.testing.assert_allclose(
         served.encode_documents(TEXTS), ours.encode_documents(TEXTS), atol=2e-3

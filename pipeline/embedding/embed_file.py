@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from pipeline.config import InputConfig
 from pipeline.embedding.inference import Embedder
 from pipeline.errors import UserError
-from pipeline.reader import read_batches
+from pipeline.reader import count_rows, read_batches
 from pipeline.writer import atomic_path
 
 
@@ -24,20 +25,23 @@ def embed_file(
     kind: str,
     instruction: str | None = None,
     dim: int | None = None,
+    progress: bool = False,
 ) -> tuple[int, int]:
     """Write vectors of `source`'s text column to `out`; returns (embedded, skipped)."""
     embedded = skipped = 0
     writer: pq.ParquetWriter | None = None
-    with atomic_path(out) as tmp:
+    bar = tqdm(total=count_rows(source), desc="embed", unit="text", disable=not progress)
+    with atomic_path(out) as tmp, bar:
         for docs, rejects in read_batches(source):
             skipped += len(rejects)
+            bar.update(len(rejects))
             if not docs:
                 continue
             texts = [d.text for d in docs]
             if kind == "query":
-                vectors = embedder.encode_queries(texts, instruction=instruction, dim=dim)
+                vectors = embedder.encode_queries(texts, instruction, dim, bar.update)
             else:
-                vectors = embedder.encode_documents(texts, dim=dim)
+                vectors = embedder.encode_documents(texts, dim, bar.update)
             size = vectors.shape[1]
             table = pa.table(
                 {

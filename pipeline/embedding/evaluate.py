@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from pipeline.embedding.inference import Embedder
 from pipeline.errors import UserError
@@ -135,12 +136,16 @@ def evaluate(
     collection: Collection,
     instruction: str | None = None,
     dim: int | None = None,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Encode a BEIR collection with `embedder` and score its retrieval."""
     query_ids = list(collection.queries)
-    queries = embedder.encode_queries(
-        [collection.queries[q] for q in query_ids], instruction=instruction, dim=dim
-    )
-    documents = embedder.encode_documents(collection.doc_texts, dim=dim)
+    with tqdm(total=len(query_ids), desc="queries", unit="text", disable=not progress) as bar:
+        texts = [collection.queries[q] for q in query_ids]
+        queries = embedder.encode_queries(texts, instruction, dim, bar.update)
+    with tqdm(
+        total=len(collection.doc_ids), desc="documents", unit="text", disable=not progress
+    ) as bar:
+        documents = embedder.encode_documents(collection.doc_texts, dim, bar.update)
     run = search(queries, documents, query_ids, collection.doc_ids)
     return metrics(collection.qrels, run) | {"queries": float(len(query_ids))}

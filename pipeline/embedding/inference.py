@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from pipeline.embedding.model import EmbeddingModel, Pooling, query_prompt
 from pipeline.errors import UserError
+from pipeline.generate.backend import OnDone
 
 LEGACY_POOLING = {"pooling_mode_mean_tokens": "mean", "pooling_mode_lasttoken": "lasttoken"}
 
@@ -43,7 +44,10 @@ class Embedder:
         path: str | Path,
         batch_size: int = 64,
         backend: Literal["torch", "vllm"] = "torch",
+        dtype: str | None = None,
     ) -> None:
+        """`dtype` pins the vLLM backend's dtype; unset, it follows the machine (bf16 only
+        on CPUs with native bf16, see `engine_settings`)."""
         self.path = Path(path)
         if not self.path.exists():
             raise UserError(f"model not found: {self.path}")
@@ -54,12 +58,20 @@ class Embedder:
             from transformers import AutoTokenizer
             from vllm import LLM
 
+            from pipeline.generate.engine_settings import apply_settings, choose_settings
+
             # Our tokenizer truncates as the torch backend does (keeping a decoder's EOS);
             # vLLM gets token ids and a context no longer than the model was saved for.
             self.tokenizer = AutoTokenizer.from_pretrained(self.path)
             self.max_length = max_length
+            engine = {"dtype": dtype} if dtype else {}
+            self.settings = choose_settings(engine)
             self.llm = LLM(
-                model=str(self.path), runner="pooling", enforce_eager=True, max_model_len=max_length
+                model=str(self.path),
+                runner="pooling",
+                enforce_eager=True,
+                max_model_len=max_length,
+                **apply_settings(self.settings, engine),
             )
             config = _read_json(self.path / "config.json")
             self.dimension = int(config.get("hidden_size", 0))
@@ -72,18 +84,28 @@ class Embedder:
         return self.query_prompt if instruction is None else query_prompt(instruction)
 
     def encode_queries(
-        self, texts: list[str], instruction: str | None = None, dim: int | None = None
+        self,
+        texts: list[str],
+        instruction: str | None = None,
+        dim: int | None = None,
+        on_done: OnDone | None = None,
     ) -> np.ndarray:
         """Query vectors; `instruction` overrides the saved query prompt ('' for none)."""
         prefix = self.prompt(instruction)
-        return self.encode([prefix + t for t in texts], dim)
+        return self.encode([prefix + t for t in texts], dim, on_done)
 
-    def encode_documents(self, texts: list[str], dim: int | None = None) -> np.ndarray:
+    def encode_documents(
+        self, texts: list[str], dim: int | None = None, on_done: OnDone | None = None
+    ) -> np.ndarray:
         """Document vectors (documents carry no instruction)."""
-        return self.encode(texts, dim)
+        return self.encode(texts, dim, on_done)
 
-    def encode(self, texts: list[str], dim: int | None = None) -> np.ndarray:
-        """Vectors for raw texts, truncated to `dim` (Matryoshka) and renormalized."""
+    def encode(
+        self, texts: list[str], dim: int | None = None, on_done: OnDone | None = None
+    ) -> np.ndarray:
+        """Vectors for raw texts, truncated to `dim` (Matryoshka) and renormalized;
+        `on_done` hears how many texts each finished batch held (progress bars)."""
+        report = on_done or (lambda n: None)
         if dim is not None and not 0 < dim <= self.dimension:
             raise UserError(f"dim {dim} is outside 1..{self.dimension}, the model's dimension")
         if not texts:
@@ -92,11 +114,13 @@ class Embedder:
             ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
             outputs = self.llm.embed([{"prompt_token_ids": i} for i in ids], use_tqdm=False)
             vectors = torch.tensor([o.outputs.embedding for o in outputs])
+            report(len(texts))
         else:
             parts = []
             with torch.inference_mode():
                 for start in range(0, len(texts), self.batch_size):
                     parts.append(self.model.embed(texts[start : start + self.batch_size]))
+                    report(len(parts[-1]))
             vectors = torch.cat(parts)
         if dim is not None:
             vectors = vectors[:, :dim]

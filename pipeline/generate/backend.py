@@ -4,10 +4,15 @@ The two-stage Qwen3 recipe is two passes through `Generator.generate`, not a spe
 A failed request is a `Result` with `error` set, never an exception that loses the batch.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pipeline.config import StageSampling
+from pipeline.generate.engine_settings import EngineSettings
+
+# Called with the number of requests that just finished, as they finish (progress bars).
+OnDone = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -27,13 +32,17 @@ class Result:
     prompt_tokens: int
     completion_tokens: int
     error: str | None = None
+    cached_tokens: int = 0  # prompt tokens served from the engine's prefix cache
 
 
 class Generator(Protocol):
     """Runs a batch of requests with one stage's sampling; results match requests by index."""
 
     model: str
+    settings: EngineSettings | None
 
-    def generate(self, requests: list[Request], sampling: StageSampling) -> list[Result]:
-        """Generate one result per request, in order."""
+    def generate(
+        self, requests: list[Request], sampling: StageSampling, on_done: OnDone | None = None
+    ) -> list[Result]:
+        """Generate one result per request, in order, calling `on_done` as requests finish."""
         ...

@@ -1,42 +1,28 @@
-"""The in-process vLLM engine backend: `LLM.chat` on whole batches, structured outputs.
+"""The offline vLLM engine backend: whole batches enqueued at once, structured outputs.
 
 Thinking is disabled through the chat template (Qwen3's `enable_thinking=False`); the
 seed is global to the engine because per-request seeds crash vLLM's CPU sampler on large
 batches. Engines are cached per process and settings, so a test session or a benchmark
-that runs several jobs pays for one engine load.
+that runs several jobs pays for one engine load. A batch is enqueued whole (vLLM keeps its
+own batch full) and completions are counted as the engine finishes them, so progress moves
+within a batch.
 """
 
+import io
 import json
-import os
-import re
-from functools import lru_cache
-from pathlib import Path
+from functools import lru_cache, partial
 from typing import Any
+
+from tqdm import tqdm
 
 from pipeline.config import GeneratorConfig, StageSampling
 from pipeline.errors import UserError
-from pipeline.generate.backend import Request, Result
-
-HF_MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+from pipeline.generate.backend import OnDone, Request, Result
+from pipeline.generate.engine_settings import apply_settings, choose_settings
+from pipeline.generate.model_check import check_model
 
 # Without this, random-weight models pad structured JSON with whitespace until max_tokens.
 STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
-
-
-def check_model(model: str) -> None:
-    """Fail fast on a model that is neither a local folder nor a hub id we could fetch."""
-    path = Path(model)
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise UserError(f"model folder has no config.json: {model}")
-        return
-    if path.is_absolute() or not HF_MODEL_ID.match(model):
-        raise UserError(f"model path does not exist: {model}")
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        from huggingface_hub import try_to_load_from_cache
-
-        if not isinstance(try_to_load_from_cache(model, "config.json"), str):
-            raise UserError(f"model {model} is not a local folder and HF_HUB_OFFLINE=1")
 
 
 class VllmGenerator:
@@ -44,7 +30,8 @@ class VllmGenerator:
 
     def __init__(self, model: str, seed: int, engine: dict[str, Any]) -> None:
         check_model(model)
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        self.settings = choose_settings(engine)
+        engine = apply_settings(self.settings, engine)
         from vllm import LLM  # deferred: importing vllm takes seconds
 
         options = {"structured_outputs_config": STRUCTURED_OUTPUTS, **engine}
@@ -57,8 +44,10 @@ class VllmGenerator:
             ) from exc
         self.model = model
 
-    def generate(self, requests: list[Request], sampling: StageSampling) -> list[Result]:
-        """Run all requests as one `LLM.chat` call so vLLM batches them."""
+    def generate(
+        self, requests: list[Request], sampling: StageSampling, on_done: OnDone | None = None
+    ) -> list[Result]:
+        """Enqueue all requests at once so vLLM batches them; `on_done` sees each finish."""
         if not requests:
             return []
         from vllm import SamplingParams
@@ -75,28 +64,54 @@ class VllmGenerator:
             for request in requests
         ]
         try:
-            outputs = self._chat([r.messages for r in requests], params)
+            outputs = self._chat([r.messages for r in requests], params, on_done)
         except ValueError:
-            # One bad request (e.g. a prompt over max_model_len) fails vLLM's whole batch;
-            # retry one by one so only that request carries the error.
+            # One bad request (e.g. a prompt over max_model_len) fails vLLM's whole batch
+            # (the requests already queued are aborted by vLLM); retry one by one so only
+            # that request carries the error.
             return [
-                self._one(request, param) for request, param in zip(requests, params, strict=True)
+                self._one(request, param, on_done)
+                for request, param in zip(requests, params, strict=True)
             ]
         return [_result(output) for output in outputs]
 
-    def _chat(self, conversations: list[list[dict[str, str]]], params: list[Any]) -> list[Any]:
-        return self.llm.chat(
+    def _chat(
+        self, conversations: list[list[dict[str, str]]], params: list[Any], on_done: OnDone | None
+    ) -> list[Any]:
+        self.llm.enqueue_chat(
             conversations,
             sampling_params=params,
             use_tqdm=False,
             chat_template_kwargs={"enable_thinking": False},
         )
+        return self.llm.wait_for_completion(use_tqdm=completion_counter(on_done) or False)
 
-    def _one(self, request: Request, param: Any) -> Result:
+    def _one(self, request: Request, param: Any, on_done: OnDone | None) -> Result:
         try:
-            return _result(self._chat([request.messages], [param])[0])
+            return _result(self._chat([request.messages], [param], on_done)[0])
         except ValueError as exc:
+            if on_done is not None:
+                on_done(1)
             return Result("", None, 0, 0, error=str(exc).splitlines()[0][:500])
+
+
+class _CountingBar(tqdm):
+    """The progress bar vLLM updates as each request finishes, forwarding the counts to
+    `on_done` instead of drawing itself (vLLM reads its timing fields, so it is a real
+    tqdm writing to a discarded buffer)."""
+
+    def __init__(self, *args: Any, on_done: OnDone, **kwargs: Any) -> None:
+        self.on_done = on_done
+        super().__init__(*args, **{**kwargs, "file": io.StringIO(), "mininterval": 1e9})
+
+    def update(self, n: float | None = 1) -> bool | None:
+        self.on_done(int(n or 0))
+        return super().update(n)
+
+
+def completion_counter(on_done: OnDone | None) -> partial[_CountingBar] | None:
+    """What `LLM.wait_for_completion(use_tqdm=...)` takes to report finished requests."""
+    return None if on_done is None else partial(_CountingBar, on_done=on_done)
 
 
 def _result(output: Any) -> Result:
@@ -106,6 +121,7 @@ def _result(output: Any) -> Result:
         finish_reason=completion.finish_reason,
         prompt_tokens=len(output.prompt_token_ids or []),
         completion_tokens=len(completion.token_ids),
+        cached_tokens=int(output.num_cached_tokens or 0),
     )
 
 
