@@ -7,11 +7,18 @@ cache is reset before every timed run, the order alternates each round, and the 
 each side is compared. Throughput is
 generated tokens per second (sampling makes lengths differ slightly between runs).
 
+It prints the engine settings it ran with (dtype, threads, CPU), then replays the same
+requests raw in a fresh process per dtype (float32, bfloat16), since the right dtype
+depends on whether the CPU computes bf16 natively.
+
     python bench/generation_overhead.py [--docs 128] [--model PATH] [--corpus PATH] [--rounds 2]
 """
 
 import argparse
 import os
+import pickle
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +32,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import yaml
 
 from pipeline.config import StageSampling, load_config
-from pipeline.generate.backend import Request, Result
+from pipeline.generate.backend import OnDone, Request, Result
 from pipeline.generate.vllm_offline import open_generator
 from pipeline.models.tiny_qwen3 import build_tiny_qwen3
 from pipeline.run import run_job
@@ -40,11 +47,14 @@ class Recorder:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.model = inner.model
+        self.settings = inner.settings
         self.calls: list[tuple[list[Request], StageSampling]] = []
 
-    def generate(self, requests: list[Request], sampling: StageSampling) -> list[Result]:
+    def generate(
+        self, requests: list[Request], sampling: StageSampling, on_done: OnDone | None = None
+    ) -> list[Result]:
         self.calls.append((requests, sampling))
-        return self.inner.generate(requests, sampling)
+        return self.inner.generate(requests, sampling, on_done)
 
 
 def raw_replay(llm: Any, calls: list[tuple[list[Request], StageSampling]]) -> tuple[float, int]:
@@ -69,13 +79,54 @@ def raw_replay(llm: Any, calls: list[tuple[list[Request], StageSampling]]) -> tu
     return time.perf_counter() - start, tokens
 
 
+def replay_with_dtype(model: str, dtype: str, calls_file: Path) -> None:
+    """Child process: a fresh engine in `dtype` replays the recorded requests raw."""
+    from vllm import LLM
+
+    from pipeline.generate.vllm_offline import STRUCTURED_OUTPUTS
+
+    calls = pickle.loads(calls_file.read_bytes())
+    llm = LLM(
+        model=model, seed=1, dtype=dtype, structured_outputs_config=STRUCTURED_OUTPUTS, **ENGINE
+    )
+    raw_replay(llm, calls[:1])  # warm the grammar cache
+    llm.reset_prefix_cache()
+    seconds, tokens = raw_replay(llm, calls)
+    print(f"DTYPE {dtype} {seconds:.2f} {tokens}")
+
+
+def compare_dtypes(
+    model: str, calls: list[tuple[list[Request], StageSampling]], work: Path
+) -> None:
+    """float32 vs bfloat16 on the same raw requests, each in its own process."""
+    calls_file = work / "calls.pkl"
+    calls_file.write_bytes(pickle.dumps(calls))
+    seconds = {}
+    for dtype in ("float32", "bfloat16"):
+        child = [sys.executable, __file__, "--replay-dtype", dtype, "--model", model]
+        out = subprocess.run(
+            [*child, "--calls", str(calls_file)], capture_output=True, text=True, check=True
+        ).stdout
+        line = next(x for x in out.splitlines() if x.startswith("DTYPE "))
+        _, _, secs, tokens = line.split()
+        seconds[dtype] = float(secs)
+        print(f"raw LLM.chat in {dtype}: {float(secs):.1f} s, {tokens} tok")
+    ratio = seconds["bfloat16"] / seconds["float32"]
+    print(f"bfloat16/float32 time ratio: {ratio:.2f} ({'bf16' if ratio < 1 else 'float32'} faster)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--model", type=Path, help="model folder (default: a tiny random Qwen3)")
     parser.add_argument("--corpus", type=Path, default=ROOT / "pipeline/data/sample_corpus.jsonl")
+    parser.add_argument("--replay-dtype", help=argparse.SUPPRESS)
+    parser.add_argument("--calls", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.replay_dtype:
+        replay_with_dtype(str(args.model), args.replay_dtype, args.calls)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="embsynth-bench-"))
     model = args.model or build_tiny_qwen3(work / "tiny-qwen3")
@@ -113,7 +164,9 @@ def main() -> None:
         print("  pipeline stage seconds:", stage_seconds)
         best_pipe, best_raw = max(best_pipe, pipe), max(best_raw, raw)
     print(f"model: {model}  docs: {args.docs}")
+    print(f"engine: {engine.settings.describe()}")
     print(f"pipeline/raw throughput ratio: {best_pipe / best_raw:.3f}")
+    compare_dtypes(str(model), recorder.calls, work)
 
 
 if __name__ == "__main__":

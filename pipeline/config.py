@@ -100,8 +100,52 @@ class GeneratorConfig(Strict):
     )
 
 
+class LengthFilter(Strict):
+    """Length compliance: the query's word count near the length stage 2 asked for."""
+
+    enabled: bool = True
+    tolerance: float = Field(
+        0.5, ge=0, le=10, description="allowed relative deviation from the requested words"
+    )
+    slack: int = Field(2, ge=0, description="extra words allowed either way (short queries)")
+
+
+class LanguageFilter(Strict):
+    """Language match: lingua's detected language of the query equals the requested one."""
+
+    enabled: bool = True
+    min_confidence: float = Field(
+        0.5, ge=0, le=1, description="reject only when lingua is at least this sure"
+    )
+    min_words: int = Field(3, ge=1, description="shorter queries are not judged")
+
+
+class HeuristicsFilter(Strict):
+    """Refusals, meta text, placeholders, passage-dependent questions, n-gram overlap."""
+
+    enabled: bool = True
+    ngram: int = Field(3, ge=1, le=8)
+    max_ngram_overlap: float = Field(
+        0.6, ge=0, le=1, description="reject if this share of the query's n-grams is in the passage"
+    )
+
+
+class ConsistencyFilter(Strict):
+    """Embedding consistency: cosine(query, positive) of the job's embedder."""
+
+    enabled: bool = True
+    min_cosine: float = Field(0.3, ge=-1, le=1)
+
+
+class RoundTripFilter(Strict):
+    """Round-trip consistency: the positive ranks within top_k for its query in the corpus."""
+
+    enabled: bool = True
+    top_k: int = Field(10, ge=1)
+
+
 class FiltersConfig(Strict):
-    """The minimal filters applied to every generated pair."""
+    """The filters applied to every generated pair, in this order; each can be switched off."""
 
     min_query_words: int = Field(1, ge=1)
     max_query_words: int = Field(40, ge=1)
@@ -109,6 +153,76 @@ class FiltersConfig(Strict):
     max_copy_ratio: float = Field(
         0.9, gt=0, le=1, description="reject if this share of the query is copied verbatim"
     )
+    length: LengthFilter = LengthFilter()
+    language: LanguageFilter = LanguageFilter()
+    heuristics: HeuristicsFilter = HeuristicsFilter()
+    consistency: ConsistencyFilter = ConsistencyFilter()
+    round_trip: RoundTripFilter = RoundTripFilter()
+
+
+class NearDedup(Strict):
+    """MinHash-LSH near-duplicate detection (rensa) over word shingles."""
+
+    enabled: bool = True
+    threshold: float = Field(0.8, gt=0, le=1, description="estimated Jaccard of duplicates")
+    num_perm: int = Field(128, ge=16, le=1024)
+    shingle: int = Field(2, ge=1, le=5, description="words per shingle")
+
+
+class SemanticDedup(Strict):
+    """Query-embedding cosine between a new query and every kept one."""
+
+    enabled: bool = True
+    threshold: float = Field(0.95, gt=0, le=1)
+
+
+class DocumentDedup(Strict):
+    """Duplicate input documents yield redundant pairs: drop them before planning."""
+
+    exact: bool = True
+    near: bool = True
+
+
+class DedupConfig(Strict):
+    """Query and document dedup; kept queries of earlier versions count too."""
+
+    exact: bool = True
+    near: NearDedup = NearDedup()
+    semantic: SemanticDedup = SemanticDedup()
+    documents: DocumentDedup = DocumentDedup()
+
+
+class NegativesConfig(Strict):
+    """Hard-negative mining from the corpus embeddings, with a false-negative guard."""
+
+    enabled: bool = True
+    count: int = Field(3, ge=1, le=64, description="negatives per pair")
+    rank_start: int = Field(
+        2, ge=0, description="skip this many top candidates (the likeliest false negatives)"
+    )
+    rank_end: int = Field(30, ge=1, description="candidates come from ranks [rank_start, rank_end)")
+    max_score_ratio: float = Field(
+        0.95, gt=0, le=1, description="drop candidates scoring above this share of the positive"
+    )
+    margin: float = Field(
+        0.0, ge=0, le=1, description="drop candidates within this margin below the positive"
+    )
+
+    @model_validator(mode="after")
+    def _window(self) -> "NegativesConfig":
+        if self.rank_end <= self.rank_start:
+            raise ValueError("rank_end must be larger than rank_start")
+        return self
+
+
+class EmbedderConfig(Strict):
+    """The embedder of consistency, round trip, semantic dedup and mining (one per job)."""
+
+    model: str = Field(
+        "all-MiniLM-L6-v2", description="a sentence-transformers folder, or all-MiniLM-L6-v2"
+    )
+    batch_size: int = Field(64, gt=0)
+    backend: Literal["torch", "vllm"] = "torch"
 
 
 class OutputConfig(Strict):
@@ -131,6 +245,9 @@ class JobConfig(Strict):
     sampling: SamplingConfig = SamplingConfig()
     generator: GeneratorConfig
     filters: FiltersConfig = FiltersConfig()
+    dedup: DedupConfig = DedupConfig()
+    negatives: NegativesConfig = NegativesConfig()
+    embedder: EmbedderConfig = EmbedderConfig()
     output: OutputConfig = OutputConfig()
 
     @model_validator(mode="after")
@@ -203,4 +320,5 @@ def load_config(path: Path) -> JobConfig:
     config.prompts_dir = _resolve(base, config.prompts_dir)
     config.output.dir = resolve_path(base, config.output.dir)
     config.generator.model = resolve_model(base, config.generator.model)
+    config.embedder.model = resolve_model(base, config.embedder.model)
     return config

@@ -18,3 +18,16 @@ def detect_languages(texts: list[str]) -> list[str | None]:
     """ISO 639-1 codes for `texts` (None where lingua cannot tell)."""
     found = _detector().detect_languages_in_parallel_of(texts)
     return [lang.iso_code_639_1.name.lower() if lang else None for lang in found]
+
+
+def language_confidence(texts: list[str]) -> list[tuple[str | None, float]]:
+    """(ISO 639-1 code, confidence 0..1) of the most likely language of each text."""
+    detector = _detector()
+    found: list[tuple[str | None, float]] = []
+    for values in detector.compute_language_confidence_values_in_parallel(texts):
+        if not values:
+            found.append((None, 0.0))
+            continue
+        top = values[0]
+        found.append((top.language.iso_code_639_1.name.lower(), float(top.value)))
+    return found

@@ -40,6 +40,9 @@ class Candidate:
     difficulty: str | None = None
     query: str | None = None
     scores: dict[str, float] = field(default_factory=dict)
+    vector: Any = None  # the query's embedding (numpy), computed once, shared by later stages
+    negatives: list[str] = field(default_factory=list)
+    negative_scores: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -52,6 +55,7 @@ class Reject:
     reason: str
     detail: str
     raw: str | None
+    score: float | None = None  # the score that failed its threshold, if the stage has one
 
 
 PAIR_SCHEMA = pa.schema(
@@ -76,6 +80,11 @@ PAIR_SCHEMA = pa.schema(
         pa.field("seed", pa.int64(), nullable=False),
         pa.field("score_query_words", pa.int32()),
         pa.field("score_copy_ratio", pa.float32()),
+        pa.field("score_ngram_overlap", pa.float32()),
+        pa.field("score_language_confidence", pa.float32()),
+        pa.field("score_consistency", pa.float32()),
+        pa.field("score_round_trip_rank", pa.int32()),
+        pa.field("negative_scores", pa.list_(pa.float32()), nullable=False),
     ]
 )
 
@@ -87,6 +96,7 @@ REJECT_SCHEMA = pa.schema(
         pa.field("reason", pa.string(), nullable=False),
         pa.field("detail", pa.string()),
         pa.field("raw", pa.string()),
+        pa.field("score", pa.float64()),
     ]
 )
 
@@ -105,4 +115,5 @@ def reject_row(reject: Reject) -> dict[str, Any]:
         "reason": reject.reason,
         "detail": reject.detail,
         "raw": reject.raw,
+        "score": reject.score,
     }

@@ -10,19 +10,28 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from tqdm import tqdm
+
+from pipeline.card import write_card
+from pipeline.checks import POST_STAGES, Context, Funnel, needs_embedder, post_generation_stages
 from pipeline.config import JobConfig
 from pipeline.console import Listener, StepProgress, engine_output_to
+from pipeline.dedup.documents import DocumentDedup
+from pipeline.dedup.queries import QueryDedup
+from pipeline.embedding.inference import Embedder
 from pipeline.errors import UserError
 from pipeline.generate.backend import Generator
 from pipeline.generate.model_check import check_model
-from pipeline.manifest import dataset_card, now, package_versions, write_json_atomic
+from pipeline.index.corpus import CorpusIndex
+from pipeline.index.embedder import embedder_path, open_embedder
+from pipeline.manifest import now, package_versions, write_json_atomic
 from pipeline.planner import plan
 from pipeline.prompts import PromptLibrary
 from pipeline.reader import check_corpus, count_rows, read_batches
 from pipeline.records import PAIR_SCHEMA, REJECT_SCHEMA, Candidate, Reject, reject_row
-from pipeline.stages import StageFn, TokenCount, filter_stage, generation_stage, pair_row
+from pipeline.stages import StageFn, TokenCount, generation_stage, pair_row
 from pipeline.writer import ShardWriter, new_version, publish, versions
 
 
@@ -67,6 +76,8 @@ def prepare(config: JobConfig) -> PromptLibrary:
             )
     check_corpus(config.input)
     check_model(config.generator.model)
+    if needs_embedder(config):
+        embedder_path(config.embedder.model)
     return library
 
 
@@ -88,6 +99,8 @@ def run_job(
     root = (out_dir or config.output.dir) / config.name
     total = count_rows(config.input, limit)
     parent = versions(root)
+    embedder = open_embedder(config.embedder) if needs_embedder(config) else None
+    dedup = _query_dedup(config, embedder, parent)
     staging, version_dir = new_version(root)
     log = staging / "logs" / "engine.log" if quiet_engine else None
     with engine_output_to(log) as console:
@@ -96,12 +109,47 @@ def run_job(
             generator = _open_engine(config, say, log)
         if generator.settings is not None:
             say(f"engine: {generator.settings.describe()}")
-        steps = ["read", *_stage_names(config, library), "filter"]
+        index = None
+        if embedder is not None:
+            index = _corpus_index(config, embedder, limit, total, console if progress else None)
+        context = Context(embedder, index, dedup)
+        steps = ["read", *_stage_names(config, library), *POST_STAGES]
         progress_bars = StepProgress(steps, total, console if progress else None, listener)
         summary = _generate(
-            config, library, generator, limit, (staging, version_dir, parent), progress_bars
+            config,
+            library,
+            generator,
+            limit,
+            (staging, version_dir, parent),
+            progress_bars,
+            context,
         )
     return summary
+
+
+def _query_dedup(
+    config: JobConfig, embedder: Embedder | None, parent: list[Path]
+) -> QueryDedup | None:
+    """The query dedup of this run, loaded with every earlier version's kept queries
+    (before anything is written: an incompatible state is a user error)."""
+    dedup = config.dedup
+    if not (dedup.exact or dedup.near.enabled or dedup.semantic.enabled):
+        return None
+    name = config.embedder.model if embedder is not None else None
+    queries = QueryDedup(dedup, name, embedder.dimension if embedder is not None else 0)
+    queries.load_versions(parent)
+    return queries
+
+
+def _corpus_index(
+    config: JobConfig, embedder: Embedder, limit: int | None, total: int, console: TextIO | None
+) -> CorpusIndex:
+    """Every document of the job (up to the limit), embedded once for the whole run."""
+    documents = [doc for docs, _ in read_batches(config.input, limit) for doc in docs]
+    with tqdm(
+        total=len(documents), desc="  corpus", unit="doc", file=console, disable=console is None
+    ) as bar:
+        return CorpusIndex.build(documents, embedder, bar.update)
 
 
 def _stage_names(config: JobConfig, library: PromptLibrary) -> list[str]:
@@ -131,15 +179,18 @@ def _generate(
     limit: int | None,
     version: tuple[Path, Path, list[Path]],
     progress: StepProgress,
+    context: Context,
 ) -> RunSummary:
     staging, version_dir, parent = version
     tokens = TokenCount()
+    funnel = Funnel()
     stage_names = _stage_names(config, library)
     stages: list[tuple[str, StageFn]] = [
         (name, generation_stage(i, library, generator, config, tokens))
         for i, name in enumerate(stage_names)
     ]
-    stages.append(("filter", filter_stage(config, library)))
+    stages += post_generation_stages(config, library, context, funnel)
+    documents_dedup = DocumentDedup(config.dedup)
 
     pairs = ShardWriter(staging / "data", PAIR_SCHEMA, config.output.shard_size)
     rejects = ShardWriter(staging / "rejects", REJECT_SCHEMA, config.output.shard_size)
@@ -157,14 +208,21 @@ def _generate(
         for docs, skipped in read_batches(config.input, limit):
             documents += len(docs)
             record(skipped)
+            funnel.count("read", len(docs) + len(skipped), len(docs))
+            unique, duplicates = documents_dedup.check(docs)
+            record(duplicates)
+            funnel.count("doc_dedup", len(docs), len(unique))
             progress.advance("read", len(docs) + len(skipped))
-            progress.dropped("read", len(skipped))
+            progress.dropped("read", len(skipped) + len(duplicates))
             t0 = time.perf_counter()
-            batch: list[Candidate] = plan(docs, config, library.personas)
+            batch: list[Candidate] = plan(unique, config, library.personas)
             stage_seconds["plan"] += time.perf_counter() - t0
             for name, stage in stages:
                 t0 = time.perf_counter()
+                entered = len(batch)
                 batch, batch_rejects = stage(batch, progress.advancer(name))
+                if name in stage_names:
+                    funnel.count(name, entered, len(batch))
                 stage_seconds[name] += time.perf_counter() - t0
                 record(batch_rejects)
                 progress.dropped(name, len(batch_rejects))
@@ -176,6 +234,8 @@ def _generate(
     finally:
         progress.close()
 
+    if context.dedup is not None:
+        context.dedup.save(staging)
     manifest = _manifest(config, library, generator, version_dir, parent, started_at)
     manifest["limit"] = limit
     manifest["files"] = {"data": pairs.close(), "rejects": rejects.close()}
@@ -185,13 +245,15 @@ def _generate(
         "read": {"documents": documents, "skipped": dict(rejected.get("read", {}))},
         "kept": pairs.rows,
         "rejected": {stage: dict(reasons) for stage, reasons in rejected.items()},
+        "pairs_without_negatives": context.without_negatives,
     }
+    manifest["funnel"] = funnel.report(rejected)
     manifest["timings"] = {"total_seconds": round(seconds, 3)} | {
         f"{k}_seconds": round(v, 3) for k, v in stage_seconds.items()
     }
     manifest["tokens"] = token_report(tokens, pairs.rows)
     manifest["finished_at"] = now()
-    (staging / "README.md").write_text(dataset_card(manifest), encoding="utf-8")
+    write_card(staging, manifest)
     write_json_atomic(manifest, staging / "manifest.json")
     publish(staging, version_dir)
     return RunSummary(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import JobConfig
-from pipeline.filters import check_pair, words
+from pipeline.filters import words
 from pipeline.generate.backend import Generator, OnDone, Request
 from pipeline.parse import ParseFailure, parse_result
 from pipeline.prompts import PromptLibrary, Stage, schema_for
@@ -110,25 +110,6 @@ def example_queries(library: PromptLibrary, task: str) -> frozenset[tuple[str, .
     )
 
 
-def filter_stage(config: JobConfig, library: PromptLibrary) -> StageFn:
-    """The minimal filters over finished pairs."""
-
-    examples = {task.type: example_queries(library, task.type) for task in config.tasks}
-
-    def run(candidates: list[Candidate], on_done: OnDone) -> tuple[list[Candidate], list[Reject]]:
-        kept, rejects = [], []
-        for candidate in candidates:
-            reject = check_pair(candidate, config.filters, examples[candidate.task])
-            if reject is None:
-                kept.append(candidate)
-            else:
-                rejects.append(reject)
-        on_done(len(candidates))
-        return kept, rejects
-
-    return run
-
-
 def pair_row(
     candidate: Candidate, library: PromptLibrary, config: JobConfig, model: str
 ) -> dict[str, Any]:
@@ -139,7 +120,7 @@ def pair_row(
         "pair_id": pair_id(candidate.doc.doc_id, candidate.task, query),
         "query": query,
         "positive": candidate.doc.text,
-        "negatives": [],
+        "negatives": candidate.negatives,
         "instruction": spec.instruction,
         "task": candidate.task,
         "language": candidate.query_language,
@@ -156,4 +137,13 @@ def pair_row(
         "seed": config.seed,
         "score_query_words": int(candidate.scores.get("query_words", 0)),
         "score_copy_ratio": float(candidate.scores.get("copy_ratio", 0.0)),
+        "score_ngram_overlap": candidate.scores.get("ngram_overlap"),
+        "score_language_confidence": candidate.scores.get("language_confidence"),
+        "score_consistency": candidate.scores.get("consistency"),
+        "score_round_trip_rank": _int_or_none(candidate.scores.get("round_trip_rank")),
+        "negative_scores": candidate.negative_scores,
     }
+
+
+def _int_or_none(value: float | None) -> int | None:
+    return None if value is None else int(value)

@@ -18,6 +18,8 @@ from pipeline.embedding.trainer import CHECKPOINTS, Trainer, checkpoints, schedu
 
 QUERIES = ["How does photosynthesis work?", "chess opening principles"]
 DOCS = ["Plants turn light into sugar.", "Control the centre and develop your pieces early."]
+# Far past the training max_length (64): both sides must truncate at the same length.
+LONG = [" ".join(f"chess {i} opening principles, centre control" for i in range(60))]
 
 
 def config(model: Path, data: Path, out: Path, **overrides: Any) -> TrainConfig:
@@ -45,6 +47,11 @@ def assert_sentence_transformers_agrees(path: Path) -> None:
         st.encode(QUERIES, prompt_name="query"), ours.encode_queries(QUERIES), atol=1e-5
     )
     np.testing.assert_allclose(st.encode(DOCS), ours.encode_documents(DOCS), atol=1e-5)
+    assert st.max_seq_length == ours.model.max_length == 64
+    np.testing.assert_allclose(st.encode(LONG), ours.encode_documents(LONG), atol=1e-5)
+    np.testing.assert_allclose(
+        st.encode(LONG, prompt_name="query"), ours.encode_queries(LONG), atol=1e-5
+    )
 
 
 def test_loss_falls_and_the_model_loads_in_sentence_transformers(

@@ -17,6 +17,7 @@ from pipeline.embedding.model import EmbeddingModel, Pooling, query_prompt
 from pipeline.errors import UserError
 from pipeline.generate.backend import OnDone
 
+DEFAULT_MAX_LENGTH = 512
 LEGACY_POOLING = {"pooling_mode_mean_tokens": "mean", "pooling_mode_lasttoken": "lasttoken"}
 
 
@@ -31,9 +32,22 @@ def saved_settings(path: Path) -> tuple[Pooling | None, int, str]:
     if mode is None and pooling_config:  # the older one-flag-per-mode layout
         flags = [key for key, on in pooling_config.items() if key.startswith("pooling_mode") and on]
         mode = LEGACY_POOLING.get(flags[0], flags[0]) if flags else "mean"
-    max_length = _read_json(path / "sentence_bert_config.json").get("max_seq_length", 512)
     prompts = _read_json(path / "config_sentence_transformers.json").get("prompts", {})
-    return mode, int(max_length), prompts.get("query", "")
+    return mode, saved_max_length(path), prompts.get("query", "")
+
+
+def saved_max_length(path: Path) -> int:
+    """The input length `SentenceTransformer(path)` truncates at, read the way it reads it:
+    `max_seq_length` in sentence_bert_config.json (older exports), else the tokenizer's
+    `model_max_length` capped at the model's `max_position_embeddings`. sentence-transformers
+    6 no longer writes the first, so reading only that gave 512 for a model trained at 256."""
+    given = _read_json(path / "sentence_bert_config.json").get("max_seq_length")
+    if given is not None:
+        return int(given)
+    tokenizer_max = _read_json(path / "tokenizer_config.json").get("model_max_length")
+    positions = _read_json(path / "config.json").get("max_position_embeddings")
+    limits = [int(v) for v in (tokenizer_max, positions) if isinstance(v, int | float) and v > 0]
+    return min(limits) if limits else DEFAULT_MAX_LENGTH
 
 
 class Embedder:

@@ -1,0 +1,175 @@
+"""The steps after generation, as checks: each takes a batch of finished candidates and
+gives one verdict per candidate (a Reject, or None to keep it), records its scores on the
+candidate, and counts what went in and out in the funnel.
+
+Order matters and is fixed: cheap text checks first (minimal filters, length, language,
+heuristics), then the embedding checks (consistency, round trip), then query dedup, then
+hard-negative mining on what is left. Checks are grouped into three executor stages
+(`filter`, `dedup`, `mine`) so the console shows three bars, while the manifest's funnel
+and the rejects name each check.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pipeline.config import JobConfig
+from pipeline.dedup.queries import QueryDedup
+from pipeline.embedding.inference import Embedder
+from pipeline.filters import check_pair
+from pipeline.generate.backend import OnDone
+from pipeline.index.corpus import CorpusIndex
+from pipeline.negatives.mining import mine
+from pipeline.prompts import PromptLibrary
+from pipeline.quality.consistency import check_consistency, check_round_trip, embed_queries
+from pipeline.quality.heuristics import check_heuristics
+from pipeline.quality.language import check_languages
+from pipeline.quality.length import check_length
+from pipeline.records import Candidate, Reject
+from pipeline.stages import StageFn, example_queries
+
+Check = Callable[[list[Candidate]], list[Reject | None]]
+POST_STAGES = ("filter", "dedup", "mine")
+
+
+@dataclass
+class Funnel:
+    """Documents in and out of every step, in flow order, summed over batches."""
+
+    steps: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count(self, step: str, entered: int, left: int) -> None:
+        counts = self.steps.setdefault(step, {"in": 0, "out": 0})
+        counts["in"] += entered
+        counts["out"] += left
+
+    def report(self, rejected: dict[str, dict[str, int]]) -> list[dict[str, object]]:
+        """The manifest's funnel: per step, in, out and the rejects by reason."""
+        return [
+            {"step": step, **counts, "rejected": dict(rejected.get(step, {}))}
+            for step, counts in self.steps.items()
+        ]
+
+
+@dataclass
+class Context:
+    """What the embedding checks share: the embedder, the corpus index, the dedup state."""
+
+    embedder: Embedder | None
+    index: CorpusIndex | None
+    dedup: QueryDedup | None
+    without_negatives: int = 0
+
+
+def per_candidate(fn: Callable[[Candidate], Reject | None]) -> Check:
+    """A check written for one candidate, applied to a batch."""
+    return lambda candidates: [fn(c) for c in candidates]
+
+
+def embedding_check(
+    context: Context, fn: Callable[..., list[Reject | None]], *args: object
+) -> Check:
+    """A check on query vectors: embeds the batch's queries first (once per candidate)."""
+
+    def run(candidates: list[Candidate]) -> list[Reject | None]:
+        assert context.embedder is not None and context.index is not None
+        embed_queries(candidates, context.embedder)
+        return fn(candidates, context.index, *args)
+
+    return run
+
+
+def filter_checks(
+    config: JobConfig, library: PromptLibrary, context: Context
+) -> list[tuple[str, Check]]:
+    """The filter checks this job's config switches on, in order."""
+    examples = {task.type: example_queries(library, task.type) for task in config.tasks}
+    filters = config.filters
+    checks: list[tuple[str, Check]] = [
+        ("filter", per_candidate(lambda c: check_pair(c, filters, examples[c.task])))
+    ]
+    if filters.length.enabled:
+        checks.append(("length", per_candidate(lambda c: check_length(c, filters.length))))
+    if filters.language.enabled:
+        checks.append(("language", lambda cs: check_languages(cs, filters.language)))
+    if filters.heuristics.enabled:
+        checks.append(
+            ("heuristics", per_candidate(lambda c: check_heuristics(c, filters.heuristics)))
+        )
+    if filters.consistency.enabled:
+        checks.append(
+            ("consistency", embedding_check(context, check_consistency, filters.consistency))
+        )
+    if filters.round_trip.enabled:
+        checks.append(
+            ("round_trip", embedding_check(context, check_round_trip, filters.round_trip))
+        )
+    return checks
+
+
+def dedup_checks(context: Context) -> list[tuple[str, Check]]:
+    if context.dedup is None:
+        return []
+    dedup = context.dedup
+
+    def run(candidates: list[Candidate]) -> list[Reject | None]:
+        if dedup.semantic is not None and context.embedder is not None:
+            embed_queries(candidates, context.embedder)
+        return dedup.check(candidates)
+
+    return [("dedup", run)]
+
+
+def mining_checks(config: JobConfig, context: Context) -> list[tuple[str, Check]]:
+    if not config.negatives.enabled or context.index is None:
+        return []
+
+    def run(candidates: list[Candidate]) -> list[Reject | None]:
+        assert context.embedder is not None and context.index is not None
+        embed_queries(candidates, context.embedder)
+        context.without_negatives += mine(candidates, context.index, config.negatives)
+        return [None] * len(candidates)
+
+    return [("negatives", run)]
+
+
+def checks_stage(checks: list[tuple[str, Check]], funnel: Funnel) -> StageFn:
+    """Run checks in order over a batch; each sees only what the earlier ones kept."""
+
+    def run(candidates: list[Candidate], on_done: OnDone) -> tuple[list[Candidate], list[Reject]]:
+        rejects: list[Reject] = []
+        for name, check in checks:
+            verdicts = check(candidates) if candidates else []
+            kept = [c for c, v in zip(candidates, verdicts, strict=True) if v is None]
+            rejects.extend(v for v in verdicts if v is not None)
+            funnel.count(name, len(candidates), len(kept))
+            candidates = kept
+        on_done(len(candidates) + len(rejects))
+        return candidates, rejects
+
+    return run
+
+
+def post_generation_stages(
+    config: JobConfig, library: PromptLibrary, context: Context, funnel: Funnel
+) -> list[tuple[str, StageFn]]:
+    """The executor stages after generation: filter, dedup, mine (the empty ones left out)."""
+    groups = [
+        filter_checks(config, library, context),
+        dedup_checks(context),
+        mining_checks(config, context),
+    ]
+    return [
+        (name, checks_stage(checks, funnel))
+        for name, checks in zip(POST_STAGES, groups, strict=True)
+    ]
+
+
+def needs_embedder(config: JobConfig) -> bool:
+    """Whether any switched-on step scores query vectors."""
+    filters = config.filters
+    return (
+        filters.consistency.enabled
+        or filters.round_trip.enabled
+        or config.dedup.semantic.enabled
+        or config.negatives.enabled
+    )

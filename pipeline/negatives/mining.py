@@ -1,0 +1,49 @@
+"""Hard negatives: documents the embedder ranks high for a query that are not its positive.
+
+The top of the ranking is where unlabeled positives hide (another abstract on the same
+experiment), so candidates come from a rank window, and a false-negative guard drops any
+candidate scoring above `max_score_ratio` of the positive's score or within `margin` of
+it (NV-Retriever's positive-aware mining). Documents with the positive's text are never
+negatives.
+"""
+
+import numpy as np
+
+from pipeline.config import NegativesConfig
+from pipeline.dedup.text import text_key
+from pipeline.index.corpus import CorpusIndex
+from pipeline.records import Candidate
+
+
+def mine(candidates: list[Candidate], index: CorpusIndex, config: NegativesConfig) -> int:
+    """Fill `negatives` and `negative_scores` of each candidate (ranks count the whole
+    corpus, the positive included); returns how many pairs got none. Such a pair stays:
+    it still trains with in-batch negatives."""
+    if not candidates:
+        return 0
+    vectors = np.stack([c.vector for c in candidates])
+    scores = index.scores(vectors)
+    positives = index.positive_scores(vectors, [c.doc.doc_id for c in candidates])
+    depth = min(config.rank_end, scores.shape[1])
+    top = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
+    without = 0
+    for row, candidate in enumerate(candidates):
+        order = top[row][np.argsort(-scores[row, top[row]], kind="stable")]
+        ceiling = min(
+            positives[row] * config.max_score_ratio if positives[row] > 0 else positives[row],
+            positives[row] - config.margin,
+        )
+        own = text_key(candidate.doc.text)
+        picked: list[tuple[str, float]] = []
+        for rank, j in enumerate(order):
+            if len(picked) == config.count:
+                break
+            score = float(scores[row, j])
+            same = index.doc_ids[j] == candidate.doc.doc_id or text_key(index.texts[j]) == own
+            if rank < config.rank_start or same or score > ceiling:
+                continue
+            picked.append((index.texts[j], score))
+        candidate.negatives = [text for text, _ in picked]
+        candidate.negative_scores = [score for _, score in picked]
+        without += not picked
+    return without

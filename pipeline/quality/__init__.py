@@ -1,0 +1,2 @@
+"""Quality filters after the query stage: length, language, heuristics, and the embedding
+checks (consistency with the positive, round trip through the whole corpus)."""

@@ -1,0 +1,41 @@
+"""Language match: the query must be in the language the plan asked for.
+
+Small models often answer in English whatever they are asked. lingua is unreliable on a
+few words, so a query is only rejected when it is long enough and lingua is confident.
+"""
+
+from pipeline.config import LanguageFilter
+from pipeline.filters import words
+from pipeline.langid import language_confidence
+from pipeline.records import Candidate, Reject
+
+
+def check_languages(candidates: list[Candidate], config: LanguageFilter) -> list[Reject | None]:
+    """One verdict per candidate; scores the confidence of the detected language."""
+    verdicts: list[Reject | None] = []
+    judged = [c for c in candidates if len(words(c.query or "")) >= config.min_words]
+    found = dict(
+        zip(map(id, judged), language_confidence([c.query or "" for c in judged]), strict=True)
+    )
+    for candidate in candidates:
+        detected = found.get(id(candidate))
+        if detected is None:
+            verdicts.append(None)
+            continue
+        code, confidence = detected
+        candidate.scores["language_confidence"] = confidence
+        if code is None or code == candidate.query_language or confidence < config.min_confidence:
+            verdicts.append(None)
+            continue
+        verdicts.append(
+            Reject(
+                candidate.doc.doc_id,
+                candidate.task,
+                "language",
+                "wrong_language",
+                f"asked for {candidate.query_language}, lingua says {code} ({confidence:.2f})",
+                candidate.query,
+                confidence,
+            )
+        )
+    return verdicts
