@@ -90,7 +90,8 @@ def filter_checks(
     if filters.length.enabled:
         checks.append(("length", per_candidate(lambda c: check_length(c, filters.length))))
     if filters.language.enabled:
-        checks.append(("language", lambda cs: check_languages(cs, filters.language)))
+        languages = config.languages.query
+        checks.append(("language", lambda cs: check_languages(cs, filters.language, languages)))
     if filters.heuristics.enabled:
         checks.append(
             ("heuristics", per_candidate(lambda c: check_heuristics(c, filters.heuristics)))

@@ -65,9 +65,22 @@ def run(
     from pipeline.run import run_job
     from pipeline.summary import format_summary
 
+    quiet_model_loading()
     job = load_config(config)
     summary = run_job(job, limit=limit, out_dir=out, quiet_engine=not verbose)
     typer.echo(format_summary(summary))
+
+
+@app.command()
+@user_errors
+def inspect(
+    version: Annotated[Path, typer.Argument(help="a dataset version folder (out/NAME/vNNNN)")],
+    samples: Annotated[int, typer.Option(help="examples per group", min=1)] = 3,
+) -> None:
+    """Print a version's funnel and samples of kept and rejected pairs per reason."""
+    from pipeline.inspect_version import inspect_version
+
+    typer.echo(inspect_version(version, samples), nl=False)
 
 
 @models_app.command("build-tiny-qwen3")

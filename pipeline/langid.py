@@ -6,7 +6,7 @@ for passages and loads lazily, once per process.
 
 from functools import lru_cache
 
-from lingua import LanguageDetector, LanguageDetectorBuilder
+from lingua import IsoCode639_1, LanguageDetector, LanguageDetectorBuilder
 
 
 @lru_cache(maxsize=1)
@@ -20,9 +20,17 @@ def detect_languages(texts: list[str]) -> list[str | None]:
     return [lang.iso_code_639_1.name.lower() if lang else None for lang in found]
 
 
-def language_confidence(texts: list[str]) -> list[tuple[str | None, float]]:
-    """(ISO 639-1 code, confidence 0..1) of the most likely language of each text."""
-    detector = _detector()
+@lru_cache(maxsize=4)
+def _detector_for(codes: frozenset[str]) -> LanguageDetector:
+    languages = [IsoCode639_1.from_str(code) for code in sorted(codes)]
+    return LanguageDetectorBuilder.from_iso_codes_639_1(*languages).build()
+
+
+def language_confidence(texts: list[str], among: frozenset[str]) -> list[tuple[str | None, float]]:
+    """(ISO 639-1 code, confidence 0..1) of the most likely language of each text, chosen
+    among `among` (two or more codes): judging a short query against every language
+    lingua knows calls English technical terms Latin."""
+    detector = _detector_for(among)
     found: list[tuple[str | None, float]] = []
     for values in detector.compute_language_confidence_values_in_parallel(texts):
         if not values:

@@ -34,6 +34,7 @@ def config(model: Path, data: Path, out: Path, **overrides: Any) -> TrainConfig:
         "learning_rate": 5e-4,
         "warmup_ratio": 0.1,
         "seed": 3,
+        "instructions": "task",
     }
     out.mkdir(parents=True, exist_ok=True)
     return TrainConfig.model_validate(settings | overrides)

@@ -12,10 +12,15 @@ from pipeline.dedup.text import shingles
 SEED = 1729  # fixed: digests of earlier versions are recomputed from text and must match
 
 
-def lsh_bands(threshold: float, num_perm: int) -> int:
-    """The band count whose S-curve midpoint (1/b)^(1/r) is closest to the threshold."""
-    options = [b for b in range(1, num_perm + 1) if num_perm % b == 0]
-    return min(options, key=lambda b: abs((1 / b) ** (b / num_perm) - threshold))
+def lsh_bands(threshold: float, num_perm: int, recall: float = 0.99) -> int:
+    """Bands for the LSH index: the fewest (longest, most selective) bands that still make a
+    pair at the threshold a candidate with probability `recall`. Candidates are verified
+    after, so recall matters and false candidates only cost a comparison."""
+    for bands in sorted(b for b in range(1, num_perm + 1) if num_perm % b == 0):
+        rows = num_perm // bands
+        if 1 - (1 - threshold**rows) ** bands >= recall:
+            return bands
+    return num_perm
 
 
 class NearDuplicates:

@@ -88,6 +88,8 @@ class QueryDedup:
             if index is None:
                 continue
             live = [i for i, v in enumerate(verdicts) if v is None]
+            if not live:
+                break
             found = index.check(inputs(live), [keys[i] for i in live])
             for i, match in zip(live, found, strict=True):
                 if match is not None:
@@ -133,17 +135,23 @@ def read_state(
         raise UserError(f"{folder}: unreadable dedup state ({exc})") from exc
     if saved.get("format") != FORMAT:
         raise UserError(f"{folder}: dedup state format {saved.get('format')} is not {FORMAT}")
-    vectors = None
-    if "vector" in table.column_names:
-        if need_vectors and (saved.get("embedder"), saved.get("dimension")) != (
+    made_with = (saved.get("embedder"), saved.get("dimension"))
+    if (
+        need_vectors
+        and made_with[0] is not None
+        and made_with
+        != (
             settings["embedder"],
             settings["dimension"],
-        ):
-            raise UserError(
-                f"{folder}: dedup state was made with embedder {saved.get('embedder')} "
-                f"({saved.get('dimension')} dims), this job uses {settings['embedder']} "
-                f"({settings['dimension']} dims); use the same embedder or another dataset name"
-            )
+        )
+    ):
+        raise UserError(
+            f"{folder}: dedup state was made with embedder {made_with[0]} ({made_with[1]} "
+            f"dims), this job uses {settings['embedder']} ({settings['dimension']} dims); "
+            "use the same embedder or another dataset name"
+        )
+    vectors = None
+    if "vector" in table.column_names:
         flat = table.column("vector").combine_chunks()
         vectors = np.asarray(flat.values.to_numpy(zero_copy_only=False)).reshape(len(table), -1)
     return table.column("query_norm").to_pylist(), vectors

@@ -43,6 +43,11 @@ class TrainConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast forward")
     hard_negatives: int = Field(3, ge=0, description="hard negatives used per pair, at most")
+    instructions: Literal["auto", "task", "none"] = Field(
+        "auto",
+        description="queries carry the task instruction (task) or not (none); auto: as the "
+        "base model was trained (see pipeline.embedding.instructions)",
+    )
     epochs: int = Field(1, gt=0)
     max_steps: int | None = Field(None, gt=0)
     learning_rate: float = Field(2e-5, gt=0)

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from pipeline.embedding.data import Example, epoch_order, latest_version, load_examples
 from pipeline.embedding.export import export_model
+from pipeline.embedding.instructions import use_instructions
 from pipeline.embedding.loss import LossTerms, matryoshka
 from pipeline.embedding.model import EmbeddingModel, query_text
 from pipeline.embedding.train_config import TrainConfig
@@ -110,7 +111,12 @@ class Trainer:
         self.scheduler = LambdaLR(self.optimizer, schedule(config, self.total_steps))
         self.step = 0
         self.history: list[dict[str, float]] = []
-        self.instruction = Counter(e.instruction for e in self.examples).most_common(1)[0][0]
+        # The saved query prompt: the data's commonest instruction, or none (see instructions).
+        self.instruction = (
+            Counter(e.instruction for e in self.examples).most_common(1)[0][0]
+            if use_instructions(config.instructions, config.model)
+            else None
+        )
 
     @property
     def final_dir(self) -> Path:
@@ -164,7 +170,7 @@ class Trainer:
 
     def train_step(self, batch: list[Example]) -> float:
         """One optimizer step on one batch; returns the loss."""
-        queries = [query_text(e.query, e.instruction) for e in batch]
+        queries = [query_text(e.query, e.instruction if self.instruction else None) for e in batch]
         documents = [e.positive for e in batch]
         owners = list(range(len(batch)))
         for i, example in enumerate(batch):

@@ -29,7 +29,7 @@ PLACEHOLDER = re.compile(
 PASSAGE_DEPENDENT = re.compile(
     r"\b(according to (the|this) (text|passage|article|document|paragraph|author)"
     r"|(in|from) (the|this) (text|passage|article|paragraph|excerpt)"
-    r"|(the|this) (passage|text|excerpt|paragraph) (says|states|mentions|describes)"
+    r"|(the|this) (passage|text|excerpt|paragraph) (says?|states?|mentions?|describes?|tells?)"
     r"|mentioned above|the above|the author"
     r"|laut (dem|diesem) text|im text|selon le texte|dans le (texte|passage)"
     r"|según el texto|en el (texto|pasaje))\b",

@@ -1,7 +1,9 @@
 """Language match: the query must be in the language the plan asked for.
 
 Small models often answer in English whatever they are asked. lingua is unreliable on a
-few words, so a query is only rejected when it is long enough and lingua is confident.
+few words, so a query is only rejected when it is long enough and lingua is confident, and
+it only chooses among the job's query languages and English (the language a model falls
+back to); a job with English queries alone has nothing to check.
 """
 
 from pipeline.config import LanguageFilter
@@ -9,13 +11,24 @@ from pipeline.filters import words
 from pipeline.langid import language_confidence
 from pipeline.records import Candidate, Reject
 
+FALLBACK = "en"
 
-def check_languages(candidates: list[Candidate], config: LanguageFilter) -> list[Reject | None]:
+
+def check_languages(
+    candidates: list[Candidate], config: LanguageFilter, languages: list[str]
+) -> list[Reject | None]:
     """One verdict per candidate; scores the confidence of the detected language."""
+    among = frozenset([*languages, FALLBACK])
     verdicts: list[Reject | None] = []
     judged = [c for c in candidates if len(words(c.query or "")) >= config.min_words]
+    if len(among) < 2 or not judged:
+        return [None] * len(candidates)
     found = dict(
-        zip(map(id, judged), language_confidence([c.query or "" for c in judged]), strict=True)
+        zip(
+            map(id, judged),
+            language_confidence([c.query or "" for c in judged], among),
+            strict=True,
+        )
     )
     for candidate in candidates:
         detected = found.get(id(candidate))

@@ -1,0 +1,127 @@
+"""Dedup: exact, near (MinHash-LSH through rensa) and semantic duplicates of queries are
+caught with the first kept; duplicate documents are dropped; state crosses versions."""
+
+import numpy as np
+import pytest
+
+from pipeline.config import DedupConfig
+from pipeline.dedup.documents import DocumentDedup
+from pipeline.dedup.near import NearDuplicates, lsh_bands
+from pipeline.dedup.queries import QueryDedup, read_state
+from pipeline.dedup.text import normalize
+from pipeline.embedding.inference import Embedder
+from pipeline.errors import UserError
+from pipeline.index.embedder import embedder_path
+from pipeline.quality.consistency import embed_queries
+from pipeline.records import Candidate, Document
+
+
+def candidates(queries: list[str]) -> list[Candidate]:
+    return [
+        Candidate(Document(f"d{i}", f"passage {i}"), "retrieval", "en", 5, [], query=q)
+        for i, q in enumerate(queries)
+    ]
+
+
+@pytest.fixture(scope="module")
+def minilm() -> Embedder:
+    return Embedder(embedder_path("all-MiniLM-L6-v2"))
+
+
+def reasons(verdicts: list) -> list[str | None]:
+    return [v.reason if v is not None else None for v in verdicts]
+
+
+def test_exact_near_and_semantic_duplicates(minilm: Embedder) -> None:
+    batch = candidates(
+        [
+            "How long is the Danube river?",
+            "how long is the danube river",  # exact after normalization
+            "what is the total length of the danube river from the black forest in kilometres",
+            "what is the total length of the danube river from the black forest in kilometers",
+            "symptoms of vitamin d deficiency",
+            "signs of vitamin d deficiency",  # a paraphrase: semantic (cosine 0.97)
+            "best way to learn to play the guitar as an adult",
+        ]
+    )
+    embed_queries(batch, minilm)
+    dedup = QueryDedup(DedupConfig(), "all-MiniLM-L6-v2", minilm.dimension)
+    verdicts = dedup.check(batch)
+    assert reasons(verdicts) == [
+        None,
+        "exact_duplicate",
+        None,
+        "near_duplicate",
+        None,
+        "semantic_duplicate",
+        None,
+    ]
+    assert "d0" in verdicts[1].detail and "d2" in verdicts[3].detail and "d4" in verdicts[5].detail
+    assert verdicts[3].score >= 0.8 and verdicts[5].score >= 0.95 - 1e-6
+    assert len(dedup.kept_text) == 4
+
+
+def test_switched_off_checks_let_duplicates_through(minilm: Embedder) -> None:
+    config = DedupConfig.model_validate(
+        {"exact": False, "near": {"enabled": False}, "semantic": {"enabled": False}}
+    )
+    batch = candidates(["how long is the danube", "How long is the Danube?"])
+    assert QueryDedup(config, None, 0).check(batch) == [None, None]
+
+
+def test_near_duplicates_are_verified_and_keep_the_first() -> None:
+    near = NearDuplicates(threshold=0.7, num_perm=128, shingle=1)
+    texts = [normalize(t) for t in ["a b c d e f g h", "a b c d e f g x", "p q r s t u v w"]]
+    found = near.check(texts, ["k1", "k2", "k3"])
+    assert found[0] is None and found[2] is None
+    assert found[1][0] == "k1" and found[1][1] >= 0.7
+    assert lsh_bands(0.8, 128) == 32  # 4 rows per band: a 0.8 pair is a candidate 99.9%
+
+
+def test_duplicate_documents_are_dropped() -> None:
+    text = (
+        "The Danube is the second-longest river in Europe. It rises in the Black Forest in "
+        "Germany and flows for about 2,850 kilometres through ten countries, including "
+        "Austria, Slovakia, Hungary, Croatia, Serbia, Bulgaria and Romania, before reaching "
+        "the Black Sea in a wide delta."
+    )
+    docs = [
+        Document("a", text),
+        Document("b", text.upper()),  # the same after normalization
+        Document("c", text.replace("wide delta", "large delta")),  # nearly the same
+        Document("d", "Sourdough needs an active starter, flour, water and salt."),
+        Document("a", text),  # same id and text again (a repeated row)
+    ]
+    kept, rejects = DocumentDedup(DedupConfig()).check(docs)
+    assert [d.doc_id for d in kept] == ["a", "d"]
+    assert [(r.doc_id, r.reason) for r in rejects] == [
+        ("b", "duplicate_document"),
+        ("a", "duplicate_document"),
+        ("c", "near_duplicate_document"),
+    ]
+
+
+def test_state_round_trip_and_incompatible_embedder(tmp_path, minilm: Embedder) -> None:
+    first = candidates(["symptoms of vitamin d deficiency", "how do vaccines work"])
+    embed_queries(first, minilm)
+    dedup = QueryDedup(DedupConfig(), "all-MiniLM-L6-v2", minilm.dimension)
+    dedup.check(first)
+    version = tmp_path / "v0001"
+    dedup.save(version)
+    texts, vectors = read_state(version, dedup.settings, need_vectors=True)
+    assert texts == ["symptoms of vitamin d deficiency", "how do vaccines work"]
+    np.testing.assert_allclose(vectors, np.stack([c.vector for c in first]), atol=1e-6)
+
+    later = QueryDedup(DedupConfig(), "all-MiniLM-L6-v2", minilm.dimension)
+    assert later.load_versions([version]) == 2
+    again = candidates(["How do vaccines work?", "signs of low vitamin D", "chess openings"])
+    embed_queries(again, minilm)
+    assert reasons(later.check(again))[0] == "exact_duplicate"
+    assert reasons(later.check(candidates(["chess openings", "how do vaccines work"]))) == [
+        "exact_duplicate",  # kept by the check above, so now a duplicate
+        "exact_duplicate",  # from v0001
+    ]
+
+    other = QueryDedup(DedupConfig(), "/models/other-embedder", 768)
+    with pytest.raises(UserError, match="dedup state was made with embedder all-MiniLM-L6-v2"):
+        other.load_versions([version])

@@ -1,0 +1,106 @@
+"""The quality steps inside a real job (tiny Qwen3 on vLLM): the funnel adds up, the card's
+plots are real PNGs, a later version drops queries of an earlier one, and bad settings are
+one-line errors that write nothing."""
+
+import itertools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from matplotlib.image import imread
+
+from pipeline.config import DedupConfig, load_config
+from pipeline.dedup.queries import QueryDedup
+from pipeline.generate.recording import Recording
+from pipeline.run import run_job
+from tests.conftest import cli
+from tests.test_cli import assert_user_error, embsynth
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_funnel_adds_up_and_the_card_has_plots(
+    generator: Any, job_file: Callable[..., Path]
+) -> None:
+    # Every check on; the tiny model's gibberish makes most of them reject something.
+    filters = {"length": {"tolerance": 1.0}, "consistency": {"min_cosine": 0.05}}
+    config = load_config(job_file(filters=filters))
+    summary = run_job(config, generator=generator, limit=24, progress=False)
+    version = summary.version_dir
+    manifest = json.loads((version / "manifest.json").read_text())
+    funnel = manifest["funnel"]
+    steps = [step["step"] for step in funnel]
+    assert steps == ["read", "doc_dedup", "config", "query", "filter", "length", "language",
+                     "heuristics", "consistency", "round_trip", "dedup", "negatives"]  # fmt: skip
+    assert funnel[0]["in"] == 24
+    for step, after in itertools.pairwise(funnel):
+        assert step["out"] == after["in"], (step, after)
+    rejects = pq.read_table(version / "rejects").to_pylist()
+    for step in funnel:
+        rejected = sum(step["rejected"].values())
+        assert step["in"] == step["out"] + rejected, step
+        assert rejected == sum(r["stage"] == step["step"] for r in rejects)
+    assert funnel[-1]["out"] == summary.kept == pq.read_table(version / "data").num_rows
+    assert summary.kept > 0 and sum(s["in"] - s["out"] for s in funnel) > 0
+    for reject in rejects:
+        if reject["reason"] in ("low_consistency", "round_trip_miss"):
+            assert reject["score"] is not None
+
+    card = (version / "README.md").read_text()
+    assert "## Funnel" in card and "| consistency |" in card and "## Mix" in card
+    plots = sorted((version / "plots").glob("*.png"))
+    assert plots and {p.name for p in plots} >= {"query_words.png"}
+    for plot in plots:
+        assert plot.read_bytes()[:8] == PNG and imread(plot).shape[0] > 100
+        assert f"plots/{plot.name}" in card
+    if summary.kept:
+        rows = pq.read_table(version / "data").to_pylist()
+        assert all(len(r["negatives"]) == len(r["negative_scores"]) for r in rows)
+        assert all(r["score_round_trip_rank"] <= 20 for r in rows)
+
+    report = cli("inspect", str(version))
+    assert report.exit_code == 0 and "consistency" in report.output and "kept (" in report.output
+
+
+def test_a_second_version_drops_duplicates_of_the_first(
+    generator: Any, job_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    # The second run replays the first run's recorded generations (the same documents give
+    # the same queries again), so every kept query of v0001 comes back in v0002.
+    config = load_config(job_file())
+    recorded = tmp_path / "generations.jsonl"
+    first = run_job(config, generator=Recording(recorded, generator), limit=8, progress=False)
+    assert first.kept > 0 and (first.version_dir / "state" / "queries.parquet").is_file()
+    second = run_job(config, generator=Recording(recorded), limit=8, progress=False)
+    assert second.version_dir.name == "v0002" and second.kept == 0
+    assert sum(second.rejected["dedup"].values()) == first.kept
+    details = pq.read_table(second.version_dir / "rejects").to_pylist()
+    assert all("v0001:" in r["detail"] for r in details if r["stage"] == "dedup")
+
+
+def test_unknown_embedder_and_out_of_range_thresholds(
+    tmp_path: Path, job_file: Callable[..., Path]
+) -> None:
+    result = embsynth("run", str(job_file(embedder={"model": str(tmp_path / "no-embedder")})))
+    assert_user_error(result, "embedder not found")
+    assert not (tmp_path / "out").exists()
+    cases = {
+        "filters.consistency.min_cosine": {"filters": {"consistency": {"min_cosine": 2}}},
+        "dedup.near.threshold": {"dedup": {"near": {"threshold": 1.5}}},
+        "negatives": {"negatives": {"rank_start": 10, "rank_end": 5}},
+    }
+    for key, override in cases.items():
+        assert_user_error(embsynth("run", str(job_file(**override))), key)
+    assert not (tmp_path / "out").exists()
+
+
+def test_dedup_state_from_another_embedder_is_refused(
+    tmp_path: Path, job_file: Callable[..., Path], tiny_encoder: Path
+) -> None:
+    earlier = tmp_path / "out" / "t" / "v0001"
+    QueryDedup(DedupConfig(), "all-MiniLM-L6-v2", 384).save(earlier)  # semantic state
+    job = job_file(embedder={"model": str(tiny_encoder)})
+    assert_user_error(embsynth("run", str(job)), "dedup state was made with embedder")
+    assert sorted(p.name for p in (tmp_path / "out" / "t").iterdir()) == ["v0001"]
