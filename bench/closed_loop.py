@@ -131,6 +131,8 @@ def main() -> None:
                                            collection, None)  # fmt: skip
             entry |= {"one epoch": scores, "one epoch steps": taken}
         steps = steps or results["no filters"].get("one epoch steps")
+        if "equal steps" not in entry and steps == entry["one epoch steps"]:
+            entry |= {"equal steps": entry["one epoch"], "equal steps n": steps}  # same run
         if "equal steps" not in entry and steps:
             scores, taken = train_and_eval(train, data, args.work / "train" / slug / "steps",
                                            collection, steps)  # fmt: skip

@@ -3,6 +3,8 @@ among the whole corpus (round trip, as in Promptagator). Off-topic queries, the 
 of small generators, fail both. Query vectors are computed once here and kept on the
 candidate for semantic dedup and mining."""
 
+from collections.abc import Callable
+
 import numpy as np
 
 from pipeline.config import ConsistencyFilter, RoundTripFilter
@@ -25,6 +27,28 @@ def _vectors(candidates: list[Candidate]) -> np.ndarray:
     return np.stack([c.vector for c in candidates])
 
 
+def _verdicts(
+    candidates: list[Candidate],
+    values: list[float],
+    step: str,
+    score: str,
+    passes: Callable[[float], bool],
+    reason: str,
+    detail: Callable[[float], str],
+) -> list[Reject | None]:
+    """Record `values` as the candidates' `score`; reject at `step` where `passes` fails."""
+    verdicts: list[Reject | None] = []
+    for candidate, value in zip(candidates, values, strict=True):
+        candidate.scores[score] = value
+        verdicts.append(
+            None
+            if passes(value)
+            else Reject(candidate.doc.doc_id, candidate.task, step, reason, detail(value),
+                        candidate.query, float(value))
+        )  # fmt: skip
+    return verdicts
+
+
 def check_consistency(
     candidates: list[Candidate], index: CorpusIndex, config: ConsistencyFilter
 ) -> list[Reject | None]:
@@ -32,24 +56,9 @@ def check_consistency(
     if not candidates:
         return []
     scores = index.positive_scores(_vectors(candidates), [c.doc.doc_id for c in candidates])
-    verdicts: list[Reject | None] = []
-    for candidate, score in zip(candidates, scores.tolist(), strict=True):
-        candidate.scores["consistency"] = score
-        ok = score >= config.min_cosine
-        verdicts.append(
-            None
-            if ok
-            else Reject(
-                candidate.doc.doc_id,
-                candidate.task,
-                "consistency",
-                "low_consistency",
-                f"cosine {score:.3f} < {config.min_cosine}",
-                candidate.query,
-                score,
-            )
-        )
-    return verdicts
+    return _verdicts(candidates, scores.tolist(), "consistency", "consistency",
+                     lambda v: v >= config.min_cosine, "low_consistency",
+                     lambda v: f"cosine {v:.3f} < {config.min_cosine}")  # fmt: skip
 
 
 def check_round_trip(
@@ -59,20 +68,7 @@ def check_round_trip(
     if not candidates:
         return []
     ranks = index.ranks(_vectors(candidates), [c.doc.doc_id for c in candidates])
-    verdicts: list[Reject | None] = []
-    for candidate, rank in zip(candidates, ranks.tolist(), strict=True):
-        candidate.scores["round_trip_rank"] = rank
-        verdicts.append(
-            None
-            if rank <= config.top_k
-            else Reject(
-                candidate.doc.doc_id,
-                candidate.task,
-                "round_trip",
-                "round_trip_miss",
-                f"positive ranks {rank} of {len(index.doc_ids)} > top {config.top_k}",
-                candidate.query,
-                float(rank),
-            )
-        )
-    return verdicts
+    size = len(index.doc_ids)
+    return _verdicts(candidates, ranks.tolist(), "round_trip", "round_trip_rank",
+                     lambda v: v <= config.top_k, "round_trip_miss",
+                     lambda v: f"positive ranks {v} of {size} > top {config.top_k}")  # fmt: skip
