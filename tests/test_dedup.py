@@ -94,6 +94,7 @@ def test_duplicate_documents_are_dropped() -> None:
     ]
     kept, rejects = DocumentDedup(DedupConfig()).check(docs)
     assert [d.doc_id for d in kept] == ["a", "d"]
+    assert {r.stage for r in rejects} == {"doc_dedup"}
     assert [(r.doc_id, r.reason) for r in rejects] == [
         ("b", "duplicate_document"),
         ("a", "duplicate_document"),

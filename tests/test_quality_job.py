@@ -15,18 +15,21 @@ from pipeline.config import DedupConfig, load_config
 from pipeline.dedup.queries import QueryDedup
 from pipeline.generate.recording import Recording
 from pipeline.run import run_job
-from tests.conftest import cli
+from tests.conftest import SAMPLE_CORPUS, cli, write_jsonl
 from tests.test_cli import assert_user_error, embsynth
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_funnel_adds_up_and_the_card_has_plots(
-    generator: Any, job_file: Callable[..., Path]
+    generator: Any, job_file: Callable[..., Path], tmp_path: Path
 ) -> None:
     # Every check on; the tiny model's gibberish makes most of them reject something.
     filters = {"length": {"tolerance": 1.0}, "consistency": {"min_cosine": 0.05}}
-    config = load_config(job_file(filters=filters))
+    docs = [json.loads(line) for line in SAMPLE_CORPUS.read_text().splitlines()[:23]]
+    twin = {**docs[0], "id": "twin-of-first"}  # a repeated document: dropped at doc_dedup
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", [*docs, twin])
+    config = load_config(job_file(filters=filters, input={"path": str(corpus)}))
     summary = run_job(config, generator=generator, limit=24, progress=False)
     version = summary.version_dir
     manifest = json.loads((version / "manifest.json").read_text())
@@ -35,6 +38,7 @@ def test_funnel_adds_up_and_the_card_has_plots(
     assert steps == ["read", "doc_dedup", "config", "query", "filter", "length", "language",
                      "heuristics", "consistency", "round_trip", "dedup", "negatives"]  # fmt: skip
     assert funnel[0]["in"] == 24
+    assert funnel[1]["rejected"] == {"duplicate_document": 1}
     for step, after in itertools.pairwise(funnel):
         assert step["out"] == after["in"], (step, after)
     rejects = pq.read_table(version / "rejects").to_pylist()

@@ -28,7 +28,7 @@ class DocumentDedup:
             digest = text_key(doc.text)
             if self.exact and digest in self.seen:
                 rejects.append(
-                    Reject(doc.doc_id, None, "dedup", "duplicate_document",
+                    Reject(doc.doc_id, None, "doc_dedup", "duplicate_document",
                            f"same text as {self.seen[digest]}", None)
                 )  # fmt: skip
                 continue
@@ -43,7 +43,7 @@ class DocumentDedup:
                 unique.append(doc)
             else:
                 rejects.append(
-                    Reject(doc.doc_id, None, "dedup", "near_duplicate_document",
+                    Reject(doc.doc_id, None, "doc_dedup", "near_duplicate_document",
                            f"{match[1]:.3f} similar to {match[0]}", None, match[1])
                 )  # fmt: skip
         return unique, rejects
