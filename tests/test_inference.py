@@ -1,6 +1,9 @@
 """The Embedder: Matryoshka truncation, instruction override, and the vLLM pooling backend
 serving the same saved folder with the same vectors."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +36,26 @@ def test_dimension_truncation_and_instruction_override(saved_decoder: Path) -> N
     np.testing.assert_allclose(bare, embedder.encode_documents(TEXTS[:1]), atol=1e-6)
 
 
-def test_vllm_pooling_backend_gives_the_same_vectors(saved_decoder: Path) -> None:
-    ours = Embedder(saved_decoder)
-    served = Embedder(saved_decoder, backend="vllm", dtype="float32")
-    np.testing.assert_allclose(served.encode_queries(TEXTS), ours.encode_queries(TEXTS), atol=2e-3)
-    np.testing.assert_allclose(
-        served.encode_documents(TEXTS), ours.encode_documents(TEXTS), atol=2e-3
+SERVED = """
+import sys, numpy as np
+from pipeline.embedding.inference import Embedder
+texts = sys.argv[3:]
+served = Embedder(sys.argv[1], backend="vllm", dtype="float32")
+np.save(sys.argv[2], np.stack([served.encode_queries(texts), served.encode_documents(texts)]))
+"""
+
+
+def test_vllm_pooling_backend_gives_the_same_vectors(saved_decoder: Path, tmp_path: Path) -> None:
+    # In its own process: a second in-process vLLM engine tears down the distributed
+    # state of the session's generator engine when it is freed.
+    out = tmp_path / "served.npy"
+    subprocess.run(
+        [sys.executable, "-c", SERVED, str(saved_decoder), str(out), *TEXTS],
+        check=True,
+        timeout=300,
+        env={**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"},
     )
+    queries, documents = np.load(out)
+    ours = Embedder(saved_decoder)
+    np.testing.assert_allclose(queries, ours.encode_queries(TEXTS), atol=2e-3)
+    np.testing.assert_allclose(documents, ours.encode_documents(TEXTS), atol=2e-3)
