@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.dedup.text import text_key
 from pipeline.embedding.inference import Embedder
 from pipeline.records import Document
 
@@ -17,12 +18,14 @@ BLOCK = 512  # queries scored at once: bounds the score matrix to BLOCK x docume
 
 @dataclass
 class CorpusIndex:
-    """Documents and their unit vectors, with row lookup by document id."""
+    """Documents and their unit vectors, with row lookup by document id and each text's
+    exact-duplicate key (so mining can tell a positive's twin without rehashing)."""
 
     doc_ids: list[str]
     texts: list[str]
     vectors: np.ndarray
     rows: dict[str, int]
+    keys: list[str]
 
     @classmethod
     def build(
@@ -34,7 +37,8 @@ class CorpusIndex:
         texts = [d.text for d in documents]
         vectors = embedder.encode_documents(texts, on_done=on_done)
         ids = [d.doc_id for d in documents]
-        return cls(ids, texts, vectors, {doc_id: i for i, doc_id in enumerate(ids)})
+        rows = {doc_id: i for i, doc_id in enumerate(ids)}
+        return cls(ids, texts, vectors, rows, [text_key(t) for t in texts])
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
         """Cosine of each query against every document (queries x documents)."""

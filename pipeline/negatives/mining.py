@@ -39,7 +39,7 @@ def mine(candidates: list[Candidate], index: CorpusIndex, config: NegativesConfi
             if len(picked) == config.count:
                 break
             score = float(scores[row, j])
-            same = index.doc_ids[j] == candidate.doc.doc_id or text_key(index.texts[j]) == own
+            same = index.doc_ids[j] == candidate.doc.doc_id or index.keys[j] == own
             if rank < config.rank_start or same or score > ceiling:
                 continue
             picked.append((index.texts[j], score))
