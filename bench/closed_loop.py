@@ -6,7 +6,9 @@ messages, schema and sampling), and each variant re-runs the job with a generato
 replays them, so variants differ only in their filter, dedup and mining settings. Each
 variant is trained with the same training config and seed at one epoch and, so that
 quality is not confounded with quantity, at the same number of steps (smaller sets repeat
-epochs). Zero-shot is the first row.
+epochs). Zero-shot is the first row. Where the corpus has titles, a reference row trains on
+(title, text) pairs of the same documents: specific, on-topic queries by construction, which
+tells a generator's limits apart from the trainer's.
 
     python bench/closed_loop.py ../shared/data/eval/cranfield --job configs/cranfield.yaml \\
         --train configs/train-cranfield.yaml --limit 1400 --work out/loop-cranfield
@@ -23,6 +25,7 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from pipeline.config import JobConfig, load_config
+from pipeline.embedding.data import write_version
 from pipeline.embedding.evaluate import evaluate, load_collection
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import TrainConfig, load_train_config
@@ -63,6 +66,25 @@ def job_for(base: Path, beir: Path, name: str, variant: dict[str, Any], work: Pa
     return JobConfig.model_validate(raw)
 
 
+def title_pairs(beir: Path, limit: int, work: Path) -> tuple[Path, int] | None:
+    """The reference dataset: the first `limit` documents' titles as their queries."""
+    rows = []
+    with (beir / "corpus.jsonl").open(encoding="utf-8") as corpus:
+        for line in corpus:
+            doc = json.loads(line)
+            if len(rows) == limit:
+                break
+            if doc.get("title", "").strip() and doc.get("text", "").strip():
+                rows.append({"query": doc["title"].strip(), "positive": doc["text"].strip(),
+                             "doc_id": str(doc["_id"])})  # fmt: skip
+    if not rows:
+        return None
+    folder = work / "data" / "titles"
+    if not (folder / "manifest.json").is_file():
+        write_version(folder, rows)
+    return folder, len(rows)
+
+
 def train_and_eval(
     train: TrainConfig, data: Path, out: Path, collection: Any, max_steps: int | None
 ) -> tuple[dict[str, float], int]:
@@ -90,6 +112,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="folder for everything made")
     parser.add_argument("--steps", type=int, help="equal-steps budget (default: no filters' steps)")
     parser.add_argument("--variants", nargs="*", help="subset of variants to run")
+    parser.add_argument("--titles", action=argparse.BooleanOptionalAction, default=True,
+                        help="add the titles-as-queries reference row")  # fmt: skip
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     collection = load_collection(args.beir)
@@ -118,7 +142,10 @@ def main() -> None:
             "one epoch": evaluate(Embedder(train.model), collection),
         }
     steps = args.steps
-    for name in chosen:
+    titles = title_pairs(args.beir, args.limit, args.work) if args.titles else None
+    if titles and "titles as queries" not in results:
+        results["titles as queries"] = {"pairs": titles[1], "version": str(titles[0])}
+    for name in chosen + (["titles as queries"] if titles else []):
         slug = name.replace(" ", "-").replace("+", "plus")
         if name not in results:
             config = job_for(args.job, args.beir, slug, variants[name], args.work)

@@ -11,6 +11,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from pipeline.mix.report import mix_table
+
 MIX_COLUMNS = ("task", "language", "question_type", "difficulty", "persona")
 EXAMPLES = 5
 SCORE_PLOTS = {
@@ -67,7 +69,8 @@ def _example(row: dict[str, Any]) -> list[str]:
     lines = [f"- **query** ({row['language']}, {row['question_type']}): {row['query']}",
              f"  - positive: {short(row['positive'])}"]  # fmt: skip
     for negative, score in zip(row["negatives"], row["negative_scores"] or [], strict=False):
-        lines.append(f"  - negative ({score:.2f}): {short(negative)}")
+        source = "written" if score is None else f"{score:.2f}"
+        lines.append(f"  - negative ({source}): {short(negative)}")
     return lines
 
 
@@ -95,6 +98,12 @@ def card_text(manifest: dict[str, Any], rows: list[dict[str, Any]], plots: list[
     ]  # fmt: skip
     lines += _table(("step", "in", "out", "rejected"), funnel)
     lines += ["", "## Mix", ""]
+    if "mix" in manifest:
+        lines += ["Target (config weights) vs achieved (kept pairs):", ""]
+        lines += [
+            *_table(("dimension", "value", "target", "achieved"), mix_table(manifest["mix"])),
+            "",
+        ]
     for column in MIX_COLUMNS:
         counter = Counter(r[column] for r in rows)
         top = counter.most_common(10)
@@ -119,11 +128,14 @@ def card_text(manifest: dict[str, Any], rows: list[dict[str, Any]], plots: list[
     return "\n".join(lines)
 
 
-def write_card(version: Path, manifest: dict[str, Any]) -> None:
-    """Write README.md and plots/*.png into the (staging) version folder."""
+def card_rows(version: Path) -> list[dict[str, Any]]:
+    """The kept pairs' columns the card and the mix report use."""
     columns = ["query", "positive", "negatives", "negative_scores", *MIX_COLUMNS, *SCORE_PLOTS]
-    table = pq.read_table(version / "data", columns=list(dict.fromkeys(columns)))
-    rows = table.to_pylist()
+    return pq.read_table(version / "data", columns=list(dict.fromkeys(columns))).to_pylist()
+
+
+def write_card(version: Path, manifest: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Write README.md and plots/*.png into the (staging) version folder."""
     plots = _plots(rows, version / "plots")
     (version / "README.md").write_text(card_text(manifest, rows, plots), encoding="utf-8")
 

@@ -19,8 +19,13 @@ from pipeline.filters import check_pair
 from pipeline.generate.backend import OnDone
 from pipeline.index.corpus import CorpusIndex
 from pipeline.negatives.mining import mine
-from pipeline.prompts import PromptLibrary
-from pipeline.quality.consistency import check_consistency, check_round_trip, embed_queries
+from pipeline.prompts.library import PromptLibrary
+from pipeline.quality.consistency import (
+    check_consistency,
+    check_round_trip,
+    embed_positives,
+    embed_queries,
+)
 from pipeline.quality.heuristics import check_heuristics
 from pipeline.quality.language import check_languages
 from pipeline.quality.length import check_length
@@ -73,7 +78,22 @@ def embedding_check(
     def run(candidates: list[Candidate]) -> list[Reject | None]:
         assert context.embedder is not None and context.index is not None
         embed_queries(candidates, context.embedder)
+        embed_positives(candidates, context.embedder)
         return fn(candidates, context.index, *args)
+
+    return run
+
+
+def for_families(library: PromptLibrary, name: str, check: Check) -> Check:
+    """`check` on the candidates whose task family lists it; the others pass untouched."""
+
+    def run(candidates: list[Candidate]) -> list[Reject | None]:
+        chosen = [i for i, c in enumerate(candidates) if library.task(c.task).applies(name)]
+        verdicts: list[Reject | None] = [None] * len(candidates)
+        if chosen:
+            for i, verdict in zip(chosen, check([candidates[i] for i in chosen]), strict=True):
+                verdicts[i] = verdict
+        return verdicts
 
     return run
 
@@ -81,17 +101,29 @@ def embedding_check(
 def filter_checks(
     config: JobConfig, library: PromptLibrary, context: Context
 ) -> list[tuple[str, Check]]:
-    """The filter checks this job's config switches on, in order."""
+    """The filter checks this job's config switches on, in order, each on the families
+    that list it."""
     examples = {task.type: example_queries(library, task.type) for task in config.tasks}
     filters = config.filters
-    checks: list[tuple[str, Check]] = [
-        ("filter", per_candidate(lambda c: check_pair(c, filters, examples[c.task])))
-    ]
+
+    def minimal(c: Candidate) -> Reject | None:
+        spec = library.task(c.task)
+        bounds, copy = spec.applies("bounds"), spec.applies("copy")
+        return check_pair(c, filters, examples[c.task], bounds, copy)
+
+    checks: list[tuple[str, Check]] = [("filter", per_candidate(minimal))]
     if filters.length.enabled:
         checks.append(("length", per_candidate(lambda c: check_length(c, filters.length))))
     if filters.language.enabled:
-        languages = config.languages.query
-        checks.append(("language", lambda cs: check_languages(cs, filters.language, languages)))
+        languages = list(config.languages.query)
+
+        def written(c: Candidate) -> str:  # the text the plan asked for in its language
+            in_language = library.task(c.task).record.language
+            return (c.positive_text if in_language == "positive" else c.query) or ""
+
+        checks.append(
+            ("language", lambda cs: check_languages(cs, filters.language, languages, written))
+        )
     if filters.heuristics.enabled:
         checks.append(
             ("heuristics", per_candidate(lambda c: check_heuristics(c, filters.heuristics)))
@@ -104,7 +136,10 @@ def filter_checks(
         checks.append(
             ("round_trip", embedding_check(context, check_round_trip, filters.round_trip))
         )
-    return checks
+    return [
+        (name, check if name == "filter" else for_families(library, name, check))
+        for name, check in checks
+    ]
 
 
 def dedup_checks(context: Context) -> list[tuple[str, Check]]:
@@ -120,7 +155,9 @@ def dedup_checks(context: Context) -> list[tuple[str, Check]]:
     return [("dedup", run)]
 
 
-def mining_checks(config: JobConfig, context: Context) -> list[tuple[str, Check]]:
+def mining_checks(
+    config: JobConfig, library: PromptLibrary, context: Context
+) -> list[tuple[str, Check]]:
     if not config.negatives.enabled or context.index is None:
         return []
 
@@ -130,7 +167,7 @@ def mining_checks(config: JobConfig, context: Context) -> list[tuple[str, Check]
         context.without_negatives += mine(candidates, context.index, config.negatives)
         return [None] * len(candidates)
 
-    return [("negatives", run)]
+    return [("negatives", for_families(library, "negatives", run))]
 
 
 def checks_stage(checks: list[tuple[str, Check]], funnel: Funnel) -> StageFn:
@@ -157,7 +194,7 @@ def post_generation_stages(
     groups = [
         filter_checks(config, library, context),
         dedup_checks(context),
-        mining_checks(config, context),
+        mining_checks(config, library, context),
     ]
     return [
         (name, checks_stage(checks, funnel))
@@ -166,10 +203,11 @@ def post_generation_stages(
 
 
 def needs_embedder(config: JobConfig) -> bool:
-    """Whether any switched-on step scores query vectors."""
+    """Whether any switched-on step embeds text (persona retrieval, query vectors)."""
     filters = config.filters
     return (
-        filters.consistency.enabled
+        config.personas.select == "retrieve"
+        or filters.consistency.enabled
         or filters.round_trip.enabled
         or config.dedup.semantic.enabled
         or config.negatives.enabled

@@ -20,6 +20,10 @@ app = typer.Typer(
 )
 models_app = typer.Typer(no_args_is_help=True, help="Build or convert models for offline use.")
 app.add_typer(models_app, name="models")
+prompts_app = typer.Typer(
+    no_args_is_help=True, help="Check prompt folders and see rendered prompts."
+)
+app.add_typer(prompts_app, name="prompts")
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -81,6 +85,42 @@ def inspect(
     from pipeline.inspect_version import inspect_version
 
     typer.echo(inspect_version(version, samples), nl=False)
+
+
+@prompts_app.command("check")
+@user_errors
+def prompts_check(
+    folder: Annotated[Path | None, typer.Argument(help="prompts folder (default: bundled)")] = None,
+) -> None:
+    """Render every template of every task for every language; validate schemas and
+    examples; check the document comes last. Exit 1 on any finding."""
+    from pipeline.prompts.lint import check_prompts
+
+    if folder is not None and not folder.is_dir():
+        raise UserError(f"prompts folder not found: {folder}")
+    findings, renders = check_prompts(folder)
+    for finding in findings:
+        typer.echo(str(finding))
+    if findings:
+        typer.echo(f"{len(findings)} problem(s) in {folder or 'the bundled prompts'}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"ok: {renders} renders, no problems")
+
+
+@prompts_app.command("render")
+@user_errors
+def prompts_render(
+    config: Annotated[Path, typer.Argument(help="job YAML file")],
+    limit: Annotated[int, typer.Option(help="documents to render", min=1)] = 1,
+) -> None:
+    """Print every stage's messages for the first N documents, without the generator
+    (later stages show placeholders for earlier outputs)."""
+    from pipeline.config import load_config
+    from pipeline.prompts.preview import preview
+
+    quiet_model_loading()
+    for line in preview(load_config(config), limit):
+        typer.echo(line)
 
 
 @models_app.command("build-tiny-qwen3")

@@ -39,13 +39,27 @@ class InputConfig(Strict):
     batch_size: int = Field(512, gt=0, description="documents per streamed batch")
 
 
+Weights = dict[str, float]
+
+
+def _positive_weights(value: Weights) -> Weights:
+    if any(weight < 0 for weight in value.values()) or (value and not sum(value.values()) > 0):
+        raise ValueError("weights must be >= 0 with a positive sum")
+    return value
+
+
 class TaskConfig(Strict):
-    """One task type to generate, with the knobs its prompts take."""
+    """One task family to generate, its share of the job and the distributions its plan
+    draws from. An empty question_type or difficulty leaves the choice to the model (the
+    Qwen3 recipe's stage 1); weights make it a controlled draw the model must follow."""
 
     type: str = Field("retrieval", pattern=r"^[a-z0-9_]+$")
     weight: float = Field(1.0, gt=0)
     persona_candidates: int = Field(5, ge=1, le=20)
     query_words: tuple[int, int] = (3, 12)
+    question_type: Weights = {}
+    difficulty: Weights = {}
+    clarity: Weights = {"clear": 1.0}
 
     @field_validator("query_words")
     @classmethod
@@ -54,24 +68,44 @@ class TaskConfig(Strict):
             raise ValueError("must be [min, max] with 1 <= min <= max")
         return value
 
+    @field_validator("question_type", "difficulty", "clarity")
+    @classmethod
+    def _weights(cls, value: Weights) -> Weights:
+        return _positive_weights(value)
+
 
 class LanguagesConfig(Strict):
-    """Which languages queries are written in."""
+    """Which languages queries are written in: a list (equal weights) or code -> weight."""
 
-    query: list[str] = ["en"]
+    query: Weights = {"en": 1.0}
     match_document: float = Field(
         0.7, ge=0, le=1, description="chance a query is in its document's language, if allowed"
     )
 
+    @field_validator("query", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        return dict.fromkeys(value, 1.0) if isinstance(value, list) else value
+
     @field_validator("query")
     @classmethod
-    def _codes(cls, value: list[str]) -> list[str]:
+    def _codes(cls, value: Weights) -> Weights:
         if not value:
             raise ValueError("needs at least one language code")
         for code in value:
             if not LANGUAGE_CODE.match(code):
                 raise ValueError(f"{code!r} is not an ISO 639-1 code such as 'en'")
-        return value
+        return _positive_weights(value)
+
+
+class PersonasConfig(Strict):
+    """Where personas come from and how each document's candidates are chosen."""
+
+    bundled: bool = Field(True, description="include the bundled persona library")
+    files: list[Path] = Field([], description="Persona Hub JSONL or a YAML list, added")
+    select: Literal["retrieve", "random"] = Field(
+        "retrieve", description="top-k by embedding similarity to the document, or a seeded draw"
+    )
 
 
 class StageSampling(Strict):
@@ -83,11 +117,8 @@ class StageSampling(Strict):
     max_tokens: int = Field(128, gt=0)
 
 
-class SamplingConfig(Strict):
-    """Sampling per stage of the two-stage recipe."""
-
-    config: StageSampling = StageSampling(temperature=0.7, max_tokens=96)
-    query: StageSampling = StageSampling(temperature=0.7, max_tokens=96)
+# Sampling per stage name; a stage the job does not name samples with its task's defaults.
+SamplingConfig = dict[str, StageSampling]
 
 
 class GeneratorConfig(Strict):
@@ -240,9 +271,9 @@ class JobConfig(Strict):
     input: InputConfig
     tasks: list[TaskConfig] = Field([TaskConfig()], min_length=1)
     languages: LanguagesConfig = LanguagesConfig()
-    personas: Path | None = None
+    personas: PersonasConfig = PersonasConfig()
     prompts_dir: Path | None = None
-    sampling: SamplingConfig = SamplingConfig()
+    sampling: SamplingConfig = {}
     generator: GeneratorConfig
     filters: FiltersConfig = FiltersConfig()
     dedup: DedupConfig = DedupConfig()
@@ -316,7 +347,7 @@ def load_config(path: Path) -> JobConfig:
     config = load_yaml_model(path, JobConfig)
     base = path.resolve().parent
     config.input.path = resolve_path(base, config.input.path)
-    config.personas = _resolve(base, config.personas)
+    config.personas.files = [resolve_path(base, path) for path in config.personas.files]
     config.prompts_dir = _resolve(base, config.prompts_dir)
     config.output.dir = resolve_path(base, config.output.dir)
     config.generator.model = resolve_model(base, config.generator.model)

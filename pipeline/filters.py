@@ -32,12 +32,18 @@ def copy_ratio(query: list[str], passage: list[str]) -> float:
 
 
 def check_pair(
-    candidate: Candidate, config: FiltersConfig, examples: frozenset[tuple[str, ...]] = frozenset()
+    candidate: Candidate,
+    config: FiltersConfig,
+    examples: frozenset[tuple[str, ...]] = frozenset(),
+    bounds: bool = True,
+    copy: bool = True,
 ) -> Reject | None:
     """Score the candidate's query; return a Reject if it fails a filter, else None.
 
     `examples` holds the few-shot example queries (as word tuples): small models often
-    echo them instead of writing a query for the passage.
+    echo them instead of writing a query for the passage. Families whose query is long by
+    design (long-long matching) skip the word `bounds`; those whose query is taken from the
+    passage (STS, bitext, classification) skip the `copy` tests.
     """
     query = (candidate.query or "").strip()
     query_words = words(query)
@@ -50,13 +56,17 @@ def check_pair(
 
     if not query_words:
         return reject("empty_query", "query has no words")
-    if len(query_words) < config.min_query_words:
-        return reject("query_too_short", f"{len(query_words)} words < {config.min_query_words}")
-    if len(query_words) > config.max_query_words or len(query) > config.max_query_chars:
-        detail = f"{len(query_words)} words, {len(query)} chars"
-        return reject("query_too_long", detail)
     if tuple(query_words) in examples:
         return reject("copied_from_example", "query repeats a few-shot example")
+    if bounds and len(query_words) < config.min_query_words:
+        return reject("query_too_short", f"{len(query_words)} words < {config.min_query_words}")
+    if bounds and (
+        len(query_words) > config.max_query_words or len(query) > config.max_query_chars
+    ):
+        detail = f"{len(query_words)} words, {len(query)} chars"
+        return reject("query_too_long", detail)
+    if not copy:
+        return None
     if query_words == passage_words:
         return reject("query_is_passage", "query equals the passage")
     if len(query_words) >= COPY_MIN_WORDS and ratio >= config.max_copy_ratio:

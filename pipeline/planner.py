@@ -1,4 +1,5 @@
-"""Plan what to generate for each document: task, candidate personas, query language, length.
+"""Plan what to generate for each document: task family, query language, length, the
+controlled draws (question type, difficulty, clarity) and the candidate personas.
 
 Every choice comes from a random generator seeded by (job seed, document id), so a plan
 does not depend on batch boundaries, corpus order or what ran before: a rerun plans the
@@ -8,33 +9,69 @@ generated text matches only when the batches do too).
 
 import random
 
-from pipeline.config import JobConfig
+from pipeline.config import JobConfig, TaskConfig, Weights
 from pipeline.langid import detect_languages
+from pipeline.prompts.library import PromptLibrary
 from pipeline.records import Candidate, Document
 
 
-def plan(documents: list[Document], config: JobConfig, personas: list[str]) -> list[Candidate]:
-    """One seeded Candidate per document."""
+def draw(rng: random.Random, weights: Weights) -> str | None:
+    """One key drawn by weight; None for an empty distribution (the model chooses)."""
+    if not weights:
+        return None
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+def query_language(
+    rng: random.Random, doc: Document, config: JobConfig, cross_lingual: bool
+) -> str:
+    """The planned query language: the document's own with `match_document` chance when
+    allowed; always another one for cross-lingual families (bitext) when there is one."""
+    weights = config.languages.query
+    if cross_lingual:
+        others = {code: w for code, w in weights.items() if code != doc.language}
+        return draw(rng, others or weights) or doc.language or "en"
+    if doc.language in weights and rng.random() < config.languages.match_document:
+        return doc.language
+    return draw(rng, weights) or "en"
+
+
+def plan(
+    documents: list[Document],
+    config: JobConfig,
+    library: PromptLibrary,
+    persona_choices: list[list[str]] | None = None,
+) -> list[Candidate]:
+    """One seeded Candidate per document. `persona_choices` gives each document's retrieved
+    persona candidates; without it they are a seeded draw from the library."""
     unknown = [doc for doc in documents if doc.language is None]
     for doc, code in zip(unknown, detect_languages([d.text for d in unknown]), strict=True):
         doc.language = code
     weights = [task.weight for task in config.tasks]
-    allowed = config.languages.query
     candidates = []
-    for doc in documents:
+    for number, doc in enumerate(documents):
         rng = random.Random(f"{config.seed}:{doc.doc_id}")
-        task = rng.choices(config.tasks, weights=weights)[0]
-        if doc.language in allowed and rng.random() < config.languages.match_document:
-            language = doc.language
-        else:
-            language = rng.choice(allowed)
+        task: TaskConfig = rng.choices(config.tasks, weights=weights)[0]
+        spec = library.task(task.type)
+        language = query_language(rng, doc, config, spec.cross_lingual)
+        words = rng.randint(*task.query_words)
+        drawn = random.Random(f"{config.seed}:{doc.doc_id}:mix")  # new draws keep old plans
+        k = min(task.persona_candidates, len(library.personas))
+        personas = (
+            persona_choices[number][:k]
+            if persona_choices is not None
+            else rng.sample(library.personas, k)
+        )
         candidates.append(
             Candidate(
                 doc=doc,
                 task=task.type,
                 query_language=language,
-                query_words=rng.randint(*task.query_words),
-                personas=rng.sample(personas, min(task.persona_candidates, len(personas))),
+                query_words=words,
+                personas=personas,
+                question_type=draw(drawn, task.question_type),
+                difficulty=draw(drawn, task.difficulty),
+                clarity=draw(drawn, task.clarity),
             )
         )
     return candidates

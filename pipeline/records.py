@@ -39,10 +39,21 @@ class Candidate:
     question_type: str | None = None
     difficulty: str | None = None
     query: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)  # every stage output, by key
+    positive: str | None = None  # None: the document's text is the positive
+    negative: str | None = None  # a hard negative the generator wrote, if the task has one
+    instruction: str | None = None  # the pair's training instruction
+    clarity: str | None = None
     scores: dict[str, float] = field(default_factory=dict)
     vector: Any = None  # the query's embedding (numpy), computed once, shared by later stages
+    positive_vector: Any = None  # the positive's embedding, when it is not the document
     negatives: list[str] = field(default_factory=list)
     negative_scores: list[float] = field(default_factory=list)
+
+    @property
+    def positive_text(self) -> str:
+        """The pair's positive: what the task's record names, else the document."""
+        return self.doc.text if self.positive is None else self.positive
 
 
 @dataclass
@@ -71,6 +82,7 @@ PAIR_SCHEMA = pa.schema(
         pa.field("persona", pa.string()),
         pa.field("question_type", pa.string()),
         pa.field("difficulty", pa.string()),
+        pa.field("clarity", pa.string()),
         pa.field("query_words_requested", pa.int32()),
         pa.field("doc_id", pa.string(), nullable=False),
         pa.field("title", pa.string()),

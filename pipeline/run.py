@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from pipeline.card import write_card
+from pipeline.card import card_rows, write_card
 from pipeline.checks import POST_STAGES, Context, Funnel, needs_embedder, post_generation_stages
 from pipeline.config import JobConfig
 from pipeline.console import Listener, StepProgress, engine_output_to
@@ -27,8 +27,11 @@ from pipeline.generate.model_check import check_model
 from pipeline.index.corpus import CorpusIndex
 from pipeline.index.embedder import embedder_path, open_embedder
 from pipeline.manifest import now, package_versions, write_json_atomic
+from pipeline.mix.report import mix_report
+from pipeline.personas.library import load_personas
+from pipeline.personas.retrieval import PersonaChooser, PersonaIndex
 from pipeline.planner import plan
-from pipeline.prompts import PromptLibrary
+from pipeline.prompts.library import PromptLibrary
 from pipeline.reader import check_corpus, count_rows, read_batches
 from pipeline.records import PAIR_SCHEMA, REJECT_SCHEMA, Candidate, Reject, reject_row
 from pipeline.stages import StageFn, TokenCount, generation_stage, pair_row
@@ -60,20 +63,14 @@ class RunSummary:
 
 def prepare(config: JobConfig) -> PromptLibrary:
     """Everything that can fail on user input, checked before a model is loaded."""
-    library = PromptLibrary(config.prompts_dir, config.personas)
-    first = config.tasks[0].type
-    names = [stage.name for stage in library.task(first).stages]
-    for task in config.tasks:
-        stages = [stage.name for stage in library.task(task.type).stages]
-        for name in stages:
-            if name not in type(config.sampling).model_fields:
-                raise UserError(f"task {task.type}: no sampling settings for stage '{name}'")
-        # Stages run batch-wide by position, so tasks in one job must share their stages.
-        if stages != names:
-            raise UserError(
-                f"tasks {first} and {task.type} have different stages "
-                f"({', '.join(names)} vs {', '.join(stages)}); run them as separate jobs"
-            )
+    library = PromptLibrary(config.prompts_dir, load_personas(config.personas))
+    stage_names = {s.name for task in config.tasks for s in library.task(task.type).stages}
+    unused = sorted(set(config.sampling) - stage_names)
+    if unused:
+        raise UserError(
+            f"sampling names stages no task has: {', '.join(unused)} "
+            f"(stages: {', '.join(sorted(stage_names))})"
+        )
     check_corpus(config.input)
     check_model(config.generator.model)
     if needs_embedder(config):
@@ -113,6 +110,10 @@ def run_job(
         if embedder is not None:
             index = _corpus_index(config, embedder, limit, total, console if progress else None)
         context = Context(embedder, index, dedup)
+        personas = None
+        if embedder is not None and config.personas.select == "retrieve":
+            k = max(task.persona_candidates for task in config.tasks)
+            personas = PersonaChooser(PersonaIndex(library.personas, embedder), index, k)
         steps = ["read", *_stage_names(config, library), *POST_STAGES]
         progress_bars = StepProgress(steps, total, console if progress else None, listener)
         summary = _generate(
@@ -123,6 +124,7 @@ def run_job(
             (staging, version_dir, parent),
             progress_bars,
             context,
+            personas,
         )
     return summary
 
@@ -153,7 +155,13 @@ def _corpus_index(
 
 
 def _stage_names(config: JobConfig, library: PromptLibrary) -> list[str]:
-    return [stage.name for stage in library.task(config.tasks[0].type).stages]
+    """One executor step per stage position; families with different stage lists share a
+    step, named by all the stage names at that position ("config/classify")."""
+    lists = [[s.name for s in library.task(task.type).stages] for task in config.tasks]
+    return [
+        "/".join(dict.fromkeys(names[i] for names in lists if i < len(names)))
+        for i in range(max(map(len, lists)))
+    ]
 
 
 def _open_engine(config: JobConfig, say: Callable[[str], None], log: Path | None) -> Generator:
@@ -180,6 +188,7 @@ def _generate(
     version: tuple[Path, Path, list[Path]],
     progress: StepProgress,
     context: Context,
+    personas: PersonaChooser | None,
 ) -> RunSummary:
     staging, version_dir, parent = version
     tokens = TokenCount()
@@ -215,7 +224,8 @@ def _generate(
             progress.advance("read", len(docs) + len(skipped))
             progress.dropped("read", len(skipped) + len(duplicates))
             t0 = time.perf_counter()
-            batch: list[Candidate] = plan(unique, config, library.personas)
+            choices = personas.choose(unique) if personas is not None else None
+            batch: list[Candidate] = plan(unique, config, library, choices)
             stage_seconds["plan"] += time.perf_counter() - t0
             for name, stage in stages:
                 t0 = time.perf_counter()
@@ -253,7 +263,9 @@ def _generate(
     }
     manifest["tokens"] = token_report(tokens, pairs.rows)
     manifest["finished_at"] = now()
-    write_card(staging, manifest)
+    rows = card_rows(staging)
+    manifest["mix"] = mix_report(config, rows)
+    write_card(staging, manifest, rows)
     write_json_atomic(manifest, staging / "manifest.json")
     publish(staging, version_dir)
     return RunSummary(

@@ -2,15 +2,17 @@
 that go on plus the rejects, so the executor is a plain loop over a list of stages."""
 
 import json
+import random
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.config import JobConfig
+from pipeline.config import JobConfig, StageSampling
 from pipeline.filters import words
 from pipeline.generate.backend import Generator, OnDone, Request
 from pipeline.parse import ParseFailure, parse_result
-from pipeline.prompts import PromptLibrary, Stage, schema_for
+from pipeline.prompts.library import PromptLibrary, Stage, TaskSpec, schema_for
 from pipeline.records import Candidate, Reject, pair_id
 
 # Which candidate field each stage output key fills in.
@@ -18,7 +20,6 @@ OUTPUT_FIELDS = {
     "character": "persona",
     "question_type": "question_type",
     "difficulty": "difficulty",
-    "query": "query",
 }
 
 # A stage takes candidates and a callback it calls as candidates are done with it.
@@ -40,73 +41,154 @@ class TokenCount:
 
 
 def variables(candidate: Candidate, library: PromptLibrary) -> dict[str, Any]:
-    """Everything a template may use. The passage is a variable, never template source."""
+    """Everything a template may use: the plan, then every earlier stage's outputs. The
+    passage is a variable, never template source."""
     return {
+        **candidate.outputs,
         "passage": candidate.doc.text,
-        "title": candidate.doc.title,
+        "title": candidate.doc.title or "",
         "passage_language": library.language_name(candidate.doc.language),
         "personas": candidate.personas,
         "character": candidate.persona,
         "question_type": candidate.question_type,
         "difficulty": candidate.difficulty,
+        "clarity": candidate.clarity,
         "query_words": candidate.query_words,
         "query_language": library.language_name(candidate.query_language),
     }
 
 
+def enum_values(candidate: Candidate) -> dict[str, list[str] | None]:
+    """Per-request enum choices for stage schemas: the candidate personas, and the planned
+    question type and difficulty when the job draws them (None: the schema's own list)."""
+    return {
+        "personas": candidate.personas,
+        "question_types": [candidate.question_type] if candidate.question_type else None,
+        "difficulties": [candidate.difficulty] if candidate.difficulty else None,
+    }
+
+
+def stage_sampling(stage: Stage, config: JobConfig) -> StageSampling:
+    """The job's sampling for a stage name, else the defaults with the stage's max_tokens."""
+    return config.sampling.get(stage.name) or StageSampling(max_tokens=stage.max_tokens)
+
+
 def generation_stage(
     index: int, library: PromptLibrary, generator: Generator, config: JobConfig, tokens: TokenCount
 ) -> StageFn:
-    """Stage `index` of each candidate's task: render, generate in one batch, parse."""
+    """Stage `index` of each candidate's task family: render, generate, parse.
+
+    Families may have different stage lists: a candidate whose family has no stage at this
+    position passes through. Requests are grouped by stage (each stage has its own
+    sampling), so each group still reaches the engine as one batch. After its family's last
+    stage a candidate's outputs become the pair (`finish`).
+    """
 
     def run(candidates: list[Candidate], on_done: OnDone) -> tuple[list[Candidate], list[Reject]]:
-        stages: list[Stage] = [library.task(c.task).stages[index] for c in candidates]
-        requests = [
-            Request(
-                messages=library.render(stage, variables(c, library)),
-                schema=schema_for(stage, {"personas": c.personas}),
-            )
-            for c, stage in zip(candidates, stages, strict=True)
-        ]
-        sampling = getattr(config.sampling, stages[0].name) if stages else None
-        results = generator.generate(requests, sampling, on_done) if stages else []
-        kept, rejects = [], []
-        for candidate, stage, request, result in zip(
-            candidates, stages, requests, results, strict=True
-        ):
-            tokens.prompt += result.prompt_tokens
-            tokens.cached += result.cached_tokens
-            tokens.completion += result.completion_tokens
-            try:
-                value = parse_result(result, request.schema)
-            except ParseFailure as failure:
-                rejects.append(
-                    Reject(
-                        candidate.doc.doc_id,
-                        candidate.task,
-                        stage.name,
-                        failure.reason,
-                        failure.detail,
-                        result.text,
-                    )
-                )
-                continue
-            for key, field in OUTPUT_FIELDS.items():
-                if key in value:
-                    setattr(candidate, field, value[key].strip())
-            kept.append(candidate)
+        groups: dict[tuple[str, str], list[Candidate]] = defaultdict(list)
+        passing: list[Candidate] = []
+        for candidate in candidates:
+            stages = library.task(candidate.task).stages
+            if index < len(stages):
+                groups[(candidate.task, stages[index].name)].append(candidate)
+            else:
+                passing.append(candidate)
+        on_done(len(passing))
+        kept, rejects = list(passing), []
+        for (task, _), members in groups.items():
+            spec = library.task(task)
+            stage = spec.stages[index]
+            done, failed = _generate(stage, members, library, generator, config, tokens, on_done)
+            if index == len(spec.stages) - 1:
+                done = [finish(c, spec) for c in done]
+            kept.extend(done)
+            rejects.extend(failed)
+        order = {id(c): i for i, c in enumerate(candidates)}
+        kept.sort(key=lambda c: order[id(c)])  # later stages see the batch in corpus order
         return kept, rejects
 
     return run
 
 
+def _generate(
+    stage: Stage,
+    candidates: list[Candidate],
+    library: PromptLibrary,
+    generator: Generator,
+    config: JobConfig,
+    tokens: TokenCount,
+    on_done: OnDone,
+) -> tuple[list[Candidate], list[Reject]]:
+    requests = [
+        Request(
+            messages=library.render(stage, variables(c, library)),
+            schema=schema_for(stage, enum_values(c)),
+        )
+        for c in candidates
+    ]
+    results = generator.generate(requests, stage_sampling(stage, config), on_done)
+    kept, rejects = [], []
+    for candidate, request, result in zip(candidates, requests, results, strict=True):
+        tokens.prompt += result.prompt_tokens
+        tokens.cached += result.cached_tokens
+        tokens.completion += result.completion_tokens
+        try:
+            value = parse_result(result, request.schema)
+        except ParseFailure as failure:
+            rejects.append(
+                Reject(
+                    candidate.doc.doc_id,
+                    candidate.task,
+                    stage.name,
+                    failure.reason,
+                    failure.detail,
+                    result.text,
+                )
+            )
+            continue
+        for key, text in value.items():
+            if isinstance(text, str):
+                candidate.outputs[key] = text.strip()
+        for key, field in OUTPUT_FIELDS.items():
+            if key in candidate.outputs:
+                setattr(candidate, field, candidate.outputs[key])
+        kept.append(candidate)
+    return kept, rejects
+
+
+def finish(candidate: Candidate, spec: TaskSpec) -> Candidate:
+    """Fill the pair's fields from the family's record mapping."""
+    record = spec.record
+
+    def source(name: str) -> str:
+        if name == "passage":
+            return candidate.doc.text
+        if name == "title":
+            return candidate.doc.title or ""
+        return candidate.outputs.get(name, "")
+
+    candidate.query = source(record.query)
+    candidate.positive = None if record.positive == "passage" else source(record.positive)
+    candidate.negative = source(record.negative) if record.negative else None
+    if record.instruction and source(record.instruction):
+        candidate.instruction = source(record.instruction)
+    else:
+        pick = random.Random(f"{candidate.doc.doc_id}:{spec.name}").randrange(
+            len(spec.instructions)
+        )
+        candidate.instruction = spec.instructions[pick]
+    return candidate
+
+
 def example_queries(library: PromptLibrary, task: str) -> frozenset[tuple[str, ...]]:
-    """The word tuples of every few-shot example query of a task's stages."""
+    """The word tuples of every few-shot example query of a task's stages (the output key
+    its record takes the query from)."""
+    key = library.task(task).record.query
     return frozenset(
-        tuple(words(example["output"]["query"]))
+        tuple(words(example["output"][key]))
         for stage in library.task(task).stages
         for example in stage.examples
-        if "query" in example["output"]
+        if key in example["output"]
     )
 
 
@@ -116,24 +198,28 @@ def pair_row(
     """A kept candidate as a row of PAIR_SCHEMA."""
     spec = library.task(candidate.task)
     query = candidate.query or ""
+    written = [candidate.negative] if candidate.negative else []
     return {
         "pair_id": pair_id(candidate.doc.doc_id, candidate.task, query),
         "query": query,
-        "positive": candidate.doc.text,
-        "negatives": candidate.negatives,
-        "instruction": spec.instruction,
+        "positive": candidate.positive_text,
+        "negatives": written + candidate.negatives,
+        "instruction": candidate.instruction or spec.instruction,
         "task": candidate.task,
         "language": candidate.query_language,
         "doc_language": candidate.doc.language,
         "persona": candidate.persona,
         "question_type": candidate.question_type,
         "difficulty": candidate.difficulty,
+        "clarity": candidate.clarity,
         "query_words_requested": candidate.query_words,
         "doc_id": candidate.doc.doc_id,
         "title": candidate.doc.title,
         "model": model,
         "template_hash": spec.template_hash,
-        "sampling": json.dumps(config.sampling.model_dump(), sort_keys=True),
+        "sampling": json.dumps(
+            {s.name: stage_sampling(s, config).model_dump() for s in spec.stages}, sort_keys=True
+        ),
         "seed": config.seed,
         "score_query_words": int(candidate.scores.get("query_words", 0)),
         "score_copy_ratio": float(candidate.scores.get("copy_ratio", 0.0)),
@@ -141,7 +227,7 @@ def pair_row(
         "score_language_confidence": candidate.scores.get("language_confidence"),
         "score_consistency": candidate.scores.get("consistency"),
         "score_round_trip_rank": _int_or_none(candidate.scores.get("round_trip_rank")),
-        "negative_scores": candidate.negative_scores,
+        "negative_scores": [None] * len(written) + candidate.negative_scores,
     }
 
 

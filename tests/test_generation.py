@@ -11,7 +11,7 @@ from datasets import load_dataset
 
 from pipeline.config import StageSampling, load_config
 from pipeline.generate.backend import Request
-from pipeline.prompts import PromptLibrary
+from pipeline.prompts.library import PromptLibrary
 from pipeline.records import PAIR_SCHEMA
 from pipeline.run import run_job
 from tests.conftest import SAMPLE_CORPUS
@@ -60,7 +60,7 @@ def test_job_end_to_end(generator: Any, job_file: Callable[..., Path]) -> None:
         assert row["query"].strip() and len(row["negatives"]) <= 3  # mined from the corpus
         assert len(row["negative_scores"]) == len(row["negatives"])
         assert row["positive"] not in row["negatives"]
-        assert row["instruction"] == library.task("retrieval").instruction
+        assert row["instruction"] in library.task("retrieval").instructions
         assert row["template_hash"] == library.task("retrieval").template_hash
         assert row["model"] == config.generator.model and row["seed"] == config.seed
 

@@ -1,12 +1,13 @@
 """Planning is seeded per document: independent of batching and order, varied across docs."""
 
+from collections import Counter
 from pathlib import Path
 
 import yaml
 
 from pipeline.config import load_config
 from pipeline.planner import plan
-from pipeline.prompts import PromptLibrary
+from pipeline.prompts.library import PromptLibrary
 from pipeline.records import Document
 
 DOCS = [
@@ -36,20 +37,20 @@ def summary(candidates) -> list[tuple]:
 
 
 def test_plan_is_independent_of_batching_and_order(tmp_path: Path) -> None:
-    personas = PromptLibrary().personas
+    library = PromptLibrary()
     job = config(tmp_path)
-    whole = summary(plan([Document(**vars(d)) for d in DOCS], job, personas))
-    split = summary(plan([Document(**vars(d)) for d in DOCS[2:]], job, personas)) + summary(
-        plan([Document(**vars(d)) for d in DOCS[:2]], job, personas)
+    whole = summary(plan([Document(**vars(d)) for d in DOCS], job, library))
+    split = summary(plan([Document(**vars(d)) for d in DOCS[2:]], job, library)) + summary(
+        plan([Document(**vars(d)) for d in DOCS[:2]], job, library)
     )
     assert sorted(whole) == sorted(split)
-    other_seed = summary(plan([Document(**vars(d)) for d in DOCS], config(tmp_path, 4), personas))
+    other_seed = summary(plan([Document(**vars(d)) for d in DOCS], config(tmp_path, 4), library))
     assert other_seed != whole
 
 
 def test_plan_respects_languages_and_detects_missing_ones(tmp_path: Path) -> None:
     docs = [Document(**vars(d)) for d in DOCS]
-    candidates = plan(docs, config(tmp_path), PromptLibrary().personas)
+    candidates = plan(docs, config(tmp_path), PromptLibrary())
     assert docs[2].language == "fr"  # detected by lingua
     by_id = {c.doc.doc_id: c for c in candidates}
     # match_document=1.0: a document in an allowed language gets a query in that language.
@@ -58,3 +59,27 @@ def test_plan_respects_languages_and_detects_missing_ones(tmp_path: Path) -> Non
     for c in candidates:
         assert 2 <= c.query_words <= 9
         assert len(set(c.personas)) == 4
+
+
+def test_controlled_draws_follow_the_configured_weights(tmp_path: Path) -> None:
+    job = config(tmp_path).model_copy(deep=True)
+    job.tasks[0].question_type = {"keywords": 3.0, "summary": 1.0}
+    job.tasks[0].difficulty = {"phd": 1.0}
+    job.tasks[0].clarity = {"clear": 1.0, "ambiguous": 1.0}
+    job.languages.query = {"en": 0.0, "de": 1.0}
+    job.languages.match_document = 0.0
+    docs = [Document(f"d{i}", "Ein kurzer Text über Flüsse.", language="de") for i in range(400)]
+    candidates = plan(docs, job, PromptLibrary())
+    types = Counter(c.question_type for c in candidates)
+    assert set(types) == {"keywords", "summary"} and 0.68 < types["keywords"] / 400 < 0.82
+    assert {c.difficulty for c in candidates} == {"phd"}
+    assert {c.clarity for c in candidates} == {"clear", "ambiguous"}
+    assert {c.query_language for c in candidates} == {"de"}  # weight 0: never drawn
+
+
+def test_cross_lingual_families_never_use_the_document_language(tmp_path: Path) -> None:
+    job = config(tmp_path).model_copy(deep=True)
+    job.tasks[0].type = "bitext"
+    docs = [Document(f"d{i}", "The river flows east.", language="en") for i in range(60)]
+    languages = Counter(c.query_language for c in plan(docs, job, PromptLibrary()))
+    assert set(languages) == {"de", "fr"}

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import UserError
-from pipeline.prompts import DEFAULT_PROMPTS_DIR, PromptLibrary, schema_for
+from pipeline.prompts.library import DEFAULT_PROMPTS_DIR, PromptLibrary, schema_for
 
 
 def config_vars(passage: str) -> dict:
@@ -28,7 +28,7 @@ def test_static_text_first_and_document_last() -> None:
     variables = {
         "passage": passage, "passage_language": "English", "character": "a tourist",
         "question_type": "keywords", "difficulty": "high_school", "query_words": 4,
-        "query_language": "German",
+        "query_language": "German", "clarity": "clear",
     }  # fmt: skip
     messages = library.render(stage, variables)
     assert [m["role"] for m in messages] == [
@@ -84,11 +84,9 @@ def test_template_hash_follows_the_templates(tmp_path: Path) -> None:
     assert PromptLibrary(root).task("retrieval").template_hash != before
 
 
-def test_template_hash_follows_the_personas(tmp_path: Path) -> None:
+def test_template_hash_follows_the_personas() -> None:
     before = PromptLibrary().task("retrieval").template_hash
-    personas = tmp_path / "personas.yaml"
-    personas.write_text("- a pilot\n- a nurse\n")
-    assert PromptLibrary(personas=personas).task("retrieval").template_hash != before
+    assert PromptLibrary(personas=["a pilot", "a nurse"]).task("retrieval").template_hash != before
 
 
 def test_malformed_registry_and_missing_template(tmp_path: Path) -> None:
@@ -103,8 +101,8 @@ def test_malformed_registry_and_missing_template(tmp_path: Path) -> None:
 
 def test_unknown_task_and_persona_enum() -> None:
     library = PromptLibrary()
-    with pytest.raises(UserError, match=r"unknown task type 'sts' \(known: retrieval\)"):
-        library.task("sts")
+    with pytest.raises(UserError, match=r"unknown task type 'nope' \(known: bitext, "):
+        library.task("nope")
     stage = library.task("retrieval").stages[0]
     schema = schema_for(stage, {"personas": ["a nurse"]})
     assert schema["properties"]["character"]["enum"] == ["a nurse"]

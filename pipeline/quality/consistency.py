@@ -23,6 +23,16 @@ def embed_queries(candidates: list[Candidate], embedder: Embedder) -> None:
             candidate.vector = vector
 
 
+def embed_positives(candidates: list[Candidate], embedder: Embedder) -> None:
+    """Set `positive_vector` where the positive is a generated text, not the document (the
+    corpus index holds the documents' vectors)."""
+    todo = [c for c in candidates if c.positive is not None and c.positive_vector is None]
+    if todo:
+        vectors = embedder.encode_documents([c.positive_text for c in todo])
+        for candidate, vector in zip(todo, vectors, strict=True):
+            candidate.positive_vector = vector
+
+
 def _vectors(candidates: list[Candidate]) -> np.ndarray:
     return np.stack([c.vector for c in candidates])
 
@@ -53,9 +63,13 @@ def check_consistency(
     candidates: list[Candidate], index: CorpusIndex, config: ConsistencyFilter
 ) -> list[Reject | None]:
     """Reject a query whose cosine with its positive is below `min_cosine`."""
+    # The document's vector comes from the corpus index; a generated positive has its own.
     if not candidates:
         return []
     scores = index.positive_scores(_vectors(candidates), [c.doc.doc_id for c in candidates])
+    for i, candidate in enumerate(candidates):  # a generated positive: its own vector
+        if candidate.positive_vector is not None:
+            scores[i] = float(candidate.vector @ candidate.positive_vector)
     return _verdicts(candidates, scores.tolist(), "consistency", "consistency",
                      lambda v: v >= config.min_cosine, "low_consistency",
                      lambda v: f"cosine {v:.3f} < {config.min_cosine}")  # fmt: skip

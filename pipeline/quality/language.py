@@ -6,6 +6,8 @@ it only chooses among the job's query languages and English (the language a mode
 back to); a job with English queries alone has nothing to check.
 """
 
+from collections.abc import Callable
+
 from pipeline.config import LanguageFilter
 from pipeline.filters import words
 from pipeline.langid import language_confidence
@@ -14,19 +16,27 @@ from pipeline.records import Candidate, Reject
 FALLBACK = "en"
 
 
+def query_text(candidate: Candidate) -> str:
+    return candidate.query or ""
+
+
 def check_languages(
-    candidates: list[Candidate], config: LanguageFilter, languages: list[str]
+    candidates: list[Candidate],
+    config: LanguageFilter,
+    languages: list[str],
+    text: Callable[[Candidate], str] = query_text,
 ) -> list[Reject | None]:
-    """One verdict per candidate; scores the confidence of the detected language."""
+    """One verdict per candidate; scores the confidence of the detected language of
+    `text` (the query, or for bitext the translation)."""
     among = frozenset([*languages, FALLBACK])
     verdicts: list[Reject | None] = []
-    judged = [c for c in candidates if len(words(c.query or "")) >= config.min_words]
+    judged = [c for c in candidates if len(words(text(c))) >= config.min_words]
     if len(among) < 2 or not judged:
         return [None] * len(candidates)
     found = dict(
         zip(
             map(id, judged),
-            language_confidence([c.query or "" for c in judged], among),
+            language_confidence([text(c) for c in judged], among),
             strict=True,
         )
     )

@@ -1,0 +1,261 @@
+"""Prompt templates as data: a registry per task, rendered in a Jinja sandbox.
+
+`prompts/<task>/task.yaml` is a task family: its training instructions, its stages (one to
+three; each a static system template, a user template and an output JSON schema), which
+outputs make the pair (`record`) and which post-generation checks suit its pairs (`checks`).
+Few-shot examples are rendered through the same user template as earlier chat turns.
+Document text only ever enters as a template variable, never as template source, and the
+sandbox with StrictUndefined turns a missing variable into an error instead of an empty string.
+Static text comes first and the document last, so vLLM's prefix cache shares the head.
+"""
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from pipeline.config import PersonasConfig
+from pipeline.errors import UserError
+from pipeline.personas.library import load_personas
+
+DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent.parent.parent / "prompts"
+
+Messages = list[dict[str, str]]
+
+
+# Every post-generation check a family may ask for; a family that lists none gets them all.
+CHECKS = (
+    "bounds",  # query word and character limits (filters.min/max_query_words)
+    "copy",  # query copied verbatim from the passage
+    "length",  # query length near the requested words
+    "language",  # the `record.language` text is in the planned query language
+    "heuristics",  # refusals, meta text, passage-dependent questions, n-gram overlap
+    "consistency",  # cosine(query, positive)
+    "round_trip",  # the passage ranks in the top k for the query (positive = passage)
+    "negatives",  # hard negatives mined from the corpus (positive = passage)
+)
+# Where a record field may come from besides a stage output.
+DOCUMENT_SOURCES = ("passage", "title")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One generation stage of a task: templates, examples and the output schema."""
+
+    name: str
+    system: str
+    user: str
+    schema: dict[str, Any]
+    enums: dict[str, str]
+    examples: list[dict[str, Any]]
+    max_tokens: int = 128  # the stage's default; `sampling.<stage>` in a job overrides it
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    """Which text becomes each field of the pair: a stage output key, `passage` or `title`.
+
+    `instruction` names an output key that writes the pair's instruction (else one of the
+    task's `instructions` is drawn); `language` names the field written in the planned
+    query language (what the language filter checks).
+    """
+
+    query: str = "query"
+    positive: str = "passage"
+    negative: str | None = None
+    instruction: str | None = None
+    language: str = "query"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task family's registry entry: instructions, stages, record mapping and checks."""
+
+    name: str
+    instructions: list[str]
+    stages: list[Stage]
+    template_hash: str
+    record: RecordSpec = RecordSpec()
+    checks: frozenset[str] = frozenset(CHECKS)
+    cross_lingual: bool = False  # the query language is always another than the document's
+
+    @property
+    def instruction(self) -> str:
+        """The task's first (canonical) training instruction."""
+        return self.instructions[0]
+
+    def applies(self, check: str) -> bool:
+        """Whether a post-generation check suits this family's pairs."""
+        return check in self.checks
+
+
+class PromptLibrary:
+    """Loads task registries and language names, and renders chat messages. The personas
+    (bundled by default) are held for the template hash and the stage-1 candidates."""
+
+    def __init__(self, root: Path | None = None, personas: list[str] | None = None) -> None:
+        self.root = root or DEFAULT_PROMPTS_DIR
+        if not self.root.is_dir():
+            raise UserError(f"prompts folder not found: {self.root}")
+        # A user folder adds tasks and overrides whole bundled tasks of the same name.
+        self.roots = list(dict.fromkeys([self.root, DEFAULT_PROMPTS_DIR]))
+        self.env = SandboxedEnvironment(
+            loader=FileSystemLoader(self.roots),
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
+        )
+        languages = self._first("languages.yaml") or self.root / "languages.yaml"
+        self.languages: dict[str, str] = self._yaml(languages)
+        if not all(isinstance(code, str) for code in self.languages):
+            raise UserError(f"{languages}: quote every code (YAML reads no as false)")
+        self.personas = personas if personas is not None else load_personas(PersonasConfig())
+        self._tasks: dict[str, TaskSpec] = {}
+        self._loading: set[str] = set()
+
+    @staticmethod
+    def _yaml(path: Path) -> Any:
+        if not path.is_file():
+            raise UserError(f"prompt data file not found: {path}")
+        try:
+            return yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+
+    def _first(self, relative: str) -> Path | None:
+        """`relative` in the first root that has it (the user's folder before the bundled)."""
+        return next((root / relative for root in self.roots if (root / relative).exists()), None)
+
+    def available(self) -> list[str]:
+        """Task names that have a registry, in either folder."""
+        return sorted({p.parent.name for root in self.roots for p in root.glob("*/task.yaml")})
+
+    def task(self, name: str) -> TaskSpec:
+        """The registry of task `name`, loaded once."""
+        if name not in self._tasks:
+            if name in self._loading:
+                raise UserError(f"task {name}: its stages `use` each other in a cycle")
+            self._loading.add(name)
+            try:
+                self._tasks[name] = self._load_task(name)
+            finally:
+                self._loading.discard(name)
+        return self._tasks[name]
+
+    def _load_task(self, name: str) -> TaskSpec:
+        registry = self._first(f"{name}/task.yaml")
+        if registry is None:
+            raise UserError(f"unknown task type '{name}' (known: {', '.join(self.available())})")
+        spec = self._yaml(registry)
+        # The hash covers everything that shapes a prompt: registry, templates, personas and
+        # language names, so a changed persona list shows up as a changed template hash.
+        digest = hashlib.sha256(registry.read_bytes())
+        digest.update(json.dumps([self.personas, self.languages], sort_keys=True).encode())
+        try:
+            stages = [self._stage(registry.parent, entry, digest) for entry in spec["stages"]]
+            instructions = spec.get("instructions") or [spec["instruction"]]
+            record = RecordSpec(**spec.get("record", {}))
+            checks = frozenset(spec.get("checks", CHECKS))
+            task = TaskSpec(
+                name,
+                [text.strip() for text in instructions],
+                stages,
+                digest.hexdigest()[:16],
+                record,
+                checks,
+                bool(spec.get("cross_lingual", False)),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise UserError(f"{registry}: malformed task registry ({exc!r})") from exc
+        _check_registry(registry, task)
+        return task
+
+    def _stage(self, folder: Path, entry: dict[str, Any], digest: "hashlib._Hash") -> Stage:
+        if "use" in entry:  # `use: retrieval/query` reuses another family's stage as it is
+            other, _, name = str(entry["use"]).partition("/")
+            spec = self.task(other)
+            digest.update(spec.template_hash.encode())
+            found = [stage for stage in spec.stages if stage.name == name]
+            if not found:
+                raise UserError(f"task {folder.name}: no stage '{entry['use']}' to use")
+            return found[0]
+        task = folder.name
+        for key in ("system", "user"):
+            template = folder / entry[key]
+            if not template.is_file():
+                raise UserError(f"task {task}: template not found: {template}")
+            digest.update(template.read_bytes())
+        return Stage(
+            name=entry["name"],
+            system=f"{task}/{entry['system']}",
+            user=f"{task}/{entry['user']}",
+            schema=entry["schema"],
+            enums=entry.get("enums", {}),
+            examples=entry.get("examples", []),
+            max_tokens=int(entry.get("max_tokens", Stage.max_tokens)),
+        )
+
+    def language_name(self, code: str | None) -> str:
+        """English name of a language code, for prompts ('de' -> 'German')."""
+        if code is None:
+            return "an unknown"
+        return self.languages.get(code, code)
+
+    def render(self, stage: Stage, variables: dict[str, Any]) -> Messages:
+        """Chat messages for one request: system, few-shot turns, then the request."""
+        try:
+            messages = [{"role": "system", "content": self._render(stage.system, {})}]
+            for example in stage.examples:
+                messages.append(
+                    {"role": "user", "content": self._render(stage.user, example["input"])}
+                )
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "content": json.dumps(example["output"], ensure_ascii=False),
+                    }
+                )
+            messages.append({"role": "user", "content": self._render(stage.user, variables)})
+        except TemplateError as exc:
+            raise UserError(f"prompt template {stage.user}: {exc}") from exc
+        return messages
+
+    def _render(self, template: str, variables: dict[str, Any]) -> str:
+        return self.env.get_template(template).render(**variables).strip()
+
+
+def _check_registry(registry: Path, task: TaskSpec) -> None:
+    """Refuse a registry whose record or checks name something that cannot exist."""
+    if not 1 <= len(task.stages) <= 3:
+        raise UserError(f"{registry}: a task has one to three stages, not {len(task.stages)}")
+    unknown = sorted(task.checks - set(CHECKS))
+    if unknown:
+        known = ", ".join(CHECKS)
+        raise UserError(f"{registry}: unknown checks {', '.join(unknown)} (known: {known})")
+    outputs = {key for stage in task.stages for key in stage.schema.get("properties", {})}
+    record = task.record
+    sources = {"query": record.query, "positive": record.positive,
+               "negative": record.negative, "instruction": record.instruction}  # fmt: skip
+    for field, source in sources.items():
+        if source is not None and source not in outputs | set(DOCUMENT_SOURCES):
+            raise UserError(f"{registry}: record.{field} '{source}' is no stage output")
+    if record.language not in ("query", "positive"):
+        raise UserError(f"{registry}: record.language must be query or positive")
+    if record.positive != "passage" and {"round_trip", "negatives"} & task.checks:
+        raise UserError(f"{registry}: round_trip and negatives need record.positive: passage")
+
+
+def schema_for(stage: Stage, values: dict[str, list[str] | None]) -> dict[str, Any]:
+    """The stage's JSON schema with per-request enums filled in (the candidate personas, a
+    planned question type); a missing or None value keeps the schema's own choices."""
+    schema = copy.deepcopy(stage.schema)
+    for prop, source in stage.enums.items():
+        if values.get(source) is not None:
+            schema["properties"][prop]["enum"] = values[source]
+    return schema

@@ -1,0 +1,57 @@
+"""`embsynth prompts render`: the exact messages the generator would see for the first N
+documents of a job, without loading the generator.
+
+Stage 1 is shown as it will be sent. Later stages depend on earlier outputs, which do not
+exist yet: those values are placeholders, marked `<placeholder: ...>` in the text. When the
+job retrieves personas, the (small) embedder is loaded to choose them, so the candidates
+shown are the ones the run would use.
+"""
+
+import json
+from collections.abc import Iterator
+
+from pipeline.config import JobConfig
+from pipeline.index.embedder import open_embedder
+from pipeline.personas.library import load_personas
+from pipeline.personas.retrieval import PersonaChooser, PersonaIndex
+from pipeline.planner import plan
+from pipeline.prompts.library import PromptLibrary, schema_for
+from pipeline.prompts.samples import placeholder
+from pipeline.reader import read_batches
+from pipeline.records import Candidate
+from pipeline.stages import enum_values, variables
+
+
+def candidates(config: JobConfig, library: PromptLibrary, limit: int) -> list[Candidate]:
+    """The planned candidates of the job's first `limit` documents."""
+    documents = [doc for docs, _ in read_batches(config.input, limit) for doc in docs]
+    choices = None
+    if config.personas.select == "retrieve" and documents:
+        k = max(task.persona_candidates for task in config.tasks)
+        index = PersonaIndex(library.personas, open_embedder(config.embedder))
+        choices = PersonaChooser(index, None, k).choose(documents)
+    return plan(documents, config, library, choices)
+
+
+def preview(config: JobConfig, limit: int) -> Iterator[str]:
+    """Lines of text: for each candidate, each stage's rendered messages and schema."""
+    library = PromptLibrary(config.prompts_dir, load_personas(config.personas))
+    for candidate in candidates(config, library, limit):
+        spec = library.task(candidate.task)
+        yield (
+            f"=== document {candidate.doc.doc_id} · task {candidate.task} · "
+            f"query language {candidate.query_language} · {candidate.query_words} words"
+        )
+        for index, stage in enumerate(spec.stages):
+            values = variables(candidate, library)
+            for earlier in spec.stages[:index]:
+                for key in earlier.schema.get("properties", {}):
+                    planned = key in ("question_type", "difficulty") and values.get(key)
+                    if not planned:
+                        values[key] = placeholder(earlier, key)
+            yield f"--- stage {index + 1}/{len(spec.stages)}: {stage.name}"
+            for message in library.render(stage, values):
+                yield f"[{message['role']}]"
+                yield message["content"]
+            schema = schema_for(stage, enum_values(candidate))
+            yield f"[schema] {json.dumps(schema, ensure_ascii=False)}"
