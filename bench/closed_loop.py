@@ -17,6 +17,7 @@ tells a generator's limits apart from the trainer's.
 import argparse
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,8 @@ def main() -> None:
     for name in chosen + (["titles as queries"] if titles else []):
         slug = name.replace(" ", "-").replace("+", "plus")
         if name not in results:
+            # A version left by an interrupted earlier attempt would dedup this one away.
+            shutil.rmtree(args.work / "data" / slug, ignore_errors=True)
             config = job_for(args.job, args.beir, slug, variants[name], args.work)
             summary = run_job(config, generator=replay, limit=args.limit, progress=False)
             results[name] = {"pairs": summary.kept, "version": str(summary.version_dir)}

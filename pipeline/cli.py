@@ -4,6 +4,7 @@ User mistakes surface as one line on stderr and exit code 2, never a traceback.
 """
 
 import os
+import signal
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -35,7 +36,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except UserError as exc:
             typer.echo(f"embsynth: error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(exc.exit_code) from None
 
     return wrapper
 
@@ -44,6 +45,17 @@ def quiet_engine_logs() -> None:
     """Tokenizer thread warnings add noise; vLLM keeps its INFO log, which goes to the
     version's logs/engine.log (or the terminal with --verbose)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so `finally` blocks and vLLM's exit handlers run: the
+    engine's processes are shut down with ours and the version stays resumable (the
+    default action would end this process at once and orphan them)."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def quiet_model_loading() -> None:
@@ -63,15 +75,25 @@ def run(
         bool, typer.Option(help="show the engine's own log instead of keeping it in logs/")
     ] = False,
 ) -> None:
-    """Generate a new dataset version from CONFIG."""
+    """Generate a new dataset version from CONFIG, or resume the one a killed run left.
+
+    A rerun of a finished job with an unchanged config and corpus generates nothing. Exit
+    codes: 0 done (or nothing to do), 2 bad input, 3 another run holds the dataset.
+    """
     quiet_engine_logs()
+    stop_on_sigterm()
     from pipeline.config import load_config
+    from pipeline.errors import NothingToDo
     from pipeline.run import run_job
     from pipeline.summary import format_summary
 
     quiet_model_loading()
     job = load_config(config)
-    summary = run_job(job, limit=limit, out_dir=out, quiet_engine=not verbose)
+    try:
+        summary = run_job(job, limit=limit, out_dir=out, quiet_engine=not verbose)
+    except NothingToDo as done:
+        typer.echo(str(done))
+        return
     typer.echo(format_summary(summary))
 
 

@@ -7,3 +7,17 @@ Anything the user can fix (a bad config, a missing file, a corrupt corpus) is ra
 
 class UserError(Exception):
     """A problem with the user's input, reported as one line and exit code 2."""
+
+    exit_code = 2
+
+
+class DatasetBusy(UserError):
+    """Another run holds the dataset's lock: exit code 3, so a cron wrapper can tell a
+    skipped run from a failed one."""
+
+    exit_code = 3
+
+
+class NothingToDo(Exception):
+    """The job's newest version is already complete for this config and corpus: the run
+    generates nothing and exits 0 with this message."""

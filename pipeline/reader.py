@@ -6,6 +6,7 @@ The corpus is checked up front (`check_corpus`) so that a wrong path or column f
 second, before a model is loaded.
 """
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,3 +175,15 @@ def count_rows(config: InputConfig, limit: int | None = None) -> int:
     else:
         rows = sum(1 for _ in _text_files(config.path))
     return rows if limit is None else min(rows, limit)
+
+
+def corpus_digest(config: InputConfig, limit: int | None = None) -> str:
+    """A hash of the corpus content a job reads (ids and texts, skips included), so a rerun
+    can tell an unchanged corpus from a changed one."""
+    digest = hashlib.sha256()
+    for docs, skipped in read_batches(config, limit):
+        for doc in docs:
+            digest.update(f"{doc.doc_id}\0{doc.text}\0".encode())
+        for reject in skipped:
+            digest.update(f"{reject.doc_id}\0{reject.reason}\0".encode())
+    return digest.hexdigest()[:16]

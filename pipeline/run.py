@@ -5,6 +5,8 @@ stage 2 (query) -> filters -> writer, so memory is bounded by the batch size, no
 corpus. vLLM sees each stage of a batch as one large request list.
 """
 
+import hashlib
+import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -14,28 +16,37 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from pipeline.card import card_rows, write_card
+from pipeline.cache.requests import CachingGenerator, RequestCache
+from pipeline.card import card_rows, manifest_of, write_card
 from pipeline.checks import POST_STAGES, Context, Funnel, needs_embedder, post_generation_stages
 from pipeline.config import JobConfig
 from pipeline.console import Listener, StepProgress, engine_output_to
 from pipeline.dedup.documents import DocumentDedup
 from pipeline.dedup.queries import QueryDedup
 from pipeline.embedding.inference import Embedder
-from pipeline.errors import UserError
+from pipeline.errors import NothingToDo, UserError
 from pipeline.generate.backend import Generator
 from pipeline.generate.model_check import check_model
 from pipeline.index.corpus import CorpusIndex
 from pipeline.index.embedder import embedder_path, open_embedder
+from pipeline.lock import dataset_lock
 from pipeline.manifest import now, package_versions, write_json_atomic
 from pipeline.mix.report import mix_report
 from pipeline.personas.library import load_personas
 from pipeline.personas.retrieval import PersonaChooser, PersonaIndex
 from pipeline.planner import plan
 from pipeline.prompts.library import PromptLibrary
-from pipeline.reader import check_corpus, count_rows, read_batches
+from pipeline.reader import check_corpus, corpus_digest, count_rows, read_batches
 from pipeline.records import PAIR_SCHEMA, REJECT_SCHEMA, Candidate, Reject, reject_row
 from pipeline.stages import StageFn, TokenCount, generation_stage, pair_row
-from pipeline.writer import ShardWriter, new_version, publish, versions
+from pipeline.writer import (
+    ShardWriter,
+    new_version,
+    publish,
+    reset_for_resume,
+    unfinished_version,
+    versions,
+)
 
 
 @dataclass
@@ -50,6 +61,8 @@ class RunSummary:
     generate_seconds: float
     tokens: TokenCount
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    requests_generated: int = 0  # generation requests sent to the engine
+    requests_cached: int = 0  # answered from the version's request cache (a resume)
 
     @property
     def pairs_per_second(self) -> float:
@@ -94,18 +107,49 @@ def run_job(
     """
     library = prepare(config)
     root = (out_dir or config.output.dir) / config.name
+    with dataset_lock(root):
+        return _run_locked(
+            config, library, root, generator, limit, progress, quiet_engine, listener
+        )
+
+
+def _run_locked(
+    config: JobConfig,
+    library: PromptLibrary,
+    root: Path,
+    generator: Generator | None,
+    limit: int | None,
+    progress: bool,
+    quiet_engine: bool,
+    listener: Listener | None,
+) -> RunSummary:
     total = count_rows(config.input, limit)
     parent = versions(root)
+    fingerprint = job_fingerprint(config, library, limit)
+    unfinished = unfinished_version(root)
+    if unfinished is None and _same_job(parent, fingerprint):
+        raise NothingToDo(
+            f"{parent[-1]} is already complete for this job and corpus: nothing generated"
+        )
     embedder = open_embedder(config.embedder) if needs_embedder(config) else None
     dedup = _query_dedup(config, embedder, parent)
-    staging, version_dir = new_version(root)
+    staging, version_dir = unfinished or new_version(root)
+    reset_for_resume(staging)
     log = staging / "logs" / "engine.log" if quiet_engine else None
     with engine_output_to(log) as console:
         say = (lambda line: print(line, file=console)) if progress else (lambda line: None)
-        if generator is None:
-            generator = _open_engine(config, say, log)
-        if generator.settings is not None:
-            say(f"engine: {generator.settings.describe()}")
+        cache = RequestCache(staging / "cache")
+        if unfinished is not None:
+            say(f"resuming {version_dir.name}: {len(cache.results)} generations cached")
+        caching = CachingGenerator(
+            cache,
+            generator.model if generator is not None else config.generator.model,
+            config.seed,
+            inner=generator,
+            opener=lambda: _open_engine(config, say, log),
+        )
+        if caching.settings is not None:
+            say(f"engine: {caching.settings.describe()}")
         index = None
         if embedder is not None:
             index = _corpus_index(config, embedder, limit, total, console if progress else None)
@@ -119,12 +163,13 @@ def run_job(
         summary = _generate(
             config,
             library,
-            generator,
+            caching,
             limit,
             (staging, version_dir, parent),
             progress_bars,
             context,
             personas,
+            fingerprint,
         )
     return summary
 
@@ -177,18 +222,21 @@ def _open_engine(config: JobConfig, say: Callable[[str], None], log: Path | None
         f"engine ready in {time.perf_counter() - start:.0f} s"
         + (f"; its log: {log}" if log else "")
     )
+    if generator.settings is not None:
+        say(f"engine: {generator.settings.describe()}")
     return generator
 
 
 def _generate(
     config: JobConfig,
     library: PromptLibrary,
-    generator: Generator,
+    generator: CachingGenerator,
     limit: int | None,
     version: tuple[Path, Path, list[Path]],
     progress: StepProgress,
     context: Context,
     personas: PersonaChooser | None,
+    fingerprint: str,
 ) -> RunSummary:
     staging, version_dir, parent = version
     tokens = TokenCount()
@@ -248,6 +296,8 @@ def _generate(
         context.dedup.save(staging)
     manifest = _manifest(config, library, generator, version_dir, parent, started_at)
     manifest["limit"] = limit
+    manifest["job_fingerprint"] = fingerprint
+    manifest["requests"] = {"generated": generator.generated, "cached": generator.cached}
     manifest["files"] = {"data": pairs.close(), "rejects": rejects.close()}
     seconds = time.perf_counter() - start
     generate_seconds = sum(stage_seconds[name] for name in stage_names)
@@ -277,7 +327,28 @@ def _generate(
         generate_seconds,
         tokens,
         dict(stage_seconds),
+        generator.generated,
+        generator.cached,
     )
+
+
+def _same_job(parent: list[Path], fingerprint: str) -> bool:
+    """Whether the newest complete version was made by this very job."""
+    newest = parent[-1] / "manifest.json" if parent else None
+    if newest is None or not newest.is_file():
+        return False
+    return manifest_of(parent[-1]).get("job_fingerprint") == fingerprint
+
+
+def job_fingerprint(config: JobConfig, library: PromptLibrary, limit: int | None) -> str:
+    """What makes two runs the same job: the config, the prompts (template hashes), the
+    limit and the corpus content. A rerun with the same fingerprint has nothing to do."""
+    templates = {task.type: library.task(task.type).template_hash for task in config.tasks}
+    blob = json.dumps(
+        [config.fingerprint(), templates, limit, corpus_digest(config.input, limit)],
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def token_report(tokens: TokenCount, kept: int) -> dict[str, Any]:

@@ -9,6 +9,8 @@ def format_summary(summary: RunSummary) -> str:
         f"dataset version: {summary.version_dir}",
         f"documents read:  {summary.documents}",
         f"pairs kept:      {summary.kept}",
+        f"requests:        {summary.requests_generated} generated, "
+        f"{summary.requests_cached} from the request cache",
     ]
     total_rejected = sum(sum(c.values()) for c in summary.rejected.values())
     lines.append(f"rejected:        {total_rejected}")

@@ -8,6 +8,7 @@ like a version is always complete, and a crashed run leaves only a `.partial` fo
 
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +49,39 @@ def new_version(root: Path) -> tuple[Path, Path]:
             number += 1
             continue
         return staging, root / f"v{number:04d}"
+
+
+def unfinished_version(root: Path) -> tuple[Path, Path] | None:
+    """The newest staging folder, if it is newer than every complete version: the run that
+    a killed job left behind, which the next run resumes (staging, final)."""
+    if not root.is_dir():
+        return None
+    staged = {
+        int(match.group(1)): p
+        for p in root.iterdir()
+        if p.is_dir() and (match := STAGING_DIR.match(p.name))
+    }
+    done = [int(p.name[1:]) for p in versions(root)]
+    if not staged or max(staged) < max(done, default=0):
+        return None
+    number = max(staged)
+    return staged[number], root / f"v{number:04d}"
+
+
+# What a resumed staging folder keeps: the request cache (the expensive part) and the logs.
+KEPT_ON_RESUME = ("cache", "logs")
+
+
+def reset_for_resume(staging: Path) -> None:
+    """Clear what an interrupted run wrote, except its request cache and logs: everything
+    else is rebuilt from the cache, in the same order, as an uninterrupted run builds it."""
+    for entry in staging.iterdir():
+        if entry.name in KEPT_ON_RESUME:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def publish(staging: Path, final: Path) -> None:

@@ -105,7 +105,7 @@ def test_truncated_generations_are_rejects_and_the_version_is_still_valid(
 def test_reruns_add_versions_with_a_parent(generator: Any, job_file: Callable[..., Path]) -> None:
     config = load_config(job_file())
     first = run_job(config, generator=generator, limit=4, progress=False)
-    second = run_job(config, generator=generator, limit=4, progress=False)
+    second = run_job(config, generator=generator, limit=6, progress=False)  # another job
     assert (first.version_dir.name, second.version_dir.name) == ("v0001", "v0002")
     manifest = json.loads((second.version_dir / "manifest.json").read_text())
     assert manifest["parent_version"] == "v0001"

