@@ -65,7 +65,7 @@ class StepProgress:
         self.listener = listener
         self.bars = {
             name: tqdm(
-                desc=f"{name:>8}",
+                desc=f"{short_step(name):>8}",
                 unit="doc",
                 total=total,
                 position=i,
@@ -96,3 +96,10 @@ class StepProgress:
     def close(self) -> None:
         for bar in self.bars.values():
             bar.close()
+
+
+def short_step(name: str) -> str:
+    """A bar label that fits: a step shared by many families' stages ("config/titles/...")
+    is shown by its first stage name and how many more."""
+    names = name.split("/")
+    return name if len(names) <= 2 else f"{names[0]}+{len(names) - 1}"

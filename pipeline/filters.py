@@ -58,6 +58,8 @@ def check_pair(
         return reject("empty_query", "query has no words")
     if tuple(query_words) in examples:
         return reject("copied_from_example", "query repeats a few-shot example")
+    if candidate.positive is not None and query_words == words(candidate.positive):
+        return reject("positive_is_query", "the written positive repeats the query")
     if bounds and len(query_words) < config.min_query_words:
         return reject("query_too_short", f"{len(query_words)} words < {config.min_query_words}")
     if bounds and (

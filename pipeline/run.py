@@ -314,7 +314,7 @@ def _generate(
     manifest["tokens"] = token_report(tokens, pairs.rows)
     manifest["finished_at"] = now()
     rows = card_rows(staging)
-    manifest["mix"] = mix_report(config, rows)
+    manifest["mix"] = mix_report(config, library, rows)
     write_card(staging, manifest, rows)
     write_json_atomic(manifest, staging / "manifest.json")
     publish(staging, version_dir)

@@ -49,3 +49,14 @@ def test_kept_queries_carry_their_scores() -> None:
         check_pair(candidate("Danube"), FiltersConfig(min_query_words=2)).reason
         == "query_too_short"
     )
+
+
+def test_families_skip_bounds_and_copy_but_not_a_repeated_positive() -> None:
+    # An STS-like pair: the query is a sentence of the passage, long and copied by design.
+    sentence = PASSAGE + " " + PASSAGE
+    pair = candidate(sentence)
+    assert check_pair(pair, FiltersConfig(max_query_words=5)).reason == "query_too_long"
+    assert check_pair(pair, FiltersConfig(max_query_words=5), bounds=False, copy=False) is None
+    pair.positive = sentence.upper()  # the "paraphrase" only repeats it
+    rejected = check_pair(pair, FiltersConfig(), bounds=False, copy=False)
+    assert rejected is not None and rejected.reason == "positive_is_query"

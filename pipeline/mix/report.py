@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any
 
 from pipeline.config import JobConfig
+from pipeline.prompts.library import PromptLibrary
 
 MODEL_CHOICE = "model's choice"
 
@@ -20,14 +21,18 @@ def _shares(weights: dict[str, float]) -> dict[str, float]:
     return {key: round(value / total, 4) for key, value in weights.items()} if total else {}
 
 
-def target_mix(config: JobConfig) -> dict[str, dict[str, float]]:
-    """Target shares per dimension."""
+def target_mix(config: JobConfig, library: PromptLibrary) -> dict[str, dict[str, float]]:
+    """Target shares per dimension. Families without a difficulty (all but retrieval's)
+    count as `none`, as their pairs do."""
     tasks = {task.type: task.weight for task in config.tasks}
     difficulty: Counter[str] = Counter()
     total = sum(tasks.values())
     for task in config.tasks:
         share = task.weight / total
-        for level, weight in _shares(task.difficulty).items() or [(MODEL_CHOICE, 1.0)]:
+        stages = library.task(task.type).stages
+        graded = any("difficulty" in s.schema.get("properties", {}) for s in stages)
+        default = [(MODEL_CHOICE if graded else "none", 1.0)]
+        for level, weight in _shares(task.difficulty).items() or default:
             difficulty[level] += share * weight
     return {
         "task": _shares(tasks),
@@ -45,12 +50,14 @@ def achieved_mix(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return mix
 
 
-def mix_report(config: JobConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def mix_report(
+    config: JobConfig, library: PromptLibrary, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The manifest's `mix`: target and achieved shares, and the task x language x
     difficulty cells of the kept pairs."""
     cells = Counter((r["task"], r["language"], r["difficulty"] or "none") for r in rows)
     return {
-        "target": target_mix(config),
+        "target": target_mix(config, library),
         "achieved": achieved_mix(rows),
         "cells": [
             {"task": t, "language": lang, "difficulty": d, "pairs": n}
