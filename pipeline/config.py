@@ -121,14 +121,34 @@ class StageSampling(Strict):
 SamplingConfig = dict[str, StageSampling]
 
 
-class GeneratorConfig(Strict):
-    """The model and the engine that runs it."""
+class ServerConfig(Strict):
+    """An OpenAI-compatible server (`backend: openai`): where it is and how to talk to it."""
 
-    backend: Literal["vllm"] = "vllm"
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="the server's /v1 URL")
+    served_model: str | None = Field(None, description="the model name the server serves")
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the API key (never the key itself)"
+    )
+    concurrency: int = Field(32, ge=1, le=1024, description="requests in flight at once")
+    timeout: float = Field(300, gt=0, description="seconds per request")
+    retries: int = Field(5, ge=0, le=20, description="retries on connection errors, 429, 5xx")
+    backoff: float = Field(1.0, gt=0, description="first retry delay in seconds, doubled each time")
+    launch: bool = Field(False, description="start a local vLLM server for the job, stop it after")
+    port: int = Field(8000, ge=1, le=65535, description="port of a launched server")
+    startup_timeout: float = Field(600, gt=0, description="seconds to wait for /health")
+
+
+class GeneratorConfig(Strict):
+    """The model and what runs it: the in-process vLLM engine, or an OpenAI-compatible
+    server (started by the job when `server.launch` is on)."""
+
+    backend: Literal["vllm", "openai"] = "vllm"
     model: str
     engine: dict[str, Any] = Field(
-        default_factory=dict, description="passed to vllm.LLM (enforce_eager, dtype, ...)"
+        default_factory=dict,
+        description="passed to vllm.LLM, or as --flags to a launched server",
     )
+    server: ServerConfig = ServerConfig()
 
 
 class LengthFilter(Strict):

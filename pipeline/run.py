@@ -10,6 +10,7 @@ import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -85,7 +86,8 @@ def prepare(config: JobConfig) -> PromptLibrary:
             f"(stages: {', '.join(sorted(stage_names))})"
         )
     check_corpus(config.input)
-    check_model(config.generator.model)
+    if config.generator.backend == "vllm" or config.generator.server.launch:
+        check_model(config.generator.model)  # a server's model is a name it serves
     if needs_embedder(config):
         embedder_path(config.embedder.model)
     return library
@@ -136,7 +138,7 @@ def _run_locked(
     staging, version_dir = unfinished or new_version(root)
     reset_for_resume(staging)
     log = staging / "logs" / "engine.log" if quiet_engine else None
-    with engine_output_to(log) as console:
+    with ExitStack() as stack, engine_output_to(log) as console:
         say = (lambda line: print(line, file=console)) if progress else (lambda line: None)
         cache = RequestCache(staging / "cache")
         if unfinished is not None:
@@ -146,7 +148,7 @@ def _run_locked(
             generator.model if generator is not None else config.generator.model,
             config.seed,
             inner=generator,
-            opener=lambda: _open_engine(config, say, log),
+            opener=lambda: _open_engine(config, say, log, stack, staging / "logs"),
         )
         if caching.settings is not None:
             say(f"engine: {caching.settings.describe()}")
@@ -209,7 +211,22 @@ def _stage_names(config: JobConfig, library: PromptLibrary) -> list[str]:
     ]
 
 
-def _open_engine(config: JobConfig, say: Callable[[str], None], log: Path | None) -> Generator:
+def _open_engine(
+    config: JobConfig, say: Callable[[str], None], log: Path | None, stack: ExitStack, logs: Path
+) -> Generator:
+    """The job's generator, opened on its first cache miss: the in-process engine, or the
+    server client (after starting the server when the job launches its own)."""
+    settings = config.generator
+    if settings.backend == "openai":
+        from pipeline.generate.openai_server import OpenAIServerGenerator
+
+        if settings.server.launch:
+            from pipeline.generate.server_process import launched_server
+
+            say(f"starting a vLLM server for {settings.model} on port {settings.server.port} ...")
+            stack.enter_context(launched_server(settings, config.seed, logs / "server.log"))
+        say(f"generating through {settings.server.base_url}")
+        return OpenAIServerGenerator(settings.model, settings.server)
     from pipeline.generate.vllm_offline import open_generator
 
     say(f"loading {config.generator.model} ...")

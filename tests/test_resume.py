@@ -126,11 +126,26 @@ def test_one_run_per_dataset_and_a_stale_lock_is_taken_over(
     assert summary.version_dir.name == "v0001" and not (root / ".lock").exists()
 
 
+@pytest.mark.parametrize("runner", ["multiprocess engine", "launched server"])
 def test_sigterm_stops_the_engine_processes_with_the_job(
-    job_file: Callable[..., Path], tmp_path: Path
+    runner: str, job_file: Callable[..., Path], tmp_path: Path, tiny_model: Path
 ) -> None:
-    path = job(job_file, tmp_path / "out")
-    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}  # engine in child processes
+    from tests.conftest import ENGINE, SAMPLE_CORPUS
+    from tests.test_server_backend import free_port
+
+    env = dict(os.environ)
+    generator: dict[str, Any] = {"model": str(tiny_model), "engine": ENGINE}
+    if runner == "multiprocess engine":
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"  # the engine in child processes
+    else:
+        port = free_port()
+        generator |= {"backend": "openai", "server": {
+            "launch": True, "port": port, "base_url": f"http://127.0.0.1:{port}/v1"}}  # fmt: skip
+    path = job_file(
+        input={"path": str(SAMPLE_CORPUS), "batch_size": 6},
+        generator=generator,
+        output={"dir": str(tmp_path / "out")},
+    )
     process = subprocess.Popen(
         [*EMBSYNTH, "run", str(path), "--limit", "36"],
         env=env,
@@ -138,11 +153,11 @@ def test_sigterm_stops_the_engine_processes_with_the_job(
         stderr=subprocess.DEVNULL,
     )
     parent = psutil.Process(process.pid)
+    cache = tmp_path / "out" / "t" / ".v0001.partial" / "cache"
     try:
-        wait_for(lambda: len(parent.children(recursive=True)) > 0, 240, "engine processes")
-        engine = parent.children(recursive=True)
-        cache = tmp_path / "out" / "t" / ".v0001.partial" / "cache"
         wait_for(lambda: any(cache.glob("seg-*.jsonl")), 240, "the first cached batch")
+        engine = parent.children(recursive=True)
+        assert engine, "the engine runs in child processes"
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
     finally:
