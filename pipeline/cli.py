@@ -80,6 +80,28 @@ def run(
     A rerun of a finished job with an unchanged config and corpus generates nothing. Exit
     codes: 0 done (or nothing to do), 2 bad input, 3 another run holds the dataset.
     """
+    _generate_version(config, limit, out, verbose, refresh=False)
+
+
+@app.command()
+@user_errors
+def refresh(
+    config: Annotated[Path, typer.Argument(help="job YAML file")],
+    limit: Annotated[int | None, typer.Option(help="read only the first N rows", min=1)] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (overrides output.dir)")] = None,
+    verbose: Annotated[
+        bool, typer.Option(help="show the engine's own log instead of keeping it in logs/")
+    ] = False,
+) -> None:
+    """A new version from only the documents that are new or changed since the dataset's
+    earlier versions (for cron). Nothing new: writes nothing, exits 0. Exit 3 when another
+    run holds the dataset."""
+    _generate_version(config, limit, out, verbose, refresh=True)
+
+
+def _generate_version(
+    config: Path, limit: int | None, out: Path | None, verbose: bool, refresh: bool
+) -> None:
     quiet_engine_logs()
     stop_on_sigterm()
     from pipeline.config import load_config
@@ -90,7 +112,7 @@ def run(
     quiet_model_loading()
     job = load_config(config)
     try:
-        summary = run_job(job, limit=limit, out_dir=out, quiet_engine=not verbose)
+        summary = run_job(job, limit=limit, out_dir=out, quiet_engine=not verbose, refresh=refresh)
     except NothingToDo as done:
         typer.echo(str(done))
         return

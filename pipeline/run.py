@@ -38,7 +38,15 @@ from pipeline.personas.retrieval import PersonaChooser, PersonaIndex
 from pipeline.planner import plan
 from pipeline.prompts.library import PromptLibrary
 from pipeline.reader import check_corpus, corpus_digest, count_rows, read_batches
-from pipeline.records import PAIR_SCHEMA, REJECT_SCHEMA, Candidate, Reject, reject_row
+from pipeline.records import (
+    PAIR_SCHEMA,
+    REJECT_SCHEMA,
+    Candidate,
+    Document,
+    Reject,
+    reject_row,
+)
+from pipeline.refresh.documents import count_new, covered, document_key, write_covered
 from pipeline.stages import StageFn, TokenCount, generation_stage, pair_row
 from pipeline.writer import (
     ShardWriter,
@@ -101,8 +109,12 @@ def run_job(
     progress: bool = True,
     quiet_engine: bool = False,
     listener: Listener | None = None,
+    refresh: bool = False,
 ) -> RunSummary:
     """Generate a new dataset version from the job config and return its summary.
+
+    With `refresh`, the version covers only documents no earlier version read (new ids, or
+    changed texts); with nothing new it raises NothingToDo before writing anything.
 
     `quiet_engine` sends the engine's own output to `logs/engine.log` inside the version;
     `listener` sees every progress step (step name, documents done) as it happens.
@@ -111,7 +123,7 @@ def run_job(
     root = (out_dir or config.output.dir) / config.name
     with dataset_lock(root):
         return _run_locked(
-            config, library, root, generator, limit, progress, quiet_engine, listener
+            config, library, root, generator, limit, progress, quiet_engine, listener, refresh
         )
 
 
@@ -124,12 +136,20 @@ def _run_locked(
     progress: bool,
     quiet_engine: bool,
     listener: Listener | None,
+    refresh: bool,
 ) -> RunSummary:
     total = count_rows(config.input, limit)
     parent = versions(root)
     fingerprint = job_fingerprint(config, library, limit)
     unfinished = unfinished_version(root)
-    if unfinished is None and _same_job(parent, fingerprint):
+    seen = covered(parent) if refresh else set()
+    if refresh and unfinished is None and parent:
+        total = count_new(config.input, limit, seen)
+        if total == 0:
+            raise NothingToDo(
+                f"no new or changed documents since {parent[-1].name}: nothing written"
+            )
+    elif unfinished is None and _same_job(parent, fingerprint):
         raise NothingToDo(
             f"{parent[-1]} is already complete for this job and corpus: nothing generated"
         )
@@ -171,7 +191,7 @@ def _run_locked(
             progress_bars,
             context,
             personas,
-            fingerprint,
+            (fingerprint, seen),
         )
     return summary
 
@@ -253,9 +273,11 @@ def _generate(
     progress: StepProgress,
     context: Context,
     personas: PersonaChooser | None,
-    fingerprint: str,
+    job: tuple[str, set[str]],
 ) -> RunSummary:
     staging, version_dir, parent = version
+    fingerprint, seen = job  # `seen`: documents earlier versions read (a refresh skips them)
+    read: list[Document] = []
     tokens = TokenCount()
     funnel = Funnel()
     stage_names = _stage_names(config, library)
@@ -279,7 +301,11 @@ def _generate(
         rejects.add([reject_row(r) for r in batch_rejects])
 
     try:
-        for docs, skipped in read_batches(config.input, limit):
+        for batch_docs, skipped in read_batches(config.input, limit):
+            docs = [d for d in batch_docs if document_key(d) not in seen]
+            if not docs and not skipped:
+                continue
+            read.extend(docs)
             documents += len(docs)
             record(skipped)
             funnel.count("read", len(docs) + len(skipped), len(docs))
@@ -311,9 +337,12 @@ def _generate(
 
     if context.dedup is not None:
         context.dedup.save(staging)
+    write_covered(staging, read)
     manifest = _manifest(config, library, generator, version_dir, parent, started_at)
     manifest["limit"] = limit
     manifest["job_fingerprint"] = fingerprint
+    if seen:
+        manifest["refresh"] = {"since": parent[-1].name, "new_documents": documents}
     manifest["requests"] = {"generated": generator.generated, "cached": generator.cached}
     manifest["files"] = {"data": pairs.close(), "rejects": rejects.close()}
     seconds = time.perf_counter() - start

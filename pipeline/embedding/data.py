@@ -50,6 +50,16 @@ def latest_version(path: Path) -> Path:
     raise UserError(f"{path}: not a finished dataset version (no manifest.json) nor a dataset")
 
 
+def chosen_versions(path: Path, which: str) -> list[Path]:
+    """`path` itself if it is a finished version; for a dataset folder its newest version,
+    or with `which="all"` every finished one (a cron retrain over all refreshes)."""
+    if which == "all" and not (path / "manifest.json").is_file():
+        found = versions(path)
+        if found:
+            return found
+    return [latest_version(path)]
+
+
 def load_examples(versions: list[Path], max_negatives: int) -> list[Example]:
     """All pairs of the given dataset versions, in file order."""
     examples: list[Example] = []

@@ -33,6 +33,9 @@ class TrainConfig(Strict):
 
     model: str
     data: list[Path] = Field(min_length=1, description="dataset version folders")
+    versions: Literal["latest", "all"] = Field(
+        "latest", description="for a dataset folder in data: its newest version, or all of them"
+    )
     output_dir: Path
     pooling: Literal["mean", "lasttoken"] | None = None
     max_length: int = Field(256, gt=0)

@@ -25,7 +25,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
-from pipeline.embedding.data import Example, epoch_order, latest_version, load_examples
+from pipeline.embedding.data import Example, chosen_versions, epoch_order, load_examples
 from pipeline.embedding.export import export_model
 from pipeline.embedding.instructions import use_instructions
 from pipeline.embedding.loss import LossTerms, matryoshka
@@ -84,7 +84,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.versions = [latest_version(path) for path in config.data]
+        self.versions = [v for path in config.data for v in chosen_versions(path, config.versions)]
         self.examples = load_examples(self.versions, config.hard_negatives)
         self.steps_per_epoch = len(self.examples) // config.batch_size
         if self.steps_per_epoch == 0:

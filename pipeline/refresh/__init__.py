@@ -1,0 +1,1 @@
+"""Scheduled refresh: new versions from only the documents that are new or changed."""
