@@ -1,9 +1,10 @@
 """The closed loop: generate from a BEIR collection's corpus, build ablation variants of the
 same generations, train each, evaluate each on the collection's real queries.
 
-Generation runs once: every request and its result are recorded (keyed by the rendered
-messages, schema and sampling), and each variant re-runs the job with a generator that
-replays them, so variants differ only in their filter, dedup and mining settings. Each
+Generation runs once: every variant runs the job through one request cache in WORK/cache
+(the same cache that makes `embsynth run` resumable), so the first variant generates, the
+others are answered from the cache without loading the model, and variants differ only in
+their filter, dedup and mining settings. Each
 variant is trained with the same training config and seed at one epoch and, so that
 quality is not confounded with quantity, at the same number of steps (smaller sets repeat
 epochs). Zero-shot is the first row. Where the corpus has titles, a reference row trains on
@@ -25,13 +26,14 @@ from typing import Any
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+from pipeline.cache.requests import CachingGenerator, RequestCache
 from pipeline.config import JobConfig, load_config
 from pipeline.embedding.data import write_version
 from pipeline.embedding.evaluate import evaluate, load_collection
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import TrainConfig, load_train_config
 from pipeline.embedding.trainer import Trainer
-from pipeline.generate.recording import Recording
+from pipeline.generate.vllm_offline import open_generator
 from pipeline.run import run_job
 
 TEXT_FILTERS = ("length", "language", "heuristics")
@@ -122,18 +124,13 @@ def main() -> None:
     variants = variant_settings()
     chosen = args.variants or list(variants)
 
-    recording_file = args.work / "generations.jsonl"
-    if not recording_file.is_file():  # generation runs once, recorded
-        from pipeline.generate.vllm_offline import open_generator
-
-        config = job_for(args.job, args.beir, "generate", variants["no filters"], args.work)
-        start = time.perf_counter()
-        recorder = Recording(recording_file, open_generator(config.generator, config.seed))
-        summary = run_job(config, generator=recorder, limit=args.limit, progress=True)
-        print(
-            f"generated from {summary.documents} documents in {time.perf_counter() - start:.0f} s"
-        )
-    replay = Recording(recording_file)
+    base = job_for(args.job, args.beir, "generate", variants["no filters"], args.work)
+    generations = CachingGenerator(
+        RequestCache(args.work / "cache"),
+        base.generator.model,
+        base.seed,
+        opener=lambda: open_generator(base.generator, base.seed),
+    )
 
     results_file = args.work / "results.json"
     results: dict[str, Any] = json.loads(results_file.read_text()) if results_file.is_file() else {}
@@ -152,7 +149,10 @@ def main() -> None:
             # A version left by an interrupted earlier attempt would dedup this one away.
             shutil.rmtree(args.work / "data" / slug, ignore_errors=True)
             config = job_for(args.job, args.beir, slug, variants[name], args.work)
-            summary = run_job(config, generator=replay, limit=args.limit, progress=False)
+            start = time.perf_counter()
+            summary = run_job(config, generator=generations, limit=args.limit, progress=False)
+            print(f"{name}: {summary.kept} pairs in {time.perf_counter() - start:.0f} s "
+                  f"({summary.requests_generated} requests generated)")  # fmt: skip
             results[name] = {"pairs": summary.kept, "version": str(summary.version_dir)}
         entry = results[name]
         data = Path(entry["version"])

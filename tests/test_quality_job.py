@@ -13,7 +13,6 @@ from matplotlib.image import imread
 
 from pipeline.config import DedupConfig, load_config
 from pipeline.dedup.queries import QueryDedup
-from pipeline.generate.recording import Recording
 from pipeline.run import run_job
 from tests.conftest import SAMPLE_CORPUS, cli, write_jsonl
 from tests.test_cli import assert_user_error, embsynth
@@ -71,14 +70,13 @@ def test_funnel_adds_up_and_the_card_has_plots(
 def test_a_second_version_drops_duplicates_of_the_first(
     generator: Any, job_file: Callable[..., Path], tmp_path: Path
 ) -> None:
-    # The second run replays the first run's recorded generations (the same documents give
-    # the same queries again), so every kept query of v0001 comes back in v0002.
+    # Each request is seeded from its content, so the same documents give the same queries
+    # again: every kept query of v0001 comes back in v0002.
     config = load_config(job_file())
-    recorded = tmp_path / "generations.jsonl"
-    first = run_job(config, generator=Recording(recorded, generator), limit=8, progress=False)
+    first = run_job(config, generator=generator, limit=8, progress=False)
     assert first.kept > 0 and (first.version_dir / "state" / "queries.parquet").is_file()
     config.output.shard_size = 5  # another job (the same one again would be a no-op)
-    second = run_job(config, generator=Recording(recorded), limit=8, progress=False)
+    second = run_job(config, generator=generator, limit=8, progress=False)
     assert second.version_dir.name == "v0002" and second.kept == 0
     assert sum(second.rejected["dedup"].values()) == first.kept
     details = pq.read_table(second.version_dir / "rejects").to_pylist()
