@@ -53,20 +53,12 @@ class RequestCache:
         self.segments += 1
         self.results.update(zip(keys, results, strict=True))
 
-    def copy_from(self, other: Path) -> int:
-        """Seed this cache with another version's segments; returns results added."""
-        source = RequestCache(other)
-        keys = list(source.results)
-        if keys:
-            self.add(keys, [source.results[k] for k in keys])
-        return len(keys)
-
 
 class CachingGenerator:
     """Answers from the cache, generates only what it lacks, stores what it generated.
 
     The engine is opened on the first miss, so a run that the cache answers entirely (a
-    resume after the last batch, a new version from a finished one) never loads a model.
+    resume after the last batch, a closed-loop variant after the first) never loads a model.
     Results of a failed request (`error` set) are not stored: a later run retries them.
     """
 
