@@ -111,7 +111,7 @@ class PromptLibrary:
             autoescape=False,
             keep_trailing_newline=False,
         )
-        languages = self._first("languages.yaml") or self.root / "languages.yaml"
+        languages = self.find("languages.yaml") or self.root / "languages.yaml"
         self.languages: dict[str, str] = self._yaml(languages)
         if not all(isinstance(code, str) for code in self.languages):
             raise UserError(f"{languages}: quote every code (YAML reads no as false)")
@@ -128,7 +128,7 @@ class PromptLibrary:
         except yaml.YAMLError as exc:
             raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
 
-    def _first(self, relative: str) -> Path | None:
+    def find(self, relative: str) -> Path | None:
         """`relative` in the first root that has it (the user's folder before the bundled)."""
         return next((root / relative for root in self.roots if (root / relative).exists()), None)
 
@@ -149,7 +149,7 @@ class PromptLibrary:
         return self._tasks[name]
 
     def _load_task(self, name: str) -> TaskSpec:
-        registry = self._first(f"{name}/task.yaml")
+        registry = self.find(f"{name}/task.yaml")
         if registry is None:
             raise UserError(f"unknown task type '{name}' (known: {', '.join(self.available())})")
         spec = self._yaml(registry)

@@ -62,10 +62,8 @@ def check_prompts(root: Path | None = None) -> tuple[list[Finding], int]:
 
 
 def _file(library: PromptLibrary, template: str) -> Path:
-    for root in library.roots:
-        if (root / template).is_file():
-            return root / template
-    return library.root / template
+    """The file a finding is about: where the library found it (the user's folder first)."""
+    return library.find(template) or library.root / template
 
 
 def _render_findings(

@@ -16,7 +16,7 @@ from pipeline.personas.library import load_personas
 from pipeline.personas.retrieval import PersonaChooser, PersonaIndex
 from pipeline.planner import plan
 from pipeline.prompts.library import PromptLibrary, schema_for
-from pipeline.prompts.samples import placeholder
+from pipeline.prompts.samples import earlier_placeholders
 from pipeline.reader import read_batches
 from pipeline.records import Candidate
 from pipeline.stages import enum_values, variables
@@ -44,11 +44,11 @@ def preview(config: JobConfig, limit: int) -> Iterator[str]:
         )
         for index, stage in enumerate(spec.stages):
             values = variables(candidate, library)
-            for earlier in spec.stages[:index]:
-                for key in earlier.schema.get("properties", {}):
-                    planned = key in ("question_type", "difficulty") and values.get(key)
-                    if not planned:
-                        values[key] = placeholder(earlier, key)
+            values |= {  # a planned question type or difficulty is known before stage 1
+                key: text
+                for key, text in earlier_placeholders(spec, index).items()
+                if not (key in ("question_type", "difficulty") and values.get(key))
+            }
             yield f"--- stage {index + 1}/{len(spec.stages)}: {stage.name}"
             for message in library.render(stage, values):
                 yield f"[{message['role']}]"

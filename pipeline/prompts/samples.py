@@ -13,6 +13,15 @@ def placeholder(stage: Stage, key: str) -> str:
     return f"<placeholder: {key} from stage {stage.name}>"
 
 
+def earlier_placeholders(spec: TaskSpec, index: int) -> dict[str, str]:
+    """A marked stand-in for every output of the stages before stage `index`."""
+    return {
+        key: placeholder(stage, key)
+        for stage in spec.stages[:index]
+        for key in stage.schema.get("properties", {})
+    }
+
+
 def first_enum(stage_list: list[Stage], key: str, default: str) -> str:
     for stage in stage_list:
         values = stage.schema.get("properties", {}).get(key, {}).get("enum")
@@ -26,11 +35,7 @@ def sample_variables(
 ) -> dict[str, Any]:
     """Variables for stage `index` of a family: a plan, and placeholders for every output
     of the stages before it (marked as such)."""
-    earlier = {
-        key: placeholder(stage, key)
-        for stage in spec.stages[:index]
-        for key in stage.schema.get("properties", {})
-    }
+    earlier = earlier_placeholders(spec, index)
     return {
         **earlier,
         "passage": passage,
