@@ -34,7 +34,7 @@ from pipeline.lock import dataset_lock
 from pipeline.manifest import now, package_versions, write_json_atomic
 from pipeline.mix.report import mix_report
 from pipeline.personas.library import load_personas
-from pipeline.personas.retrieval import PersonaChooser, PersonaIndex
+from pipeline.personas.retrieval import PersonaChooser
 from pipeline.planner import plan
 from pipeline.prompts.library import PromptLibrary
 from pipeline.reader import check_corpus, corpus_digest, count_rows, read_batches
@@ -178,8 +178,7 @@ def _run_locked(
         context = Context(embedder, index, dedup)
         personas = None
         if embedder is not None and config.personas.select == "retrieve":
-            k = max(task.persona_candidates for task in config.tasks)
-            personas = PersonaChooser(PersonaIndex(library.personas, embedder), index, k)
+            personas = PersonaChooser.for_job(config.tasks, library.personas, embedder, index)
         steps = ["read", *_stage_names(config, library), *POST_STAGES]
         progress_bars = StepProgress(steps, total, console if progress else None, listener)
         summary = _generate(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.config import TaskConfig
 from pipeline.embedding.inference import Embedder
 from pipeline.index.corpus import CorpusIndex
 from pipeline.records import Document
@@ -74,6 +75,18 @@ class PersonaChooser:
         self.index = index
         self.corpus = corpus
         self.k = k
+
+    @classmethod
+    def for_job(
+        cls,
+        tasks: list[TaskConfig],
+        personas: list[str],
+        embedder: Embedder,
+        corpus: CorpusIndex | None,
+    ) -> "PersonaChooser":
+        """The chooser a job uses: as many candidates as its most demanding task asks."""
+        k = max(task.persona_candidates for task in tasks)
+        return cls(PersonaIndex(personas, embedder), corpus, k)
 
     def choose(self, documents: list[Document]) -> list[list[str]]:
         if not documents:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pipeline.config import JobConfig
 from pipeline.index.embedder import open_embedder
 from pipeline.personas.library import load_personas
-from pipeline.personas.retrieval import PersonaChooser, PersonaIndex
+from pipeline.personas.retrieval import PersonaChooser
 from pipeline.planner import plan
 from pipeline.prompts.library import PromptLibrary, schema_for
 from pipeline.prompts.samples import earlier_placeholders
@@ -27,9 +27,9 @@ def candidates(config: JobConfig, library: PromptLibrary, limit: int) -> list[Ca
     documents = [doc for docs, _ in read_batches(config.input, limit) for doc in docs]
     choices = None
     if config.personas.select == "retrieve" and documents:
-        k = max(task.persona_candidates for task in config.tasks)
-        index = PersonaIndex(library.personas, open_embedder(config.embedder))
-        choices = PersonaChooser(index, None, k).choose(documents)
+        embedder = open_embedder(config.embedder)
+        chooser = PersonaChooser.for_job(config.tasks, library.personas, embedder, None)
+        choices = chooser.choose(documents)
     return plan(documents, config, library, choices)
 
 
