@@ -3,8 +3,8 @@ controlled draws (question type, difficulty, clarity) and the candidate personas
 
 Every choice comes from a random generator seeded by (job seed, document id), so a plan
 does not depend on batch boundaries, corpus order or what ran before: a rerun plans the
-same thing for the same document (the engine's sampling is seeded once per engine, so the
-generated text matches only when the batches do too).
+same thing for the same document (and, as each request is seeded from its own content,
+generates the same text for it).
 """
 
 import random

@@ -183,7 +183,7 @@ def corpus_digest(config: InputConfig, limit: int | None = None) -> str:
     digest = hashlib.sha256()
     for docs, skipped in read_batches(config, limit):
         for doc in docs:
-            digest.update(f"{doc.doc_id}\0{doc.text}\0".encode())
+            digest.update(doc.key.encode())
         for reject in skipped:
             digest.update(f"{reject.doc_id}\0{reject.reason}\0".encode())
     return digest.hexdigest()[:16]

@@ -25,6 +25,12 @@ class Document:
     title: str | None = None
     language: str | None = None
 
+    @property
+    def key(self) -> str:
+        """The content key (id and text): what tells a new or changed document from one a
+        dataset already covered, and what a corpus fingerprint is made of."""
+        return hashlib.sha256(f"{self.doc_id}\0{self.text}".encode()).hexdigest()[:24]
+
 
 @dataclass
 class Candidate:

@@ -46,7 +46,7 @@ from pipeline.records import (
     Reject,
     reject_row,
 )
-from pipeline.refresh.documents import count_new, covered, document_key, write_covered
+from pipeline.refresh.documents import count_new, covered, write_covered
 from pipeline.stages import StageFn, TokenCount, generation_stage, pair_row
 from pipeline.writer import (
     ShardWriter,
@@ -301,7 +301,7 @@ def _generate(
 
     try:
         for batch_docs, skipped in read_batches(config.input, limit):
-            docs = [d for d in batch_docs if document_key(d) not in seen]
+            docs = [d for d in batch_docs if d.key not in seen]
             if not docs and not skipped:
                 continue
             read.extend(docs)

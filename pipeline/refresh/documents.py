@@ -6,7 +6,6 @@ earlier version holds: a new id, or an old id with changed text, so a growing co
 only its growth.
 """
 
-import hashlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,11 +17,6 @@ from pipeline.records import Document
 from pipeline.writer import write_atomic
 
 DOCUMENTS = Path("state") / "documents.parquet"
-
-
-def document_key(doc: Document) -> str:
-    """The content key of a document: its id and its text."""
-    return hashlib.sha256(f"{doc.doc_id}\0{doc.text}".encode()).hexdigest()[:24]
 
 
 def covered(versions: list[Path]) -> set[str]:
@@ -37,13 +31,11 @@ def covered(versions: list[Path]) -> set[str]:
 
 def count_new(config: InputConfig, limit: int | None, seen: set[str]) -> int:
     """How many documents of the corpus no earlier version read."""
-    return sum(
-        document_key(doc) not in seen for docs, _ in read_batches(config, limit) for doc in docs
-    )
+    return sum(doc.key not in seen for docs, _ in read_batches(config, limit) for doc in docs)
 
 
 def write_covered(version: Path, docs: list[Document]) -> None:
     """Record the documents this version read."""
     (version / DOCUMENTS).parent.mkdir(parents=True, exist_ok=True)
-    table = pa.table({"doc_id": [d.doc_id for d in docs], "key": [document_key(d) for d in docs]})
+    table = pa.table({"doc_id": [d.doc_id for d in docs], "key": [d.key for d in docs]})
     write_atomic(table, version / DOCUMENTS)
