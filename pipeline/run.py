@@ -1,8 +1,8 @@
 """Run a generation job: the local, streaming executor over the list of stages.
 
-Documents stream in batches; each batch goes through plan -> stage 1 (configuration) ->
-stage 2 (query) -> filters -> writer, so memory is bounded by the batch size, not the
-corpus. vLLM sees each stage of a batch as one large request list.
+Documents stream in batches; each batch goes through plan -> generation stage positions
+1..3 (each family's own stages) -> filter, dedup, mine -> writer, so memory is bounded by
+the batch size, not the corpus. vLLM sees each stage of a batch as one large request list.
 """
 
 import hashlib
