@@ -1,24 +1,24 @@
-"""The closed loop: generate from a BEIR collection's corpus, build ablation variants of the
-same generations, train each, evaluate each on the collection's real queries.
+"""The closed loop: generate from a BEIR collection's corpus, build dataset variants of the
+same generations, train each with a recipe, evaluate each on the collection's real queries.
 
-Generation runs once: every variant runs the job through one request cache in WORK/cache
-(the same cache that makes `embsynth run` resumable), so the first variant generates, the
-others are answered from the cache without loading the model, and variants differ only in
-their filter, dedup and mining settings. Each
-variant is trained with the same training config and seed at one epoch and, so that
-quality is not confounded with quantity, at the same number of steps (smaller sets repeat
-epochs). Zero-shot is the first row. Where the corpus has titles, a reference row trains on
-(title, text) pairs of the same documents: specific, on-topic queries by construction, which
-tells a generator's limits apart from the trainer's.
+A row is a data variant (which filters, dedup, mining, teacher and queries per document the
+job switches on) trained with a recipe (overrides of the training config). Generation runs
+once: every data variant runs the job through one request cache in WORK/cache (the same
+cache that makes `embsynth run` resumable), so the first generates, the others are answered
+from the cache without loading the model. Each row is trained at one epoch and, so that
+quality is not confounded with quantity, at an equal number of steps (smaller sets repeat
+epochs). Zero-shot is the first row. Where the corpus has titles, reference rows train on
+(title, text) pairs of the same documents: specific, on-topic queries by construction,
+which tells a generator's limits apart from the trainer's.
 
     python bench/closed_loop.py ../shared/data/eval/cranfield --job configs/cranfield.yaml \\
-        --train configs/train-cranfield.yaml --limit 1400 --work out/loop-cranfield
+        --train configs/train-cranfield.yaml --limit 300 --steps 30 --work out/loop-cranfield
 """
 
 import argparse
+import hashlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -38,19 +38,46 @@ from pipeline.run import run_job
 
 TEXT_FILTERS = ("length", "language", "heuristics")
 EMBEDDING_FILTERS = ("consistency", "round_trip")
+ALL = (*TEXT_FILTERS, *EMBEDDING_FILTERS)
+
+# Data variants: what the job switches on. `queries` is queries per document.
+UNFILTERED = {"filters": (), "dedup": False, "negatives": False, "queries": 1}
+PIPELINE = {"filters": ALL, "dedup": True, "negatives": True, "queries": 1}
+TEACHER = {"teacher": "drop_negative", "round_trip": "teacher"}
+TEACHER_SCORES = {"teacher": "keep"}
+
+# Training recipes: overrides of the training config. The old one is the recipe of the
+# earlier loops (lr 2e-5, query-query and document-document terms, no merge).
+OLD = {"learning_rate": 2e-5, "loss": {"query_query": True, "doc_doc": True}}
+IN_BATCH_ONLY = {"loss": {"query_query": False, "doc_doc": False}}
+DISTILL = {"loss": {"distill": "margin_mse"}}
+MERGE = {"merge_with_base": 0.5}
+NEW: dict[str, Any] = {}  # the bundled training config as it is: the chosen defaults
 
 
-def variant_settings() -> dict[str, dict[str, Any]]:
-    """Which filter groups, dedup and mining each variant switches on."""
-    every = (*TEXT_FILTERS, *EMBEDDING_FILTERS)
+def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Every row: (data variant, recipe). Levers are each applied alone to the old row."""
     return {
-        "no filters": {"filters": (), "dedup": False, "negatives": False},
-        "text filters": {"filters": TEXT_FILTERS, "dedup": False, "negatives": False},
-        "embedding filters": {"filters": EMBEDDING_FILTERS, "dedup": False, "negatives": False},
-        "all filters": {"filters": every, "dedup": False, "negatives": False},
-        "+ dedup": {"filters": every, "dedup": True, "negatives": False},
-        "+ hard negatives": {"filters": every, "dedup": True, "negatives": True},
+        "unfiltered, old recipe": (UNFILTERED, OLD),
+        "old recipe (pipeline)": (PIPELINE, OLD),
+        "+ 2 queries per doc": (PIPELINE | {"queries": 2}, OLD),
+        "+ teacher judges filters": (PIPELINE | TEACHER, OLD),
+        "+ in-batch q-d only": (PIPELINE, deep(OLD, IN_BATCH_ONLY)),
+        "+ lr 5e-6": (PIPELINE, OLD | {"learning_rate": 5e-6}),
+        "+ margin-MSE": (PIPELINE | TEACHER_SCORES, deep(OLD, DISTILL)),
+        "+ merge 0.5": (PIPELINE, OLD | MERGE),
+        "chosen defaults": ({**PIPELINE, "queries": 2, **TEACHER}, NEW),
+        "titles, old recipe": ({"titles": True}, OLD),
+        "titles, new recipe": ({"titles": True}, NEW),
     }
+
+
+def deep(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` merged in, nested dictionaries merged key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = deep(out[key], value) if isinstance(out.get(key), dict) else value
+    return out
 
 
 def job_for(base: Path, beir: Path, name: str, variant: dict[str, Any], work: Path) -> JobConfig:
@@ -60,12 +87,17 @@ def job_for(base: Path, beir: Path, name: str, variant: dict[str, Any], work: Pa
     raw["input"] |= {"path": str(beir / "corpus.jsonl"), "id_column": "_id",
                      "title_column": "title", "language_column": None}  # fmt: skip
     raw["output"]["dir"] = str(work / "data")
-    for check in (*TEXT_FILTERS, *EMBEDDING_FILTERS):
+    for check in ALL:
         raw["filters"][check]["enabled"] = check in variant["filters"]
+    raw["filters"]["round_trip"]["judge"] = variant.get("round_trip", "student")
     dedup = raw["dedup"]
     dedup["exact"] = dedup["near"]["enabled"] = dedup["semantic"]["enabled"] = variant["dedup"]
     dedup["documents"] = {"exact": variant["dedup"], "near": variant["dedup"]}
     raw["negatives"]["enabled"] = variant["negatives"]
+    for task in raw["tasks"]:
+        task["queries_per_document"] = variant["queries"]
+    teacher = variant.get("teacher")
+    raw["teacher"] = {"kind": "fused", "on_preferred_negative": teacher} if teacher else {}
     return JobConfig.model_validate(raw)
 
 
@@ -89,49 +121,49 @@ def title_pairs(beir: Path, limit: int, work: Path) -> tuple[Path, int] | None:
 
 
 def train_and_eval(
-    train: TrainConfig, data: Path, out: Path, collection: Any, max_steps: int | None
-) -> tuple[dict[str, float], int]:
-    settings = train.model_copy(
-        update={
-            "data": [data],
-            "output_dir": out,
-            "max_steps": max_steps,
-            "epochs": 1000 if max_steps else train.epochs,
-            "save_every": 0,
-        }
-    )
+    train: TrainConfig, recipe: dict[str, Any], data: Path, out: Path, collection: Any,
+    max_steps: int | None,
+) -> tuple[dict[str, float], int]:  # fmt: skip
+    raw = deep(train.model_dump(mode="json"), recipe)
+    raw |= {"data": [str(data)], "output_dir": str(out), "max_steps": max_steps,
+            "epochs": 1000 if max_steps else train.epochs, "save_every": 0}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(settings)
+    trainer = Trainer(TrainConfig.model_validate(raw))
     final = trainer.train()
     return evaluate(Embedder(final), collection), trainer.step
+
+
+def slug(variant: dict[str, Any]) -> str:
+    """A data variant's folder name: variants with the same switches share one dataset."""
+    return hashlib.sha256(json.dumps(variant, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("beir", type=Path, help="BEIR folder: corpus.jsonl, queries.jsonl, qrels")
     parser.add_argument("--job", type=Path, required=True, help="job config (model, prompts)")
-    parser.add_argument("--train", type=Path, required=True, help="training config")
+    parser.add_argument("--train", type=Path, required=True, help="training config (new recipe)")
     parser.add_argument("--limit", type=int, required=True, help="documents to generate from")
     parser.add_argument("--work", type=Path, required=True, help="folder for everything made")
-    parser.add_argument("--steps", type=int, help="equal-steps budget (default: no filters' steps)")
-    parser.add_argument("--variants", nargs="*", help="subset of variants to run")
-    parser.add_argument("--titles", action=argparse.BooleanOptionalAction, default=True,
-                        help="add the titles-as-queries reference row")  # fmt: skip
+    parser.add_argument("--steps", type=int, required=True, help="the equal-steps budget")
+    parser.add_argument("--rows", nargs="*", help="subset of rows to run (default: all)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     collection = load_collection(args.beir)
     train = load_train_config(args.train)
-    variants = variant_settings()
-    chosen = args.variants or list(variants)
+    table = rows()
+    chosen = args.rows or list(table)
+    unknown = sorted(set(chosen) - set(table))
+    if unknown:
+        parser.error(f"unknown rows: {unknown}; rows are {list(table)}")
 
-    base = job_for(args.job, args.beir, "generate", variants["no filters"], args.work)
+    base = job_for(args.job, args.beir, "generate", UNFILTERED, args.work)
     generations = CachingGenerator(
         RequestCache(args.work / "cache"),
         base.generator.model,
         base.seed,
         opener=lambda: open_generator(base.generator, base.seed),
     )
-
     results_file = args.work / "results.json"
     results: dict[str, Any] = json.loads(results_file.read_text()) if results_file.is_file() else {}
     if "zero-shot" not in results:
@@ -139,49 +171,49 @@ def main() -> None:
             "pairs": 0,
             "one epoch": evaluate(Embedder(train.model), collection),
         }
-    steps = args.steps
-    titles = title_pairs(args.beir, args.limit, args.work) if args.titles else None
-    if titles and "titles as queries" not in results:
-        results["titles as queries"] = {"pairs": titles[1], "version": str(titles[0])}
-    for name in chosen + (["titles as queries"] if titles else []):
-        slug = name.replace(" ", "-").replace("+", "plus")
-        if name not in results:
-            # A version left by an interrupted earlier attempt would dedup this one away.
-            shutil.rmtree(args.work / "data" / slug, ignore_errors=True)
-            config = job_for(args.job, args.beir, slug, variants[name], args.work)
+    datasets: dict[str, Any] = results.setdefault("datasets", {})
+    for name in chosen:
+        variant, recipe = table[name]
+        key = "titles" if variant.get("titles") else slug(variant)
+        if key not in datasets:
             start = time.perf_counter()
-            summary = run_job(config, generator=generations, limit=args.limit, progress=False)
-            print(f"{name}: {summary.kept} pairs in {time.perf_counter() - start:.0f} s "
-                  f"({summary.requests_generated} requests generated)")  # fmt: skip
-            results[name] = {"pairs": summary.kept, "version": str(summary.version_dir)}
-        entry = results[name]
-        data = Path(entry["version"])
-        if "one epoch" not in entry:
-            scores, taken = train_and_eval(train, data, args.work / "train" / slug / "epoch",
-                                           collection, None)  # fmt: skip
-            entry |= {"one epoch": scores, "one epoch steps": taken}
-        steps = steps or results["no filters"].get("one epoch steps")
-        if "equal steps" not in entry and steps == entry["one epoch steps"]:
-            entry |= {"equal steps": entry["one epoch"], "equal steps n": steps}  # same run
-        if "equal steps" not in entry and steps:
-            scores, taken = train_and_eval(train, data, args.work / "train" / slug / "steps",
-                                           collection, steps)  # fmt: skip
-            entry |= {"equal steps": scores, "equal steps n": taken}
-        results_file.write_text(json.dumps(results, indent=2))
-        print_table(results, steps)
+            if key == "titles":
+                made = title_pairs(args.beir, args.limit, args.work)
+                if made is None:
+                    continue
+                datasets[key] = {"version": str(made[0]), "pairs": made[1]}
+            else:
+                config = job_for(args.job, args.beir, key, variant, args.work)
+                summary = run_job(config, generator=generations, limit=args.limit, progress=False)
+                datasets[key] = {"version": str(summary.version_dir), "pairs": summary.kept,
+                                 "generated": summary.requests_generated}  # fmt: skip
+            print(f"{name}: data {key}, {datasets[key]['pairs']} pairs "
+                  f"in {time.perf_counter() - start:.0f} s")  # fmt: skip
+        entry = results.setdefault(name, {})
+        entry["pairs"] = datasets[key]["pairs"]
+        data = Path(datasets[key]["version"])
+        for mode, steps in (("one epoch", None), ("equal steps", args.steps)):
+            if mode not in entry:
+                out = args.work / "train" / slug({"row": name, "mode": mode})
+                scores, taken = train_and_eval(train, recipe, data, out, collection, steps)
+                entry |= {mode: scores, f"{mode} n": taken}
+                results_file.write_text(json.dumps(results, indent=2))
+        print_table(results, args.steps)
 
 
-def print_table(results: dict[str, Any], steps: int | None) -> None:
-    print(f"\n{'variant':<20} {'pairs':>6} | one epoch: steps nDCG@10 R@100 MRR@10 "
+def print_table(results: dict[str, Any], steps: int) -> None:
+    print(f"\n{'row':<26} {'pairs':>6} | one epoch: steps nDCG@10 R@100 MRR@10 "
           f"| {steps} steps: nDCG@10 R@100 MRR@10")  # fmt: skip
     for name, entry in results.items():
-        cells = [f"{name:<20} {entry['pairs']:>6}"]
-        for mode, steps_key in (("one epoch", "one epoch steps"), ("equal steps", None)):
+        if name == "datasets":
+            continue
+        cells = [f"{name:<26} {entry['pairs']:>6}"]
+        for mode in ("one epoch", "equal steps"):
             s = entry.get(mode)
             if s is None:
                 cells.append(" " * 30)
                 continue
-            taken = f"{entry.get(steps_key, 0):>5} " if steps_key else ""
+            taken = f"{entry.get(f'{mode} n', 0):>5} " if mode == "one epoch" else ""
             cells.append(f"{taken}{s['ndcg@10']:.4f} {s['recall@100']:.4f} {s['mrr@10']:.4f}")
         print(" | ".join(cells))
 

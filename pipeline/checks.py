@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from pipeline.config import JobConfig
 from pipeline.dedup.queries import QueryDedup
+from pipeline.dedup.text import text_key
 from pipeline.embedding.inference import Embedder
 from pipeline.filters import check_pair
 from pipeline.generate.backend import OnDone
@@ -26,14 +27,16 @@ from pipeline.quality.consistency import (
     embed_positives,
     embed_queries,
 )
+from pipeline.quality.decontamination import Decontaminator
 from pipeline.quality.heuristics import check_heuristics
 from pipeline.quality.language import check_languages
 from pipeline.quality.length import check_length
 from pipeline.records import Candidate, Reject
 from pipeline.stages import StageFn, example_queries
+from pipeline.teacher.judge import TeacherJudge
 
 Check = Callable[[list[Candidate]], list[Reject | None]]
-POST_STAGES = ("filter", "dedup", "mine")
+POST_STAGES = ("filter", "dedup", "mine", "teach")
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Context:
     embedder: Embedder | None
     index: CorpusIndex | None
     dedup: QueryDedup | None
+    teacher: TeacherJudge | None = None
     without_negatives: int = 0
 
 
@@ -112,6 +116,12 @@ def filter_checks(
         return check_pair(c, filters, examples[c.task], bounds, copy)
 
     checks: list[tuple[str, Check]] = [("filter", per_candidate(minimal))]
+    if any(task.queries_per_document > 1 for task in config.tasks):
+        checks.append(("same_document", same_document))
+    if filters.decontamination.files:
+        checks.append(
+            ("decontamination", per_candidate(Decontaminator(filters.decontamination).check))
+        )
     if filters.length.enabled:
         checks.append(("length", per_candidate(lambda c: check_length(c, filters.length))))
     if filters.language.enabled:
@@ -133,13 +143,34 @@ def filter_checks(
             ("consistency", embedding_check(context, check_consistency, filters.consistency))
         )
     if filters.round_trip.enabled:
-        checks.append(
-            ("round_trip", embedding_check(context, check_round_trip, filters.round_trip))
-        )
+        judged = check_round_trip
+        if filters.round_trip.judge == "teacher":
+            assert context.teacher is not None
+            judged = teacher_round_trip(context.teacher)
+        checks.append(("round_trip", embedding_check(context, judged, filters.round_trip)))
+    everyone = ("filter", "same_document", "decontamination")
     return [
-        (name, check if name == "filter" else for_families(library, name, check))
+        (name, check if name in everyone else for_families(library, name, check))
         for name, check in checks
     ]
+
+
+def same_document(candidates: list[Candidate]) -> list[Reject | None]:
+    """Several plans of one document (`queries_per_document`) can come back with the same
+    query: the first stays. A document's candidates are planned into one batch, so looking
+    within the batch is enough."""
+    seen: set[tuple[str, str, str]] = set()
+    verdicts: list[Reject | None] = []
+    for c in candidates:
+        key = (c.doc.doc_id, c.task, text_key(c.query or ""))
+        verdicts.append(
+            Reject(c.doc.doc_id, c.task, "same_document", "duplicate_in_document",
+                   "another query of this document is the same", c.query)
+            if key in seen
+            else None
+        )  # fmt: skip
+        seen.add(key)
+    return verdicts
 
 
 def dedup_checks(context: Context) -> list[tuple[str, Check]]:
@@ -170,6 +201,26 @@ def mining_checks(
     return [("negatives", for_families(library, "negatives", run))]
 
 
+def teacher_round_trip(judge: TeacherJudge) -> Callable[..., list[Reject | None]]:
+    """The round trip as the teacher ranks (the index argument is the judge's own)."""
+    return lambda candidates, _index, config: judge.round_trip(candidates, config)
+
+
+def teacher_checks(library: PromptLibrary, context: Context) -> list[tuple[str, Check]]:
+    """The teacher's scores on each kept pair whose positive is a corpus document (the
+    families that mine), and its verdict when it prefers a negative."""
+    if context.teacher is None:
+        return []
+    judge = context.teacher
+
+    def run(candidates: list[Candidate]) -> list[Reject | None]:
+        if context.embedder is not None:
+            embed_queries(candidates, context.embedder)
+        return judge.score(candidates)
+
+    return [("teacher", for_families(library, "negatives", run))]
+
+
 def checks_stage(checks: list[tuple[str, Check]], funnel: Funnel) -> StageFn:
     """Run checks in order over a batch; each sees only what the earlier ones kept."""
 
@@ -190,11 +241,12 @@ def checks_stage(checks: list[tuple[str, Check]], funnel: Funnel) -> StageFn:
 def post_generation_stages(
     config: JobConfig, library: PromptLibrary, context: Context, funnel: Funnel
 ) -> list[tuple[str, StageFn]]:
-    """The executor stages after generation: filter, dedup, mine (the empty ones left out)."""
+    """The executor stages after generation: filter, dedup, mine, teach."""
     groups = [
         filter_checks(config, library, context),
         dedup_checks(context),
         mining_checks(config, library, context),
+        teacher_checks(library, context),
     ]
     return [
         (name, checks_stage(checks, funnel))
@@ -211,4 +263,5 @@ def needs_embedder(config: JobConfig) -> bool:
         or filters.round_trip.enabled
         or config.dedup.semantic.enabled
         or config.negatives.enabled
+        or config.teacher.kind != "none"
     )

@@ -60,6 +60,9 @@ class TaskConfig(Strict):
     question_type: Weights = {}
     difficulty: Weights = {}
     clarity: Weights = {"clear": 1.0}
+    queries_per_document: int = Field(
+        1, ge=1, le=16, description="plans (and pairs) per document, deduplicated within it"
+    )
 
     @field_validator("query_words")
     @classmethod
@@ -193,6 +196,20 @@ class RoundTripFilter(Strict):
 
     enabled: bool = True
     top_k: int = Field(10, ge=1)
+    judge: Literal["student", "teacher"] = Field(
+        "student", description="rank by the job's embedder, or re-rank its top 100 by the teacher"
+    )
+
+
+class DecontaminationFilter(Strict):
+    """Evaluation queries that training queries must not overlap, so an evaluation on them
+    stays honest: JSONL files (a `text` or `query` field per line) or BEIR folders."""
+
+    files: list[Path] = Field([], description="query files or BEIR folders; none: off")
+    ngram: int = Field(4, ge=1, le=13, description="words per n-gram")
+    max_overlap: float = Field(
+        0.5, gt=0, le=1, description="reject if this share of the query's n-grams is in one"
+    )
 
 
 class FiltersConfig(Strict):
@@ -209,6 +226,7 @@ class FiltersConfig(Strict):
     heuristics: HeuristicsFilter = HeuristicsFilter()
     consistency: ConsistencyFilter = ConsistencyFilter()
     round_trip: RoundTripFilter = RoundTripFilter()
+    decontamination: DecontaminationFilter = DecontaminationFilter()
 
 
 class NearDedup(Strict):
@@ -266,6 +284,29 @@ class NegativesConfig(Strict):
         return self
 
 
+class TeacherConfig(Strict):
+    """A model stronger than the student scores each kept pair (see pipeline.teacher)."""
+
+    kind: Literal["none", "fused", "cross_encoder"] = "none"
+    model: str | None = Field(None, description="a CrossEncoder folder (kind: cross_encoder)")
+    embedder_weight: float = Field(0.7, ge=0, description="fused: the job's embedder's weight")
+    bm25_weight: float = Field(0.3, ge=0, description="fused: BM25's weight")
+    batch_size: int = Field(32, gt=0)
+    on_preferred_negative: Literal["keep", "drop_negative", "drop_pair", "relabel"] = Field(
+        "drop_negative", description="what a negative the teacher scores above the positive does"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> "TeacherConfig":
+        if self.kind == "cross_encoder" and not self.model:
+            raise ValueError("kind cross_encoder needs teacher.model (a CrossEncoder folder)")
+        if self.kind != "cross_encoder" and self.model:
+            raise ValueError(f"teacher.model is only for kind cross_encoder, not {self.kind}")
+        if self.kind == "fused" and self.embedder_weight + self.bm25_weight <= 0:
+            raise ValueError("teacher weights must have a positive sum")
+        return self
+
+
 class EmbedderConfig(Strict):
     """The embedder of consistency, round trip, semantic dedup and mining (one per job)."""
 
@@ -299,6 +340,7 @@ class JobConfig(Strict):
     dedup: DedupConfig = DedupConfig()
     negatives: NegativesConfig = NegativesConfig()
     embedder: EmbedderConfig = EmbedderConfig()
+    teacher: TeacherConfig = TeacherConfig()
     output: OutputConfig = OutputConfig()
 
     @model_validator(mode="after")
@@ -311,6 +353,8 @@ class JobConfig(Strict):
                 f"tasks ask for queries of up to {longest} words but "
                 f"filters.max_query_words is {self.filters.max_query_words}"
             )
+        if self.filters.round_trip.judge == "teacher" and self.teacher.kind == "none":
+            raise ValueError("filters.round_trip.judge is teacher but teacher.kind is none")
         return self
 
     def fingerprint(self) -> str:
@@ -368,8 +412,12 @@ def load_config(path: Path) -> JobConfig:
     base = path.resolve().parent
     config.input.path = resolve_path(base, config.input.path)
     config.personas.files = [resolve_path(base, path) for path in config.personas.files]
+    contamination = config.filters.decontamination
+    contamination.files = [resolve_path(base, path) for path in contamination.files]
     config.prompts_dir = _resolve(base, config.prompts_dir)
     config.output.dir = resolve_path(base, config.output.dir)
     config.generator.model = resolve_model(base, config.generator.model)
     config.embedder.model = resolve_model(base, config.embedder.model)
+    if config.teacher.model:
+        config.teacher.model = resolve_model(base, config.teacher.model)
     return config

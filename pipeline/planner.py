@@ -42,8 +42,9 @@ def plan(
     library: PromptLibrary,
     persona_choices: list[list[str]] | None = None,
 ) -> list[Candidate]:
-    """One seeded Candidate per document. `persona_choices` gives each document's retrieved
-    persona candidates; without it they are a seeded draw from the library."""
+    """Seeded Candidates per document (`queries_per_document` of its task, each its own
+    plan). `persona_choices` gives each document's retrieved persona candidates; without
+    it they are a seeded draw from the library."""
     unknown = [doc for doc in documents if doc.language is None]
     for doc, code in zip(unknown, detect_languages([d.text for d in unknown]), strict=True):
         doc.language = code
@@ -53,25 +54,35 @@ def plan(
         rng = random.Random(f"{config.seed}:{doc.doc_id}")
         task: TaskConfig = rng.choices(config.tasks, weights=weights)[0]
         spec = library.task(task.type)
-        language = query_language(rng, doc, config, spec.cross_lingual)
-        words = rng.randint(*task.query_words)
-        drawn = random.Random(f"{config.seed}:{doc.doc_id}:mix")  # new draws keep old plans
+        first = query_language(rng, doc, config, spec.cross_lingual), rng.randint(*task.query_words)
         k = min(task.persona_candidates, len(library.personas))
         personas = (
             persona_choices[number][:k]
             if persona_choices is not None
             else rng.sample(library.personas, k)
         )
-        candidates.append(
-            Candidate(
-                doc=doc,
-                task=task.type,
-                query_language=language,
-                query_words=words,
-                personas=personas,
-                question_type=draw(drawn, task.question_type),
-                difficulty=draw(drawn, task.difficulty),
-                clarity=draw(drawn, task.clarity),
+        for variant in range(task.queries_per_document):
+            # Variant 0 is the plan of a one-query job (its cached generations stay valid);
+            # later ones draw from their own generator and see the persona candidates
+            # rotated, so their prompts, and so their per-request seeds, differ.
+            suffix = f":{variant}" if variant else ""
+            language, words = first
+            if variant:
+                own = random.Random(f"{config.seed}:{doc.doc_id}{suffix}")
+                language = query_language(own, doc, config, spec.cross_lingual)
+                words = own.randint(*task.query_words)
+            drawn = random.Random(f"{config.seed}:{doc.doc_id}:mix{suffix}")
+            turn = variant % len(personas)
+            candidates.append(
+                Candidate(
+                    doc=doc,
+                    task=task.type,
+                    query_language=language,
+                    query_words=words,
+                    personas=personas[turn:] + personas[:turn],
+                    question_type=draw(drawn, task.question_type),
+                    difficulty=draw(drawn, task.difficulty),
+                    clarity=draw(drawn, task.clarity),
+                )
             )
-        )
     return candidates

@@ -55,6 +55,8 @@ class Candidate:
     positive_vector: Any = None  # the positive's embedding, when it is not the document
     negatives: list[str] = field(default_factory=list)
     negative_scores: list[float] = field(default_factory=list)
+    # The teacher's scores of (positive, *negatives) in record order; None where it gave none.
+    teacher_scores: list[float | None] = field(default_factory=list)
 
     @property
     def positive_text(self) -> str:
@@ -103,6 +105,7 @@ PAIR_SCHEMA = pa.schema(
         pa.field("score_consistency", pa.float32()),
         pa.field("score_round_trip_rank", pa.int32()),
         pa.field("negative_scores", pa.list_(pa.float32()), nullable=False),
+        pa.field("teacher_scores", pa.list_(pa.float32()), nullable=False),
     ]
 )
 

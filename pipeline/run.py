@@ -37,6 +37,7 @@ from pipeline.personas.library import load_personas
 from pipeline.personas.retrieval import PersonaChooser
 from pipeline.planner import plan
 from pipeline.prompts.library import PromptLibrary
+from pipeline.quality.decontamination import read_queries
 from pipeline.reader import check_corpus, corpus_digest, count_rows, read_batches
 from pipeline.records import (
     PAIR_SCHEMA,
@@ -48,6 +49,8 @@ from pipeline.records import (
 )
 from pipeline.refresh.documents import count_new, covered, write_covered
 from pipeline.stages import StageFn, TokenCount, generation_stage, pair_row
+from pipeline.teacher.judge import judge_for
+from pipeline.teacher.scorers import check_teacher
 from pipeline.writer import (
     ShardWriter,
     new_version,
@@ -94,6 +97,9 @@ def prepare(config: JobConfig) -> PromptLibrary:
             f"(stages: {', '.join(sorted(stage_names))})"
         )
     check_corpus(config.input)
+    for path in config.filters.decontamination.files:
+        read_queries(path)
+    check_teacher(config.teacher)
     if config.generator.backend == "vllm" or config.generator.server.launch:
         check_model(config.generator.model)  # a server's model is a name it serves
     if needs_embedder(config):
@@ -175,7 +181,7 @@ def _run_locked(
         index = None
         if embedder is not None:
             index = _corpus_index(config, embedder, limit, total, console if progress else None)
-        context = Context(embedder, index, dedup)
+        context = Context(embedder, index, dedup, judge_for(config.teacher, index))
         personas = None
         if embedder is not None and config.personas.select == "retrieve":
             personas = PersonaChooser.for_job(config.tasks, library.personas, embedder, index)

@@ -228,6 +228,7 @@ def pair_row(
         "score_consistency": candidate.scores.get("consistency"),
         "score_round_trip_rank": _int_or_none(candidate.scores.get("round_trip_rank")),
         "negative_scores": [None] * len(written) + candidate.negative_scores,
+        "teacher_scores": candidate.teacher_scores,
     }
 
 

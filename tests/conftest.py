@@ -114,3 +114,13 @@ def cli(*args: str) -> Any:
     from pipeline.cli import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT with a one-label scoring head, saved as a CrossEncoder folder."""
+    from sentence_transformers import CrossEncoder
+
+    out = tmp_path_factory.mktemp("models") / "tiny-cross-encoder"
+    CrossEncoder(str(tiny_encoder), device="cpu", config_kwargs={"num_labels": 1}).save(str(out))
+    return out

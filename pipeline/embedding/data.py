@@ -18,6 +18,7 @@ from pipeline.records import PAIR_SCHEMA, pair_id
 from pipeline.writer import ShardWriter, versions
 
 COLUMNS = ["query", "positive", "negatives", "instruction"]
+TEACHER = "teacher_scores"  # optional: the teacher's score of the positive, then each negative
 INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 
 
@@ -29,6 +30,9 @@ class Example:
     positive: str
     negatives: tuple[str, ...]
     instruction: str
+    # The teacher's scores of (positive, *negatives), None where it gave none; empty when
+    # the data has no teacher scores (see pipeline.teacher).
+    teacher_scores: tuple[float | None, ...] = ()
 
 
 def _shards(path: Path) -> list[Path]:
@@ -69,13 +73,16 @@ def load_examples(versions: list[Path], max_negatives: int) -> list[Example]:
             missing = [c for c in COLUMNS if c not in names]
             if missing:
                 raise UserError(f"{shard}: missing columns {', '.join(missing)}")
-            for row in pq.read_table(shard, columns=COLUMNS).to_pylist():
+            columns = COLUMNS + [TEACHER] * (TEACHER in names)
+            for row in pq.read_table(shard, columns=columns).to_pylist():
+                negatives = tuple(row["negatives"] or ())[:max_negatives]
                 examples.append(
                     Example(
                         query=row["query"],
                         positive=row["positive"],
-                        negatives=tuple(row["negatives"] or ())[:max_negatives],
+                        negatives=negatives,
                         instruction=row["instruction"] or "",
+                        teacher_scores=tuple(row.get(TEACHER) or ())[: 1 + len(negatives)],
                     )
                 )
     if not examples:
@@ -101,6 +108,8 @@ def write_version(folder: Path, pairs: list[dict[str, Any]]) -> Path:
     defaults = {
         "instruction": INSTRUCTION,
         "negatives": [],
+        "negative_scores": [],
+        "teacher_scores": [],
         "task": "retrieval",
         "language": "und",
         "model": "imported",

@@ -116,3 +116,32 @@ def matryoshka(
             query_keys,
         )
     return loss / (1 + len(dims))
+
+
+def margin_mse(
+    queries: torch.Tensor,
+    documents: torch.Tensor,
+    owners: torch.Tensor,
+    teacher: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """MarginMSE (GPL): the student's margin s(q, p) - s(q, n) regressed on the teacher's.
+
+    `documents` are laid out as for `info_nce` (B positives, then hard negatives with their
+    `owners`); `teacher` (N,) holds the teacher's score of each document for its query, NaN
+    where it gave none. Teacher scores are on the cosine scale (see pipeline.teacher), and
+    both margins are divided by the temperature, so the term is in the units of the InfoNCE
+    logits. Negatives without a teacher score on either side are left out; a batch without
+    any gives zero.
+    """
+    size = queries.shape[0]
+    negatives = documents[size:]
+    owner = owners[size:]
+    own_query = queries[owner]
+    student = (own_query * documents[owner]).sum(-1) - (own_query * negatives).sum(-1)
+    target = teacher[owner] - teacher[size:]
+    known = ~torch.isnan(target)
+    if not bool(known.any()):
+        return queries.sum() * 0.0
+    error = (student[known] - target[known]) / temperature
+    return (error**2).mean()

@@ -9,8 +9,13 @@ from pipeline.config import Strict, load_yaml_model, resolve_model, resolve_path
 
 
 class LossConfig(Strict):
-    """InfoNCE settings (see pipeline.embedding.loss)."""
+    """InfoNCE and distillation settings (see pipeline.embedding.loss)."""
 
+    info_nce: bool = Field(True, description="the contrastive term; off: distillation alone")
+    distill: Literal["none", "margin_mse"] = Field(
+        "none", description="margin_mse: regress the student's margins on the teacher's (GPL)"
+    )
+    distill_weight: float = Field(1.0, gt=0, description="weight of the distillation term")
     temperature: float = Field(0.05, gt=0)
     in_batch: bool = True
     query_query: bool = True
@@ -64,12 +69,21 @@ class TrainConfig(Strict):
         0, ge=0, description="checkpoint every N steps too (one is always written at the end)"
     )
     keep_checkpoints: int = Field(3, gt=0)
+    merge_with_base: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="the base model's share in a slerp of the trained model with it; the final "
+        "model is the merged one, the trained one is kept in `unmerged`",
+    )
     seed: int = 0
 
     @model_validator(mode="after")
     def _dims_fit(self) -> "TrainConfig":
         if any(d <= 0 for d in self.loss.mrl_dims):
             raise ValueError("loss.mrl_dims must be positive sizes")
+        if not self.loss.info_nce and self.loss.distill == "none":
+            raise ValueError("loss.info_nce is off and loss.distill is none: nothing to train on")
         return self
 
 

@@ -28,7 +28,8 @@ from tqdm import tqdm
 from pipeline.embedding.data import Example, chosen_versions, epoch_order, load_examples
 from pipeline.embedding.export import export_model
 from pipeline.embedding.instructions import use_instructions
-from pipeline.embedding.loss import LossTerms, matryoshka
+from pipeline.embedding.loss import LossTerms, margin_mse, matryoshka
+from pipeline.embedding.merge import merge_models
 from pipeline.embedding.model import EmbeddingModel, query_text
 from pipeline.embedding.train_config import TrainConfig
 from pipeline.errors import UserError
@@ -37,6 +38,7 @@ CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
 LOG_FILE = "train_log.jsonl"
 FINAL = "final"
+UNMERGED = "unmerged"  # the trained model, when the final one is merged with the base
 # A replayed chunk differs from its cached pass by float noise; a different dropout mask
 # moves vectors by far more than this.
 REPLAY_TOLERANCE = 1e-2
@@ -103,7 +105,15 @@ class Trainer:
         if config.lora is not None:
             self._add_lora()
         self.model.to(self.device).train()
-        self.terms = LossTerms(**config.loss.model_dump(exclude={"mrl_dims"}))
+        self.terms = LossTerms(
+            **config.loss.model_dump(include={"temperature", "in_batch", "query_query", "doc_doc",
+                                              "margin"})
+        )  # fmt: skip
+        if config.loss.distill != "none" and not any(e.teacher_scores for e in self.examples):
+            raise UserError(
+                f"loss.distill is {config.loss.distill} but the data has no teacher_scores "
+                "(generate it with a teacher: the job's `teacher` section)"
+            )
         self.trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         self.optimizer = torch.optim.AdamW(
             self.trainable.values(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -177,17 +187,20 @@ class Trainer:
             documents += example.negatives
             owners += [i] * len(example.negatives)
         owner_ids = torch.tensor(owners, device=self.device)
+        teacher = torch.tensor(teacher_column(batch), device=self.device)
+        settings = self.config.loss
 
         def loss_of(vectors: torch.Tensor) -> torch.Tensor:
-            return matryoshka(
-                vectors[: len(batch)],
-                vectors[len(batch) :],
-                owner_ids,
-                documents,
-                self.terms,
-                self.config.loss.mrl_dims,
-                query_keys=queries,
-            )
+            q, d = vectors[: len(batch)], vectors[len(batch) :]
+            loss = vectors.sum() * 0.0
+            if settings.info_nce:
+                loss = loss + matryoshka(
+                    q, d, owner_ids, documents, self.terms, settings.mrl_dims, query_keys=queries
+                )
+            if settings.distill == "margin_mse":
+                distill = margin_mse(q, d, owner_ids, teacher, settings.temperature)
+                loss = loss + settings.distill_weight * distill
+            return loss
 
         # Queries and documents are chunked apart: short queries padded to passage length
         # would cost as much as the passages themselves.
@@ -255,7 +268,12 @@ class Trainer:
             bar.close()
             log.close()
         self.save_checkpoint()
-        return export_model(self.model, self.final_dir, self.instruction)
+        share = self.config.merge_with_base
+        if share is None:
+            return export_model(self.model, self.final_dir, self.instruction)
+        # The report's last stage: slerp back toward the base keeps what it knew.
+        trained = export_model(self.model, self.config.output_dir / UNMERGED, self.instruction)
+        return merge_models([trained, Path(self.config.model)], self.final_dir, t=share)
 
     def save_checkpoint(self) -> Path:
         """Write checkpoints/step-NNNNNN: a loadable model plus the trainer state."""
@@ -306,6 +324,21 @@ class Trainer:
             lines = path.read_text(encoding="utf-8").splitlines()
             kept = [line for line in lines if json.loads(line)["step"] <= step]
             path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def teacher_column(batch: list[Example]) -> list[float]:
+    """The teacher's scores laid out like the loss's documents (every positive, then each
+    pair's negatives), NaN where there is none."""
+    nan = float("nan")
+
+    def score(example: Example, slot: int) -> float:
+        found = example.teacher_scores[slot] if slot < len(example.teacher_scores) else None
+        return nan if found is None else float(found)
+
+    column = [score(e, 0) for e in batch]
+    for example in batch:
+        column += [score(example, 1 + j) for j in range(len(example.negatives))]
+    return column
 
 
 def checkpoints(output_dir: Path) -> list[Path]:

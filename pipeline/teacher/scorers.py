@@ -1,0 +1,120 @@
+"""Teachers: what scores a query against texts. Each returns, per query, one score per text
+(None where it cannot score that text), on the scale of a cosine, so margins compare with
+the student's (see pipeline.embedding.loss.margin_mse).
+
+- `fused`: the job's embedder and BM25 over the job's corpus, each z-normalized over the
+  corpus for the query, mixed by weight, and mapped back onto the embedder's cosine scale
+  for that query (mean + std x fused z). It runs offline wherever the job runs and scores
+  corpus documents only (a written text has no BM25 statistics: None).
+- `cross_encoder`: a sentence-transformers `CrossEncoder` folder, scores through its
+  activation (sigmoid for one label); any text.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from pipeline.config import TeacherConfig
+from pipeline.errors import UserError
+from pipeline.index.corpus import CorpusIndex
+from pipeline.teacher.lexical import Bm25Index
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """One query and the texts to score for it; `rows` gives each text's corpus row, or None
+    for a text that is not a corpus document (a written negative)."""
+
+    query: str
+    vector: np.ndarray
+    texts: list[str]
+    rows: list[int | None]
+
+
+class Teacher(Protocol):
+    name: str
+
+    def score(self, items: list[Scoring]) -> list[list[float | None]]:
+        """Scores per item, one per text, in order."""
+        ...
+
+
+def _z(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row z-scores, and the rows' means and standard deviations."""
+    mean = scores.mean(axis=1, keepdims=True)
+    std = scores.std(axis=1, keepdims=True)
+    safe = np.where(std > 0, std, 1.0)
+    return (scores - mean) / safe, mean[:, 0], std[:, 0]
+
+
+class FusedTeacher:
+    """The embedder and BM25, z-normalized over the corpus and mixed (see the module)."""
+
+    name = "fused"
+
+    def __init__(self, index: CorpusIndex, embedder_weight: float, bm25_weight: float) -> None:
+        self.index = index
+        self.bm25 = Bm25Index(index.texts)
+        total = embedder_weight + bm25_weight
+        self.weights = (embedder_weight / total, bm25_weight / total)
+
+    def corpus_scores(self, queries: list[str], vectors: np.ndarray) -> np.ndarray:
+        """The fused score of every corpus document for each query, on the cosine scale."""
+        dense, mean, std = _z(self.index.scores(vectors))
+        lexical, _, _ = _z(self.bm25.scores(queries))
+        fused = self.weights[0] * dense + self.weights[1] * lexical
+        return mean[:, None] + std[:, None] * fused
+
+    def score(self, items: list[Scoring]) -> list[list[float | None]]:
+        if not items:
+            return []
+        table = self.corpus_scores([i.query for i in items], np.stack([i.vector for i in items]))
+        return [
+            [None if row is None else float(table[n, row]) for row in item.rows]
+            for n, item in enumerate(items)
+        ]
+
+
+class CrossEncoderTeacher:
+    """A sentence-transformers CrossEncoder folder, scoring (query, text) pairs."""
+
+    name = "cross_encoder"
+
+    def __init__(self, path: str, batch_size: int) -> None:
+        from sentence_transformers import CrossEncoder
+
+        self.model = CrossEncoder(path, device="cpu")
+        self.batch_size = batch_size
+
+    def score(self, items: list[Scoring]) -> list[list[float | None]]:
+        pairs = [(item.query, text) for item in items for text in item.texts]
+        if not pairs:
+            return [[] for _ in items]
+        flat = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False)
+        out, start = [], 0
+        for item in items:
+            out.append([float(s) for s in flat[start : start + len(item.texts)]])
+            start += len(item.texts)
+        return out
+
+
+def check_teacher(config: TeacherConfig) -> None:
+    """A teacher's model must be a folder a CrossEncoder loads (checked before any model)."""
+    if config.kind != "cross_encoder":
+        return
+    path = Path(config.model or "")
+    if not config.model or not (path / "config.json").is_file():
+        raise UserError(f"teacher.model: not a CrossEncoder folder (no config.json): {path}")
+
+
+def open_teacher(config: TeacherConfig, index: CorpusIndex | None) -> Teacher | None:
+    """The job's teacher, or None when it has none."""
+    if config.kind == "none":
+        return None
+    if config.kind == "fused":
+        assert index is not None
+        return FusedTeacher(index, config.embedder_weight, config.bm25_weight)
+    assert config.model is not None
+    return CrossEncoderTeacher(config.model, config.batch_size)

@@ -1,0 +1,163 @@
+"""The teacher: fused scores equal a hand computation and are stored positive first; what a
+preferred negative does under each policy; the round trip judged by the teacher keeps a
+pair the student misses; a CrossEncoder folder scores too; a job writes the column."""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import RoundTripFilter, TeacherConfig, load_config
+from pipeline.embedding.inference import Embedder
+from pipeline.index.corpus import CorpusIndex
+from pipeline.index.embedder import embedder_path
+from pipeline.quality.consistency import embed_queries
+from pipeline.records import Candidate, Document
+from pipeline.run import run_job
+from pipeline.teacher.judge import TeacherJudge
+from pipeline.teacher.lexical import bm25s_module
+from pipeline.teacher.scorers import CrossEncoderTeacher, FusedTeacher
+from tests.test_negatives import CORPUS
+
+QUERY = "vaccine weakened pathogen immune response"
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder(embedder_path("all-MiniLM-L6-v2"))
+
+
+@pytest.fixture(scope="module")
+def index(embedder: Embedder) -> CorpusIndex:
+    return CorpusIndex.build([Document(k, v) for k, v in CORPUS.items()], embedder)
+
+
+def pair(embedder: Embedder, query: str = QUERY, doc: str = "pos", **fields: Any) -> Candidate:
+    candidate = Candidate(Document(doc, CORPUS[doc]), "retrieval", "en", 5, [], query=query)
+    for name, value in fields.items():
+        setattr(candidate, name, value)
+    embed_queries([candidate], embedder)
+    return candidate
+
+
+def by_hand(query: str, vector: np.ndarray, index: CorpusIndex, weights: tuple[float, float]):
+    """The fused score of every document, computed here from its definition."""
+    cos = index.vectors @ vector
+    bm25s = bm25s_module()
+    tokens = bm25s.tokenize(list(index.texts), stopwords="en", return_ids=False,
+                            show_progress=False)  # fmt: skip
+    bm25 = bm25s.BM25()
+    bm25.index(tokens, show_progress=False)
+    query_tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)
+    lexical = bm25.get_scores(query_tokens[0])
+    z_cos = (cos - cos.mean()) / cos.std()
+    z_bm25 = (lexical - lexical.mean()) / lexical.std()
+    return cos.mean() + cos.std() * (weights[0] * z_cos + weights[1] * z_bm25)
+
+
+def test_fused_scores_match_a_hand_computation_and_are_stored_in_order(
+    embedder: Embedder, index: CorpusIndex
+) -> None:
+    config = TeacherConfig(kind="fused", on_preferred_negative="keep")
+    judge = TeacherJudge(FusedTeacher(index, 0.7, 0.3), config, index)
+    negatives = [CORPUS["herd"], CORPUS["bread"], "a written text outside the corpus"]
+    candidate = pair(embedder, negatives=negatives, negative_scores=[0.5, 0.1, 0.0])
+    assert judge.score([candidate]) == [None]
+    expected = by_hand(QUERY, candidate.vector, index, (0.7, 0.3))
+    rows = [index.rows["pos"], index.rows["herd"], index.rows["bread"]]
+    scores = candidate.teacher_scores
+    assert len(scores) == 4 and scores[3] is None  # not a corpus document: no BM25 statistics
+    np.testing.assert_allclose(scores[:3], expected[rows], atol=1e-6)
+    assert scores[0] > scores[1] > scores[2]  # positive first; the vaccine text beats bread
+    # Without BM25 the fused teacher is the embedder itself: its scores are the cosines.
+    alone = TeacherJudge(FusedTeacher(index, 1.0, 0.0), config, index)
+    alone.score([candidate])
+    cosines = index.vectors[rows] @ candidate.vector
+    np.testing.assert_allclose(candidate.teacher_scores[:3], cosines, atol=1e-6)
+
+
+def test_a_preferred_negative_under_each_policy(embedder: Embedder, index: CorpusIndex) -> None:
+    # The query fits the paraphrase at least as well as the positive (planted false negative).
+    negatives = [CORPUS["paraphrase"], CORPUS["bread"]]
+    teacher = FusedTeacher(index, 0.5, 0.5)
+    query = "teaches the body's immune defences with a harmless fragment of a germ"
+
+    def judged(policy: str) -> tuple[Candidate, Any]:
+        candidate = pair(embedder, query, negatives=list(negatives), negative_scores=[0.9, 0.1])
+        judge = TeacherJudge(teacher, TeacherConfig(kind="fused", on_preferred_negative=policy),
+                             index)  # fmt: skip
+        return candidate, judge.score([candidate])[0]
+
+    kept, verdict = judged("keep")
+    assert verdict is None and kept.teacher_scores[1] >= kept.teacher_scores[0]
+    preferred = kept.teacher_scores[1]
+
+    dropped, verdict = judged("drop_negative")
+    assert verdict is None and dropped.negatives == [CORPUS["bread"]]
+    assert dropped.negative_scores == [0.1] and len(dropped.teacher_scores) == 2
+
+    _, verdict = judged("drop_pair")
+    assert verdict is not None and verdict.reason == "teacher_prefers_negative"
+    assert verdict.stage == "teacher" and verdict.score == pytest.approx(
+        preferred - kept.teacher_scores[0]
+    )
+
+    relabeled, verdict = judged("relabel")
+    assert verdict is None
+    assert relabeled.positive_text == CORPUS["paraphrase"]  # the teacher's preferred candidate
+    assert relabeled.negatives == [POSITIVE_TEXT, CORPUS["bread"]]
+    assert relabeled.teacher_scores[0] == pytest.approx(preferred)
+
+
+POSITIVE_TEXT = CORPUS["pos"]
+
+
+def test_round_trip_by_the_teacher_keeps_what_the_student_misses(
+    embedder: Embedder, index: CorpusIndex
+) -> None:
+    # A rare exact term ("B cells") that BM25 weighs and the small embedder does not.
+    candidate = pair(embedder, "proteins made by B cells", doc="antibodies")
+    student_rank = int(index.ranks(candidate.vector[None], ["antibodies"])[0])
+    judge = TeacherJudge(FusedTeacher(index, 0.3, 0.7), TeacherConfig(kind="fused"), index)
+    [verdict] = judge.round_trip([candidate], RoundTripFilter(top_k=1, judge="teacher"))
+    assert verdict is None and candidate.scores["round_trip_rank"] == 1
+    assert student_rank >= 1
+    miss = pair(embedder, "how to bake sourdough bread", doc="antibodies")
+    [verdict] = judge.round_trip([miss], RoundTripFilter(top_k=1, judge="teacher"))
+    assert verdict is not None and verdict.reason == "round_trip_miss"
+
+
+def test_cross_encoder_folder_scores_pairs(tiny_cross_encoder: Path, embedder: Embedder,
+                                           index: CorpusIndex) -> None:  # fmt: skip
+    from sentence_transformers import CrossEncoder
+
+    teacher = CrossEncoderTeacher(str(tiny_cross_encoder), batch_size=4)
+    config = TeacherConfig(kind="cross_encoder", model="x", on_preferred_negative="keep")
+    judge = TeacherJudge(teacher, config, index)
+    candidate = pair(embedder, negatives=["a written text outside the corpus"],
+                     negative_scores=[0.0])  # fmt: skip
+    judge.score([candidate])
+    reference = CrossEncoder(str(tiny_cross_encoder), device="cpu").predict(
+        [(QUERY, CORPUS["pos"]), (QUERY, "a written text outside the corpus")]
+    )
+    assert len(candidate.teacher_scores) == 2  # a CrossEncoder scores any text
+    np.testing.assert_allclose(candidate.teacher_scores, reference, rtol=1e-5)
+
+
+def test_a_job_writes_teacher_scores(
+    generator: Any, job_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = load_config(job_file(teacher={"kind": "fused", "on_preferred_negative": "keep"},
+                                  languages={"query": ["en"]}))  # fmt: skip
+    summary = run_job(config, generator=generator, limit=12, progress=False)
+    rows = pq.read_table(summary.version_dir / "data").to_pylist()
+    assert rows
+    for row in rows:
+        assert len(row["teacher_scores"]) == 1 + len(row["negatives"])
+    manifest = json.loads((summary.version_dir / "manifest.json").read_text())
+    assert manifest["config"]["teacher"]["kind"] == "fused"
+    assert any(step["step"] == "teacher" for step in manifest["funnel"])
