@@ -45,6 +45,7 @@ UNFILTERED = {"filters": (), "dedup": False, "negatives": False, "queries": 1}
 PIPELINE = {"filters": ALL, "dedup": True, "negatives": True, "queries": 1}
 TEACHER = {"teacher": "drop_negative", "round_trip": "teacher"}
 TEACHER_SCORES = {"teacher": "keep"}
+TITLES = {"titles": True}  # the reference: the corpus's own titles as queries
 
 # Training recipes: overrides of the training config. The old one is the recipe of the
 # earlier loops (lr 2e-5, query-query and document-document terms, no merge).
@@ -67,8 +68,11 @@ def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         "+ margin-MSE": (PIPELINE | TEACHER_SCORES, deep(OLD, DISTILL)),
         "+ merge 0.5": (PIPELINE, OLD | MERGE),
         "chosen defaults": ({**PIPELINE, "queries": 2, **TEACHER}, NEW),
-        "titles, old recipe": ({"titles": True}, OLD),
-        "titles, new recipe": ({"titles": True}, NEW),
+        "titles, old recipe": (TITLES, OLD),
+        "titles, in-batch q-d only": (TITLES, deep(OLD, IN_BATCH_ONLY)),
+        "titles, lr 5e-6": (TITLES, OLD | {"learning_rate": 5e-6}),
+        "titles, merge 0.5": (TITLES, OLD | MERGE),
+        "titles, new recipe": (TITLES, NEW),
     }
 
 
@@ -147,6 +151,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="folder for everything made")
     parser.add_argument("--steps", type=int, required=True, help="the equal-steps budget")
     parser.add_argument("--rows", nargs="*", help="subset of rows to run (default: all)")
+    parser.add_argument("--title-docs", type=int, help="documents of the titles rows (--limit)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     collection = load_collection(args.beir)
@@ -178,7 +183,7 @@ def main() -> None:
         if key not in datasets:
             start = time.perf_counter()
             if key == "titles":
-                made = title_pairs(args.beir, args.limit, args.work)
+                made = title_pairs(args.beir, args.title_docs or args.limit, args.work)
                 if made is None:
                     continue
                 datasets[key] = {"version": str(made[0]), "pairs": made[1]}
@@ -193,6 +198,8 @@ def main() -> None:
         entry["pairs"] = datasets[key]["pairs"]
         data = Path(datasets[key]["version"])
         for mode, steps in (("one epoch", None), ("equal steps", args.steps)):
+            if mode == "equal steps" and entry.get("one epoch n") == steps:
+                entry |= {mode: entry["one epoch"], f"{mode} n": steps}  # the same run
             if mode not in entry:
                 out = args.work / "train" / slug({"row": name, "mode": mode})
                 scores, taken = train_and_eval(train, recipe, data, out, collection, steps)

@@ -51,12 +51,34 @@ def bad_input_cases(tmp_path: Path, tiny_model: Path) -> dict[str, tuple[dict[st
             {"input": {"path": str(good)}, "generator": {"model": str(tmp_path / "no-model")}},
             "model path does not exist",
         ),
+        "teacher folder": (
+            {"teacher": {"kind": "cross_encoder", "model": str(tmp_path / "no-teacher")}},
+            "teacher.model: not a CrossEncoder folder",
+        ),
+        "teacher weight": (
+            {"teacher": {"kind": "fused", "bm25_weight": -1}},
+            "'teacher.bm25_weight'",
+        ),
+        "teacher policy": (
+            {"teacher": {"kind": "fused", "on_preferred_negative": "swap"}},
+            "'teacher.on_preferred_negative'",
+        ),
+        "judge without teacher": (
+            {"filters": {"round_trip": {"judge": "teacher"}}},
+            "filters.round_trip.judge is teacher but teacher.kind is none",
+        ),
+        "evaluation queries": (
+            {"filters": {"decontamination": {"files": [str(tmp_path / "queries.jsonl")]}}},
+            "no such query file",
+        ),
     }
 
 
 @pytest.mark.parametrize(
-    "case", ["missing corpus", "corrupt parquet", "no text column", "missing model"]
-)
+    "case",
+    ["missing corpus", "corrupt parquet", "no text column", "missing model", "teacher folder",
+     "teacher weight", "teacher policy", "judge without teacher", "evaluation queries"],
+)  # fmt: skip
 def test_bad_input_is_one_line_and_writes_nothing(
     case: str, tmp_path: Path, tiny_model: Path, job_file: Callable[..., Path]
 ) -> None:

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pipeline.embedding.loss import LossTerms, info_nce, matryoshka
+from pipeline.embedding.loss import LossTerms, info_nce, margin_mse, matryoshka
 
 TAU = 0.5
 
@@ -122,3 +122,18 @@ def test_masked_terms_get_no_gradient() -> None:
     docs = torch.tensor([unit(30), unit(5)]).requires_grad_()
     info_nce(lonely, docs, torch.tensor([0, 0]), ["p", "n"], LossTerms(TAU)).backward()
     assert docs.grad is not None and float(docs.grad[1].abs().sum()) == 0.0
+
+
+def test_margin_mse_against_a_hand_computation() -> None:
+    # q0 owns n0 and n1, q1 owns n2; the teacher scored p0, p1, n0 and n2 but not n1.
+    teacher = torch.tensor([0.9, 0.8, 0.4, float("nan"), 0.75])
+    got = float(margin_mse(QUERIES, DOCUMENTS, OWNERS, teacher, TAU))
+    student_n0 = s(0, 30) - s(0, 60)
+    student_n2 = s(80, 90) - s(80, 90)  # n2 is p1's own text: margin 0
+    expected = (((student_n0 - 0.5) / TAU) ** 2 + ((student_n2 - 0.05) / TAU) ** 2) / 2
+    assert got == pytest.approx(expected, rel=1e-6)
+    # No teacher scores at all: zero, and still differentiable.
+    queries = QUERIES.clone().requires_grad_()
+    none = margin_mse(queries, DOCUMENTS, OWNERS, torch.full((5,), float("nan")), TAU)
+    none.backward()
+    assert float(none) == 0.0 and queries.grad is not None

@@ -83,3 +83,19 @@ def test_cross_lingual_families_never_use_the_document_language(tmp_path: Path) 
     docs = [Document(f"d{i}", "The river flows east.", language="en") for i in range(60)]
     languages = Counter(c.query_language for c in plan(docs, job, PromptLibrary()))
     assert set(languages) == {"de", "fr"}
+
+
+def test_queries_per_document_plans_differ_and_keep_the_first_plan(tmp_path: Path) -> None:
+    one = config(tmp_path)
+    three = one.model_copy(deep=True)
+    three.tasks[0].queries_per_document = 3
+    docs = [Document(**vars(d)) for d in DOCS]
+    single = summary(plan(docs, one, PromptLibrary()))
+    triple = summary(plan(docs, three, PromptLibrary()))
+    assert len(triple) == 3 * len(single)
+    assert triple[::3] == single  # the first plan of a document is the one-query plan
+    for i in range(0, len(triple), 3):
+        plans = triple[i : i + 3]
+        assert len({p[0] for p in plans}) == 1
+        assert len({p[3] for p in plans}) == 3  # persona candidates rotated: prompts differ
+        assert {frozenset(p[3]) for p in plans} == {frozenset(plans[0][3])}

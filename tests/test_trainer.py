@@ -214,3 +214,65 @@ def test_bf16_autocast_and_mrl_train(tiny_encoder: Path, title_pairs: Path, tmp_
     assert all(np.isfinite(e["loss"]) for e in trainer.history)
     with pytest.raises(UserError, match=r"mrl_dims \[128\] exceed the model's dimension 64"):
         Trainer(config(tiny_encoder, title_pairs, tmp_path / "r2", loss={"mrl_dims": [128]}))
+
+
+def test_merge_with_base_is_a_slerp_of_the_trained_and_the_base_model(
+    tiny_encoder: Path, title_pairs: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoModel
+
+    from pipeline.embedding.merge import slerp
+
+    settings = {"max_steps": 2, "merge_with_base": 0.3, "learning_rate": 3e-3}
+    trainer = Trainer(config(tiny_encoder, title_pairs, tmp_path / "r", **settings))
+    final = trainer.train()
+    unmerged = tmp_path / "r" / "unmerged"
+    assert final == tmp_path / "r" / "final" and unmerged.is_dir()
+    paths = {"base": tiny_encoder, "trained": unmerged, "final": final}
+    state = {name: AutoModel.from_pretrained(path).state_dict() for name, path in paths.items()}
+    moved = 0
+    for key, base in state["base"].items():
+        trained = state["trained"][key]
+        if not base.is_floating_point():
+            continue
+        # By hand: along the arc from the trained tensor, 30% of the way to the base's.
+        x, y = trained.double().flatten(), base.double().flatten()
+        omega = torch.arccos(torch.clamp(x @ y / (x.norm() * y.norm()), -1, 1))
+        if omega > 1e-6:
+            moved += 1
+            hand = (torch.sin(0.7 * omega) * x + torch.sin(0.3 * omega) * y) / torch.sin(omega)
+            torch.testing.assert_close(state["final"][key].double().flatten(), hand, atol=1e-6,
+                                       rtol=1e-5)  # fmt: skip
+        torch.testing.assert_close(state["final"][key], slerp(trained, base, 0.3))
+    assert moved > 10  # training moved the weights the merge pulls back
+    assert_sentence_transformers_agrees(final)  # the merged folder is a complete model
+
+
+def test_margin_mse_trains_on_teacher_scores_and_needs_them(
+    tiny_encoder: Path, title_pairs: Path, tmp_path: Path
+) -> None:
+    from pipeline.embedding.data import load_examples, write_version
+    from pipeline.errors import UserError
+    from pipeline.models.tiny_encoder import build_tiny_encoder
+
+    examples = load_examples([title_pairs], 1)
+    scored = write_version(tmp_path / "scored", [
+        {"query": e.query, "positive": e.positive, "negatives": list(e.negatives),
+         "doc_id": str(i), "teacher_scores": [0.9, 0.3]}
+        for i, e in enumerate(examples)
+    ])  # fmt: skip
+    assert load_examples([scored], 1)[0].teacher_scores == pytest.approx((0.9, 0.3))
+    distill = {"info_nce": False, "distill": "margin_mse"}
+    model = build_tiny_encoder(tmp_path / "no-dropout", seed=1, dropout=0.0)
+    trainer = Trainer(config(model, scored, tmp_path / "d", learning_rate=1e-3, warmup_ratio=0,
+                             loss=distill))  # fmt: skip
+    batch = next(trainer.batches())
+    losses = [trainer.train_step(batch) for _ in range(8)]
+    # The student's margins (about 0 in a random encoder) move toward the teacher's 0.6.
+    assert losses[-1] < 0.8 * losses[0]
+    with pytest.raises(UserError, match="the data has no teacher_scores"):
+        Trainer(config(tiny_encoder, title_pairs, tmp_path / "n", loss=distill))
+    with pytest.raises(ValueError, match="nothing to train on"):
+        config(tiny_encoder, title_pairs, tmp_path / "x", loss={"info_nce": False})
+    with pytest.raises(ValueError, match="merge_with_base"):
+        config(tiny_encoder, title_pairs, tmp_path / "x", merge_with_base=1.5)
