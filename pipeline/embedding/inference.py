@@ -130,12 +130,18 @@ class Embedder:
             vectors = torch.tensor([o.outputs.embedding for o in outputs])
             report(len(texts))
         else:
+            # Longest first, so each batch pads to texts of about its own length (a corpus
+            # of abstracts in file order pads every batch to its longest: far more work).
+            order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
             parts = []
             with torch.inference_mode():
                 for start in range(0, len(texts), self.batch_size):
-                    parts.append(self.model.embed(texts[start : start + self.batch_size]))
+                    chunk = [texts[i] for i in order[start : start + self.batch_size]]
+                    parts.append(self.model.embed(chunk))
                     report(len(parts[-1]))
-            vectors = torch.cat(parts)
+            stacked = torch.cat(parts)
+            vectors = torch.empty_like(stacked)
+            vectors[torch.tensor(order)] = stacked
         if dim is not None:
             vectors = vectors[:, :dim]
         return F.normalize(vectors.float(), dim=-1).numpy()

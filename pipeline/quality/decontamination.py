@@ -8,12 +8,12 @@ dedup uses (case, punctuation, spacing), as sets of word n-grams; a query shorte
 words is one n-gram, so it is caught only by an exact match.
 """
 
-import json
 from pathlib import Path
 
 from pipeline.config import DecontaminationFilter
 from pipeline.dedup.text import normalize, shingles
 from pipeline.errors import UserError
+from pipeline.reader import jsonl_rows
 from pipeline.records import Candidate, Reject
 
 QUERY_FIELDS = ("text", "query")
@@ -32,18 +32,11 @@ def read_queries(path: Path) -> list[str]:
     """Every query text of one file; a line without a query field is an error."""
     texts = []
     source = query_file(path)
-    with source.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{source}:{number}: not valid JSON ({exc.msg})") from exc
-            text = next((row[f] for f in QUERY_FIELDS if isinstance(row, dict) and f in row), None)
-            if not isinstance(text, str):
-                raise UserError(f"{source}:{number}: no 'text' or 'query' field")
-            texts.append(text)
+    for number, row in jsonl_rows(source):
+        text = next((row[f] for f in QUERY_FIELDS if f in row), None)
+        if not isinstance(text, str):
+            raise UserError(f"{source}:{number}: no 'text' or 'query' field")
+        texts.append(text)
     return texts
 
 
