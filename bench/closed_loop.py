@@ -35,6 +35,7 @@ from pipeline.embedding.train_config import TrainConfig, load_train_config
 from pipeline.embedding.trainer import Trainer
 from pipeline.generate.vllm_offline import open_generator
 from pipeline.run import run_job
+from pipeline.writer import versions
 
 TEXT_FILTERS = ("length", "language", "heuristics")
 EMBEDDING_FILTERS = ("consistency", "round_trip")
@@ -192,11 +193,16 @@ def main() -> None:
                 if made is None:
                     continue
                 datasets[key] = {"version": str(made[0]), "pairs": made[1]}
+            elif versions(args.work / "data" / key):  # made by an interrupted earlier run
+                version = versions(args.work / "data" / key)[-1]
+                kept = json.loads((version / "manifest.json").read_text())["counts"]["kept"]
+                datasets[key] = {"version": str(version), "pairs": kept}
             else:
                 config = job_for(args.job, args.beir, key, variant, args.work)
                 summary = run_job(config, generator=generations, limit=args.limit, progress=False)
                 datasets[key] = {"version": str(summary.version_dir), "pairs": summary.kept,
                                  "generated": summary.requests_generated}  # fmt: skip
+            results_file.write_text(json.dumps(results, indent=2))
             print(f"{name}: data {key}, {datasets[key]['pairs']} pairs "
                   f"in {time.perf_counter() - start:.0f} s")  # fmt: skip
         entry = results.setdefault(name, {})
