@@ -28,7 +28,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 from pipeline.cache.requests import CachingGenerator, RequestCache
 from pipeline.config import JobConfig, load_config
-from pipeline.embedding.data import write_version
+from pipeline.embedding.data import load_examples, write_version
 from pipeline.embedding.evaluate import evaluate, load_collection
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import TrainConfig, load_train_config
@@ -134,6 +134,10 @@ def train_and_eval(
     max_steps: int | None,
 ) -> tuple[dict[str, float], int]:  # fmt: skip
     raw = deep(train.model_dump(mode="json"), recipe)
+    if not any(e.teacher_scores for e in load_examples([data], 1)):
+        # The titles have no negatives and no teacher scores: margin-MSE has no term there,
+        # so their rows train the rest of the recipe.
+        raw["loss"] |= {"distill": "none", "info_nce": True}
     raw |= {"data": [str(data)], "output_dir": str(out), "max_steps": max_steps,
             "epochs": 1000 if max_steps else train.epochs, "save_every": 0}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
