@@ -36,7 +36,7 @@ from pipeline.stages import StageFn, example_queries
 from pipeline.teacher.judge import TeacherJudge
 
 Check = Callable[[list[Candidate]], list[Reject | None]]
-POST_STAGES = ("filter", "dedup", "mine", "teach")
+POST_STAGES = ("filter", "dedup", "mine")
 
 
 @dataclass
@@ -209,9 +209,8 @@ def teacher_round_trip(judge: TeacherJudge) -> Callable[..., list[Reject | None]
 def teacher_checks(library: PromptLibrary, context: Context) -> list[tuple[str, Check]]:
     """The teacher's scores on each kept pair whose positive is a corpus document (the
     families that mine), and its verdict when it prefers a negative."""
-    if context.teacher is None:
-        return []
     judge = context.teacher
+    assert judge is not None
 
     def run(candidates: list[Candidate]) -> list[Reject | None]:
         if context.embedder is not None:
@@ -241,17 +240,24 @@ def checks_stage(checks: list[tuple[str, Check]], funnel: Funnel) -> StageFn:
 def post_generation_stages(
     config: JobConfig, library: PromptLibrary, context: Context, funnel: Funnel
 ) -> list[tuple[str, StageFn]]:
-    """The executor stages after generation: filter, dedup, mine, teach."""
+    """The executor stages after generation: filter, dedup, mine, and teach when the job
+    has a teacher."""
     groups = [
         filter_checks(config, library, context),
         dedup_checks(context),
         mining_checks(config, library, context),
-        teacher_checks(library, context),
     ]
+    if context.teacher is not None:
+        groups.append(teacher_checks(library, context))
     return [
         (name, checks_stage(checks, funnel))
-        for name, checks in zip(POST_STAGES, groups, strict=True)
+        for name, checks in zip(post_stage_names(config), groups, strict=True)
     ]
+
+
+def post_stage_names(config: JobConfig) -> tuple[str, ...]:
+    """The progress steps after generation (one bar each)."""
+    return POST_STAGES + (("teach",) if config.teacher.kind != "none" else ())
 
 
 def needs_embedder(config: JobConfig) -> bool:

@@ -19,7 +19,13 @@ from tqdm import tqdm
 
 from pipeline.cache.requests import CachingGenerator, RequestCache
 from pipeline.card import card_rows, manifest_of, write_card
-from pipeline.checks import POST_STAGES, Context, Funnel, needs_embedder, post_generation_stages
+from pipeline.checks import (
+    Context,
+    Funnel,
+    needs_embedder,
+    post_generation_stages,
+    post_stage_names,
+)
 from pipeline.config import JobConfig
 from pipeline.console import Listener, StepProgress, engine_output_to
 from pipeline.dedup.documents import DocumentDedup
@@ -185,7 +191,7 @@ def _run_locked(
         personas = None
         if embedder is not None and config.personas.select == "retrieve":
             personas = PersonaChooser.for_job(config.tasks, library.personas, embedder, index)
-        steps = ["read", *_stage_names(config, library), *POST_STAGES]
+        steps = ["read", *_stage_names(config, library), *post_stage_names(config)]
         progress_bars = StepProgress(steps, total, console if progress else None, listener)
         summary = _generate(
             config,
