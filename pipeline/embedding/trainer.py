@@ -19,6 +19,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -105,10 +106,8 @@ class Trainer:
         if config.lora is not None:
             self._add_lora()
         self.model.to(self.device).train()
-        self.terms = LossTerms(
-            **config.loss.model_dump(include={"temperature", "in_batch", "query_query", "doc_doc",
-                                              "margin"})
-        )  # fmt: skip
+        terms = {f.name for f in fields(LossTerms)}  # the loss settings InfoNCE takes
+        self.terms = LossTerms(**config.loss.model_dump(include=terms))
         if config.loss.distill != "none" and not any(e.teacher_scores for e in self.examples):
             raise UserError(
                 f"loss.distill is {config.loss.distill} but the data has no teacher_scores "
@@ -187,8 +186,12 @@ class Trainer:
             documents += example.negatives
             owners += [i] * len(example.negatives)
         owner_ids = torch.tensor(owners, device=self.device)
-        teacher = torch.tensor(teacher_column(batch), device=self.device)
         settings = self.config.loss
+        teacher = (
+            torch.tensor(teacher_column(batch), device=self.device)
+            if settings.distill == "margin_mse"
+            else None
+        )
 
         def loss_of(vectors: torch.Tensor) -> torch.Tensor:
             q, d = vectors[: len(batch)], vectors[len(batch) :]
@@ -197,7 +200,7 @@ class Trainer:
                 loss = loss + matryoshka(
                     q, d, owner_ids, documents, self.terms, settings.mrl_dims, query_keys=queries
                 )
-            if settings.distill == "margin_mse":
+            if teacher is not None:
                 distill = margin_mse(q, d, owner_ids, teacher, settings.temperature)
                 loss = loss + settings.distill_weight * distill
             return loss
