@@ -11,13 +11,14 @@ and the rejects name each check.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from pipeline.config import JobConfig
 from pipeline.dedup.queries import QueryDedup
 from pipeline.dedup.text import text_key
 from pipeline.embedding.inference import Embedder
 from pipeline.filters import check_pair
-from pipeline.generate.backend import OnDone
+from pipeline.generate.backend import Generator, OnDone
 from pipeline.index.corpus import CorpusIndex
 from pipeline.negatives.mining import mine
 from pipeline.prompts.library import PromptLibrary
@@ -32,8 +33,9 @@ from pipeline.quality.heuristics import check_heuristics
 from pipeline.quality.language import check_languages
 from pipeline.quality.length import check_length
 from pipeline.records import Candidate, Reject
-from pipeline.stages import StageFn, example_queries
-from pipeline.teacher.judge import TeacherJudge
+from pipeline.stages import StageFn, example_queries, pair_instruction
+from pipeline.teacher.judge import TeacherJudge, judge_for
+from pipeline.teacher.llm_judge import judge_check
 
 Check = Callable[[list[Candidate]], list[Reject | None]]
 POST_STAGES = ("filter", "dedup", "mine")
@@ -60,13 +62,29 @@ class Funnel:
 
 @dataclass
 class Context:
-    """What the embedding checks share: the embedder, the corpus index, the dedup state."""
+    """What the checks share: the embedder, the corpus index, the dedup state, the teacher
+    and the generator (the LLM judge's)."""
 
     embedder: Embedder | None
     index: CorpusIndex | None
     dedup: QueryDedup | None
     teacher: TeacherJudge | None = None
+    generator: Generator | None = None
     without_negatives: int = 0
+
+    @classmethod
+    def for_job(
+        cls,
+        config: JobConfig,
+        library: PromptLibrary,
+        embedder: Embedder | None,
+        index: CorpusIndex | None,
+        dedup: QueryDedup | None,
+        generator: Generator,
+    ) -> "Context":
+        instruction_of = partial(pair_instruction, library)
+        teacher = judge_for(config.teacher, index, generator, instruction_of)
+        return cls(embedder, index, dedup, teacher, generator)
 
 
 def per_candidate(fn: Callable[[Candidate], Reject | None]) -> Check:
@@ -148,7 +166,13 @@ def filter_checks(
             assert context.teacher is not None
             judged = teacher_round_trip(context.teacher)
         checks.append(("round_trip", embedding_check(context, judged, filters.round_trip)))
-    everyone = ("filter", "same_document", "decontamination")
+    if filters.llm_judge.enabled:
+        assert context.generator is not None
+        instruction_of = partial(pair_instruction, library)
+        checks.append(
+            ("llm_judge", judge_check(context.generator, filters.llm_judge, instruction_of))
+        )
+    everyone = ("filter", "same_document", "decontamination", "llm_judge")
     return [
         (name, check if name in everyone else for_families(library, name, check))
         for name, check in checks

@@ -212,6 +212,14 @@ class DecontaminationFilter(Strict):
     )
 
 
+class LlmJudgeFilter(Strict):
+    """The job's generator judges every pair of every family under its instruction (yes/no,
+    see pipeline.teacher.llm_judge): the one check of a label, partner or title."""
+
+    enabled: bool = False
+    min_score: float = Field(0.5, ge=0, le=1, description="the least P(yes) a kept pair has")
+
+
 class FiltersConfig(Strict):
     """The filters applied to every generated pair, in this order; each can be switched off."""
 
@@ -227,6 +235,7 @@ class FiltersConfig(Strict):
     consistency: ConsistencyFilter = ConsistencyFilter()
     round_trip: RoundTripFilter = RoundTripFilter()
     decontamination: DecontaminationFilter = DecontaminationFilter()
+    llm_judge: LlmJudgeFilter = LlmJudgeFilter()
 
 
 class NearDedup(Strict):
@@ -287,7 +296,7 @@ class NegativesConfig(Strict):
 class TeacherConfig(Strict):
     """A model stronger than the student scores each kept pair (see pipeline.teacher)."""
 
-    kind: Literal["none", "fused", "cross_encoder"] = "none"
+    kind: Literal["none", "fused", "cross_encoder", "llm"] = "none"
     model: str | None = Field(None, description="a CrossEncoder folder (kind: cross_encoder)")
     embedder_weight: float = Field(0.7, ge=0, description="fused: the job's embedder's weight")
     bm25_weight: float = Field(0.3, ge=0, description="fused: BM25's weight")

@@ -104,6 +104,7 @@ PAIR_SCHEMA = pa.schema(
         pa.field("score_language_confidence", pa.float32()),
         pa.field("score_consistency", pa.float32()),
         pa.field("score_round_trip_rank", pa.int32()),
+        pa.field("score_llm_judge", pa.float32()),
         pa.field("negative_scores", pa.list_(pa.float32()), nullable=False),
         pa.field("teacher_scores", pa.list_(pa.float32()), nullable=False),
     ]

@@ -55,7 +55,6 @@ from pipeline.records import (
 )
 from pipeline.refresh.documents import count_new, covered, write_covered
 from pipeline.stages import StageFn, TokenCount, generation_stage, pair_row
-from pipeline.teacher.judge import judge_for
 from pipeline.teacher.scorers import check_teacher
 from pipeline.writer import (
     ShardWriter,
@@ -187,7 +186,7 @@ def _run_locked(
         index = None
         if embedder is not None:
             index = _corpus_index(config, embedder, limit, total, console if progress else None)
-        context = Context(embedder, index, dedup, judge_for(config.teacher, index))
+        context = Context.for_job(config, library, embedder, index, dedup, caching)
         personas = None
         if embedder is not None and config.personas.select == "retrieve":
             personas = PersonaChooser.for_job(config.tasks, library.personas, embedder, index)

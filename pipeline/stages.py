@@ -192,6 +192,12 @@ def example_queries(library: PromptLibrary, task: str) -> frozenset[tuple[str, .
     )
 
 
+def pair_instruction(library: PromptLibrary, candidate: Candidate) -> str:
+    """The pair's instruction: written by the model where the family asks for one, else the
+    family's canonical one."""
+    return candidate.instruction or library.task(candidate.task).instruction
+
+
 def pair_row(
     candidate: Candidate, library: PromptLibrary, config: JobConfig, model: str
 ) -> dict[str, Any]:
@@ -204,7 +210,7 @@ def pair_row(
         "query": query,
         "positive": candidate.positive_text,
         "negatives": written + candidate.negatives,
-        "instruction": candidate.instruction or spec.instruction,
+        "instruction": pair_instruction(library, candidate),
         "task": candidate.task,
         "language": candidate.query_language,
         "doc_language": candidate.doc.language,
@@ -227,6 +233,7 @@ def pair_row(
         "score_language_confidence": candidate.scores.get("language_confidence"),
         "score_consistency": candidate.scores.get("consistency"),
         "score_round_trip_rank": _int_or_none(candidate.scores.get("round_trip_rank")),
+        "score_llm_judge": candidate.scores.get("llm_judge"),
         "negative_scores": [None] * len(written) + candidate.negative_scores,
         "teacher_scores": candidate.teacher_scores,
     }

@@ -21,10 +21,10 @@ SEGMENT = "seg-{:06d}.jsonl"
 
 
 def result_key(request: Request, sampling: StageSampling, model: str, seed: int) -> str:
-    """What determines a result."""
-    blob = json.dumps(
-        [request.messages, request.schema, sampling.model_dump(), model, seed], sort_keys=True
-    )
+    """What determines a result (labels only where a request has them, so the keys of
+    generation requests stay those of earlier versions' caches)."""
+    parts = [request.messages, request.schema, sampling.model_dump(), model, seed]
+    blob = json.dumps(parts + ([list(request.labels)] if request.labels else []), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -17,10 +17,13 @@ OnDone = Callable[[int], None]
 
 @dataclass(frozen=True)
 class Request:
-    """One chat request with the JSON schema its answer must follow."""
+    """One chat request with the JSON schema its answer must follow, or, with `labels`, a
+    one-token answer scored over those labels (the LLM judge's yes/no): no schema then, and
+    the result carries each label's log-probability."""
 
     messages: list[dict[str, str]]
     schema: dict[str, Any]
+    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,9 @@ class Result:
     completion_tokens: int
     error: str | None = None
     cached_tokens: int = 0  # prompt tokens served from the engine's prefix cache
+    # For a request with labels: each label's log-probability as the first answer token
+    # (a label the backend did not report is missing).
+    label_logprobs: dict[str, float] | None = None
 
 
 class Generator(Protocol):

@@ -19,6 +19,7 @@ from pipeline.errors import UserError
 from pipeline.generate.backend import OnDone, Request, Result
 
 RETRIED_STATUS = {408, 409, 429}  # plus every 5xx
+TOP_LOGPROBS = 20  # the most the OpenAI API returns per position
 
 
 class OpenAIServerGenerator:
@@ -98,20 +99,25 @@ class OpenAIServerGenerator:
         return Result("", None, 0, 0, error=error)
 
     async def _once(self, client: Any, request: Request, sampling: StageSampling) -> Result:
+        answer: dict[str, Any] = {  # a labelled request: the first token's top logprobs
+            "logprobs": True, "top_logprobs": TOP_LOGPROBS
+        } if request.labels else {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": request.schema, "strict": True},
+            }
+        }  # fmt: skip
         response = await client.chat.completions.create(
             model=self.model,
             messages=request.messages,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             max_tokens=sampling.max_tokens,
-            response_format={
-                "type": "json_schema",
-                "json_schema": {"name": "output", "schema": request.schema, "strict": True},
-            },
             extra_body={
                 "top_k": sampling.top_k,
                 "chat_template_kwargs": {"enable_thinking": False},
             },
+            **answer,
         )
         choice = response.choices[0]
         usage = response.usage
@@ -122,7 +128,22 @@ class OpenAIServerGenerator:
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             cached_tokens=(getattr(details, "cached_tokens", None) or 0) if details else 0,
+            label_logprobs=_label_logprobs(choice, request.labels) if request.labels else None,
         )
+
+
+def _label_logprobs(choice: Any, labels: tuple[str, ...]) -> dict[str, float]:
+    """The labels among the first answer token's top logprobs (by token text: an OpenAI
+    endpoint has no token ids to ask for; a label outside the top ones is missing)."""
+    content = choice.logprobs.content if choice.logprobs else None
+    if not content:
+        return {}
+    found: dict[str, float] = {}
+    for top in content[0].top_logprobs:
+        text = top.token.strip()
+        if text in labels and text not in found:
+            found[text] = top.logprob
+    return found
 
 
 def _message(exc: Any) -> str:

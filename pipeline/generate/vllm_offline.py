@@ -88,7 +88,10 @@ class VllmGenerator:
                 top_k=sampling.top_k,
                 max_tokens=sampling.max_tokens,
                 seed=self.request_seed(request),
-                structured_outputs=StructuredOutputsParams(json=request.schema),
+                structured_outputs=(
+                    None if request.labels else StructuredOutputsParams(json=request.schema)
+                ),
+                logprob_token_ids=list(self.label_ids(request.labels)) or None,
             )
             for request in requests
         ]
@@ -102,7 +105,16 @@ class VllmGenerator:
                 self._one(request, param, on_done)
                 for request, param in zip(requests, params, strict=True)
             ]
-        return [_result(output) for output in outputs]
+        return [
+            _result(output, self.label_ids(request.labels))
+            for output, request in zip(outputs, requests, strict=True)
+        ]
+
+    def label_ids(self, labels: tuple[str, ...]) -> dict[int, str]:
+        """Each label by its first token id (a label is scored by its first token, as
+        Qwen3-Reranker scores "yes" and "no")."""
+        tokenizer = self.llm.get_tokenizer()
+        return {tokenizer.encode(label, add_special_tokens=False)[0]: label for label in labels}
 
     def _chat(
         self, conversations: list[list[dict[str, str]]], params: list[Any], on_done: OnDone | None
@@ -117,7 +129,8 @@ class VllmGenerator:
 
     def _one(self, request: Request, param: Any, on_done: OnDone | None) -> Result:
         try:
-            return _result(self._chat([request.messages], [param], on_done)[0])
+            output = self._chat([request.messages], [param], on_done)[0]
+            return _result(output, self.label_ids(request.labels))
         except ValueError as exc:
             if on_done is not None:
                 on_done(1)
@@ -143,14 +156,19 @@ def completion_counter(on_done: OnDone | None) -> partial[_CountingBar] | None:
     return None if on_done is None else partial(_CountingBar, on_done=on_done)
 
 
-def _result(output: Any) -> Result:
+def _result(output: Any, labels: dict[int, str]) -> Result:
     completion = output.outputs[0]
+    scored: dict[str, float] | None = None
+    if labels and completion.logprobs:  # the first position's logprobs, keyed by token id
+        first = completion.logprobs[0]
+        scored = {label: first[id_].logprob for id_, label in labels.items() if id_ in first}
     return Result(
         text=completion.text,
         finish_reason=completion.finish_reason,
         prompt_tokens=len(output.prompt_token_ids or []),
         completion_tokens=len(completion.token_ids),
         cached_tokens=int(output.num_cached_tokens or 0),
+        label_logprobs=scored,
     )
 
 

@@ -10,9 +10,12 @@ really positives. When the teacher scores a negative at or above the positive:
 candidate the positive and the old positive a negative (Gecko); `keep` only records scores.
 """
 
+from collections.abc import Callable
+
 import numpy as np
 
 from pipeline.config import RoundTripFilter, TeacherConfig
+from pipeline.generate.backend import Generator
 from pipeline.index.corpus import CorpusIndex
 from pipeline.records import Candidate, Reject
 from pipeline.teacher.scorers import Scoring, Teacher, open_teacher
@@ -23,14 +26,23 @@ POOL = 100  # the student's top documents the teacher re-ranks for the round tri
 class TeacherJudge:
     """The job's teacher with the corpus rows of every text, for scoring candidates."""
 
-    def __init__(self, teacher: Teacher, config: TeacherConfig, index: CorpusIndex) -> None:
+    def __init__(
+        self,
+        teacher: Teacher,
+        config: TeacherConfig,
+        index: CorpusIndex,
+        instruction_of: Callable[[Candidate], str] = lambda c: c.instruction or "",
+    ) -> None:
         self.teacher = teacher
         self.config = config
         self.index = index
+        self.instruction_of = instruction_of
         self.rows = {text: row for row, text in enumerate(index.texts)}
 
     def _scoring(self, candidate: Candidate, texts: list[str], rows: list[int | None]) -> Scoring:
-        return Scoring(candidate.query or "", candidate.vector, texts, rows)
+        return Scoring(
+            candidate.query or "", candidate.vector, texts, rows, self.instruction_of(candidate)
+        )
 
     def score(self, candidates: list[Candidate]) -> list[Reject | None]:
         """Store `teacher_scores` (positive first, then every negative in record order) and
@@ -112,10 +124,15 @@ class TeacherJudge:
         return verdicts
 
 
-def judge_for(config: TeacherConfig, index: CorpusIndex | None) -> TeacherJudge | None:
+def judge_for(
+    config: TeacherConfig,
+    index: CorpusIndex | None,
+    generator: Generator | None,
+    instruction_of: Callable[[Candidate], str],
+) -> TeacherJudge | None:
     """The job's teacher judge, or None when the job has no teacher."""
-    teacher = open_teacher(config, index)
+    teacher = open_teacher(config, index, generator)
     if teacher is None:
         return None
     assert index is not None  # a job with a teacher embeds its corpus (needs_embedder)
-    return TeacherJudge(teacher, config, index)
+    return TeacherJudge(teacher, config, index, instruction_of)

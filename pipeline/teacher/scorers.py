@@ -8,6 +8,8 @@ the student's (see pipeline.embedding.loss.margin_mse).
   corpus documents only (a written text has no BM25 statistics: None).
 - `cross_encoder`: a sentence-transformers `CrossEncoder` folder, scores through its
   activation (sigmoid for one label); any text.
+- `llm`: the job's own generator as a yes/no judge under the pair's instruction
+  (pipeline.teacher.llm_judge); P(yes), any text.
 """
 
 from dataclasses import dataclass
@@ -18,19 +20,23 @@ import numpy as np
 
 from pipeline.config import TeacherConfig
 from pipeline.errors import UserError
+from pipeline.generate.backend import Generator
 from pipeline.index.corpus import CorpusIndex
 from pipeline.teacher.lexical import Bm25Index
+from pipeline.teacher.llm_judge import judge
 
 
 @dataclass(frozen=True)
 class Scoring:
     """One query and the texts to score for it; `rows` gives each text's corpus row, or None
-    for a text that is not a corpus document (a written negative)."""
+    for a text that is not a corpus document (a written negative); `instruction` is the
+    pair's (what the LLM judge is told the query wants)."""
 
     query: str
     vector: np.ndarray
     texts: list[str]
     rows: list[int | None]
+    instruction: str = ""
 
 
 class Teacher(Protocol):
@@ -100,6 +106,23 @@ class CrossEncoderTeacher:
         return out
 
 
+class LlmTeacher:
+    """The job's generator judging each (query, text) under the pair's instruction."""
+
+    name = "llm"
+
+    def __init__(self, generator: Generator) -> None:
+        self.generator = generator
+
+    def score(self, items: list[Scoring]) -> list[list[float | None]]:
+        triples = [(item.instruction, item.query, text) for item in items for text in item.texts]
+        flat, out = judge(self.generator, triples), []
+        for item in items:
+            out.append(flat[: len(item.texts)])
+            flat = flat[len(item.texts) :]
+        return out
+
+
 def check_teacher(config: TeacherConfig) -> None:
     """A teacher's model must be a folder a CrossEncoder loads (checked before any model)."""
     if config.kind != "cross_encoder":
@@ -109,12 +132,17 @@ def check_teacher(config: TeacherConfig) -> None:
         raise UserError(f"teacher.model: not a CrossEncoder folder (no config.json): {path}")
 
 
-def open_teacher(config: TeacherConfig, index: CorpusIndex | None) -> Teacher | None:
+def open_teacher(
+    config: TeacherConfig, index: CorpusIndex | None, generator: Generator | None
+) -> Teacher | None:
     """The job's teacher, or None when it has none."""
     if config.kind == "none":
         return None
     if config.kind == "fused":
         assert index is not None
         return FusedTeacher(index, config.embedder_weight, config.bm25_weight)
+    if config.kind == "llm":
+        assert generator is not None
+        return LlmTeacher(generator)
     assert config.model is not None
     return CrossEncoderTeacher(config.model, config.batch_size)
