@@ -18,18 +18,44 @@ EXAMPLES = 5
 SCORE_PLOTS = {
     "score_consistency": "cosine(query, positive)",
     "score_round_trip_rank": "rank of the positive in the corpus",
+    "score_ngram_overlap": "share of query n-grams copied from the passage",
+    "score_llm_judge": "the LLM judge's P(yes)",
     "negative_scores": "cosine(query, hard negative)",
+}
+# A thresholded score: the check whose rejects carry it, and its threshold's config key.
+THRESHOLDS = {
+    "score_consistency": ("consistency", "low_consistency", "min_cosine"),
+    "score_round_trip_rank": ("round_trip", "round_trip_miss", "top_k"),
+    "score_ngram_overlap": ("heuristics", "ngram_overlap", "max_ngram_overlap"),
+    "score_llm_judge": ("llm_judge", "judge_says_no", "min_score"),
 }
 
 
-def _plot(values: list[float], title: str, xlabel: str, path: Path) -> None:
+def _plot(
+    values: list[float],
+    title: str,
+    xlabel: str,
+    path: Path,
+    rejected: list[float] | None = None,
+    threshold: float | None = None,
+) -> None:
+    """A histogram of the kept pairs' scores; with `rejected`, the rejected pairs' beside
+    them on the same bins, and the threshold drawn (for tuning it)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(5, 3), dpi=100)
-    axis.hist(values, bins=30, color="#3b6ea5")
+    if rejected:
+        axis.hist([values, rejected], bins=30, color=["#3b6ea5", "#d0763c"],
+                  label=[f"kept ({len(values)})", f"rejected ({len(rejected)})"])  # fmt: skip
+    else:
+        axis.hist(values, bins=30, color="#3b6ea5")
+    if threshold is not None:
+        axis.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:g}")
+    if rejected or threshold is not None:
+        axis.legend(fontsize="small")
     axis.set_title(title)
     axis.set_xlabel(xlabel)
     axis.set_ylabel("pairs")
@@ -43,7 +69,22 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
     return lines + ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
 
 
-def _plots(rows: list[dict[str, Any]], folder: Path) -> list[str]:
+def rejected_scores(version: Path) -> dict[tuple[str, str], list[float]]:
+    """The scores of the version's rejects, by (stage, reason)."""
+    folder = version / "rejects"
+    found: dict[tuple[str, str], list[float]] = {}
+    if not any(folder.glob("*.parquet")):
+        return found
+    for row in pq.read_table(folder, columns=["stage", "reason", "score"]).to_pylist():
+        if row["score"] is not None:
+            found.setdefault((row["stage"], row["reason"]), []).append(row["score"])
+    return found
+
+
+def _plots(
+    rows: list[dict[str, Any]], folder: Path, rejects: dict[tuple[str, str], list[float]],
+    filters: dict[str, Any],
+) -> list[str]:  # fmt: skip
     folder.mkdir(exist_ok=True)
     lines = []
     query_words = [len(r["query"].split()) for r in rows]
@@ -55,8 +96,14 @@ def _plots(rows: list[dict[str, Any]], folder: Path) -> list[str]:
             v for r in rows for v in (r[column] if column == "negative_scores" else [r[column]])
         ]
         values = [v for v in values if v is not None]
-        if values:
-            _plot(values, column.removeprefix("score_"), label, folder / f"{column}.png")
+        rejected, threshold = [], None
+        if column in THRESHOLDS:
+            stage, reason, key = THRESHOLDS[column]
+            rejected = rejects.get((stage, reason), [])
+            threshold = (filters.get(stage) or {}).get(key) if (values or rejected) else None
+        if values or rejected:
+            path = folder / f"{column}.png"
+            _plot(values, column.removeprefix("score_"), label, path, rejected, threshold)
             lines.append(f"![{column}](plots/{column}.png)")
     return lines
 
@@ -136,7 +183,8 @@ def card_rows(version: Path) -> list[dict[str, Any]]:
 
 def write_card(version: Path, manifest: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """Write README.md and plots/*.png into the (staging) version folder."""
-    plots = _plots(rows, version / "plots")
+    filters = (manifest.get("config") or {}).get("filters") or {}
+    plots = _plots(rows, version / "plots", rejected_scores(version), filters)
     (version / "README.md").write_text(card_text(manifest, rows, plots), encoding="utf-8")
 
 

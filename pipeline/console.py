@@ -63,9 +63,20 @@ class StepProgress:
     ) -> None:
         self.steps = steps
         self.listener = listener
+        labels = {name: step_label(name, i) for i, name in enumerate(steps)}
+        if console is not None:
+            print(
+                "progress: documents done with each step"
+                + "".join(
+                    f"; {label} = {name.replace('/', ', ')}"
+                    for name, label in labels.items()
+                    if label != name
+                ),
+                file=console,
+            )
         self.bars = {
             name: tqdm(
-                desc=f"{short_step(name):>8}",
+                desc=f"{labels[name]:>8}",
                 unit="doc",
                 total=total,
                 position=i,
@@ -98,8 +109,8 @@ class StepProgress:
             bar.close()
 
 
-def short_step(name: str) -> str:
-    """A bar label that fits: a step shared by many families' stages ("config/titles/...")
-    is shown by its first stage name and how many more."""
-    names = name.split("/")
-    return name if len(names) <= 2 else f"{names[0]}+{len(names) - 1}"
+def step_label(name: str, position: int) -> str:
+    """A bar label that fits: a generation step shared by many families' stages
+    ("config/titles/...") is "stage N" (N its position after `read`), its stage names
+    listed once in the header line."""
+    return name if name.count("/") <= 1 else f"stage {position}"

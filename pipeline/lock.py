@@ -38,7 +38,10 @@ def _owner(path: Path) -> dict | None:
 
 @contextmanager
 def dataset_lock(root: Path) -> Iterator[None]:
-    """Hold `root/.lock` for the duration; refuse if a live run holds it."""
+    """Hold `root/.lock` for the duration; refuse if a live run holds it. Folders made for
+    the lock are removed again if the run leaves them empty (bad input found after the lock
+    was taken writes nothing)."""
+    made = [p for p in (root, *root.parents) if not p.exists()]
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK
     me = {"pid": os.getpid(), "host": socket.gethostname()}
@@ -65,3 +68,8 @@ def dataset_lock(root: Path) -> Iterator[None]:
         yield
     finally:
         path.unlink(missing_ok=True)
+        for folder in made:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: the run wrote something
+                break

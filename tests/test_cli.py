@@ -43,8 +43,11 @@ def bad_input_cases(tmp_path: Path, tiny_model: Path) -> dict[str, tuple[dict[st
     no_text = tmp_path / "body.jsonl"
     write_jsonl(no_text, [{"body": "a passage"}])
     good = write_jsonl(tmp_path / "ok.jsonl", [{"text": "a passage"}])
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "one"}\n{"text": "two"}\n{"text": "thr\n', encoding="utf-8")
     return {
         "missing corpus": ({"input": {"path": str(tmp_path / "nope.jsonl")}}, "corpus not found"),
+        "broken line": ({"input": {"path": str(broken)}}, "broken.jsonl:3: not valid JSON"),
         "corrupt parquet": ({"input": {"path": str(corrupt)}}, "not a readable Parquet file"),
         "no text column": ({"input": {"path": str(no_text)}}, "no field 'text' (has: body)"),
         "missing model": (
@@ -80,9 +83,9 @@ def bad_input_cases(tmp_path: Path, tiny_model: Path) -> dict[str, tuple[dict[st
 
 @pytest.mark.parametrize(
     "case",
-    ["missing corpus", "corrupt parquet", "no text column", "missing model", "teacher folder",
-     "teacher weight", "teacher policy", "judge without teacher", "judge threshold",
-     "evaluation queries"],
+    ["missing corpus", "broken line", "corrupt parquet", "no text column", "missing model",
+     "teacher folder", "teacher weight", "teacher policy", "judge without teacher",
+     "judge threshold", "evaluation queries"],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_writes_nothing(
     case: str, tmp_path: Path, tiny_model: Path, job_file: Callable[..., Path]

@@ -8,9 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 from matplotlib.image import imread
 
+from pipeline.card import _plot, rejected_scores
 from pipeline.config import DedupConfig, load_config
 from pipeline.dedup.queries import QueryDedup
 from pipeline.run import run_job
@@ -58,6 +60,10 @@ def test_funnel_adds_up_and_the_card_has_plots(
     for plot in plots:
         assert plot.read_bytes()[:8] == PNG and imread(plot).shape[0] > 100
         assert f"plots/{plot.name}" in card
+    low = sorted(r["score"] for r in rejects if r["reason"] == "low_consistency")
+    assert sorted(rejected_scores(version).get(("consistency", "low_consistency"), [])) == low
+    if low:  # the consistency plot then shows them beside the kept pairs
+        assert "plots/score_consistency.png" in card
     if summary.kept:
         rows = pq.read_table(version / "data").to_pylist()
         assert all(len(r["negatives"]) == len(r["negative_scores"]) for r in rows)
@@ -65,6 +71,24 @@ def test_funnel_adds_up_and_the_card_has_plots(
 
     report = cli("inspect", str(version))
     assert report.exit_code == 0 and "consistency" in report.output and "kept (" in report.output
+
+
+def has_colour(image: Any, hex_colour: str) -> bool:
+    rgb = np.array([int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+    return bool((np.abs(image[..., :3] - rgb).max(axis=-1) < 0.02).any())
+
+
+def test_a_score_plot_shows_kept_and_rejected_with_the_threshold(tmp_path: Path) -> None:
+    kept, rejected = [0.4, 0.5, 0.6, 0.7], [0.05, 0.1, 0.2]
+    _plot(kept, "consistency", "cosine", tmp_path / "both.png", rejected, 0.3)
+    _plot(kept, "consistency", "cosine", tmp_path / "kept.png")
+    both, alone = imread(tmp_path / "both.png"), imread(tmp_path / "kept.png")
+    assert has_colour(both, "#3b6ea5") and has_colour(both, "#d0763c")  # kept and rejected
+    assert has_colour(alone, "#3b6ea5") and not has_colour(alone, "#d0763c")
+    # The threshold line: a black vertical run inside the axes, absent from the kept-only plot.
+    black = (both[..., :3].max(axis=-1) < 0.05).sum(axis=0)
+    black_alone = (alone[..., :3].max(axis=-1) < 0.05).sum(axis=0)
+    assert (black - black_alone).max() > 40
 
 
 def test_a_second_version_drops_duplicates_of_the_first(
