@@ -131,6 +131,46 @@ def inspect(
     typer.echo(inspect_version(version, samples), nl=False)
 
 
+@app.command("export")
+@user_errors
+def export_command(
+    versions: Annotated[
+        list[Path], typer.Argument(help="version folders, or dataset folders (their newest)")
+    ],
+    format: Annotated[
+        str, typer.Option("--format", help="sentence-transformers, flagembedding, tevatron, jsonl")
+    ],
+    out: Annotated[Path, typer.Option(help="folder to write (must not exist or be empty)")],
+    all_versions: Annotated[
+        bool, typer.Option("--all", help="every finished version of a dataset folder")
+    ] = False,
+    instructions: Annotated[
+        str, typer.Option(help="inline: into the query where the format has no prompt field")
+    ] = "inline",
+    negatives: Annotated[
+        int | None,
+        typer.Option(
+            help="sentence-transformers negative columns (default: the fewest any pair has)", min=0
+        ),
+    ] = None,
+    shard_size: Annotated[int, typer.Option(help="rows per shard", min=1)] = 10000,
+) -> None:
+    """Write dataset versions in the layout another trainer reads, with a README."""
+    from pipeline.export.dataset import export
+    from pipeline.export.formats import FORMATS
+
+    if format not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+    if instructions not in ("inline", "none"):
+        raise UserError(f"--instructions must be inline or none, not {instructions!r}")
+    which = "all" if all_versions else "latest"
+    summary = export(versions, format, out, which, instructions, negatives, shard_size)  # type: ignore[arg-type]
+    left_out = f"; {summary.skipped} left out (fewer negatives)" if summary.skipped else ""
+    typer.echo(
+        f"exported {summary.rows} pairs ({summary.shards} shards) to {summary.out}{left_out}"
+    )
+
+
 @prompts_app.command("check")
 @user_errors
 def prompts_check(

@@ -17,6 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.errors import UserError
+
 VERSION_DIR = re.compile(r"^v(\d{4,})$")
 STAGING_DIR = re.compile(r"^\.v(\d{4,})\.partial$")
 
@@ -27,6 +29,27 @@ def versions(root: Path) -> list[Path]:
         return []
     found = [p for p in root.iterdir() if p.is_dir() and VERSION_DIR.match(p.name)]
     return sorted(found, key=lambda p: int(p.name[1:]))
+
+
+def latest_version(path: Path) -> Path:
+    """`path` itself if it is a finished version, else the newest version inside it (a
+    dataset root such as out/demo), so a scheduled retrain picks up the latest refresh."""
+    if (path / "manifest.json").is_file():
+        return path
+    found = versions(path)
+    if found:
+        return found[-1]
+    raise UserError(f"{path}: not a finished dataset version (no manifest.json) nor a dataset")
+
+
+def chosen_versions(path: Path, which: str) -> list[Path]:
+    """`path` itself if it is a finished version; for a dataset folder its newest version,
+    or with `which="all"` every finished one (a cron retrain over all refreshes)."""
+    if which == "all" and not (path / "manifest.json").is_file():
+        found = versions(path)
+        if found:
+            return found
+    return [latest_version(path)]
 
 
 def new_version(root: Path) -> tuple[Path, Path]:

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import load_config
-from pipeline.embedding.data import chosen_versions
 from pipeline.errors import NothingToDo
 from pipeline.run import run_job
+from pipeline.writer import chosen_versions
 from tests.conftest import SAMPLE_CORPUS, write_jsonl
 
 

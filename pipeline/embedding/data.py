@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from pipeline.errors import UserError
 from pipeline.manifest import write_json_atomic
 from pipeline.records import PAIR_SCHEMA, pair_id
-from pipeline.writer import ShardWriter, versions
+from pipeline.writer import ShardWriter, latest_version
 
 COLUMNS = ["query", "positive", "negatives", "instruction"]
 TEACHER = "teacher_scores"  # optional: the teacher's score of the positive, then each negative
@@ -41,27 +41,6 @@ def _shards(path: Path) -> list[Path]:
     if not shards:
         raise UserError(f"{version}: no data/*.parquet shards")
     return shards
-
-
-def latest_version(path: Path) -> Path:
-    """`path` itself if it is a finished version, else the newest version inside it (a
-    dataset root such as out/demo), so a scheduled retrain picks up the latest refresh."""
-    if (path / "manifest.json").is_file():
-        return path
-    found = versions(path)
-    if found:
-        return found[-1]
-    raise UserError(f"{path}: not a finished dataset version (no manifest.json) nor a dataset")
-
-
-def chosen_versions(path: Path, which: str) -> list[Path]:
-    """`path` itself if it is a finished version; for a dataset folder its newest version,
-    or with `which="all"` every finished one (a cron retrain over all refreshes)."""
-    if which == "all" and not (path / "manifest.json").is_file():
-        found = versions(path)
-        if found:
-            return found
-    return [latest_version(path)]
 
 
 def load_examples(versions: list[Path], max_negatives: int) -> list[Example]:

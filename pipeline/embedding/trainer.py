@@ -26,7 +26,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
-from pipeline.embedding.data import Example, chosen_versions, epoch_order, load_examples
+from pipeline.embedding.data import Example, epoch_order, load_examples
 from pipeline.embedding.export import export_model
 from pipeline.embedding.instructions import use_instructions
 from pipeline.embedding.loss import LossTerms, margin_mse, matryoshka
@@ -34,6 +34,7 @@ from pipeline.embedding.merge import merge_models
 from pipeline.embedding.model import EmbeddingModel, query_text
 from pipeline.embedding.train_config import TrainConfig
 from pipeline.errors import UserError
+from pipeline.writer import chosen_versions
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
