@@ -344,6 +344,10 @@ class JobConfig(Strict):
     personas: PersonasConfig = PersonasConfig()
     prompts_dir: Path | None = None
     sampling: SamplingConfig = {}
+    # separate: every stage a request of its own; conversation: a family's later stages
+    # continue the first stage's conversation (the passage sent once, a cached prefix): half
+    # the prompt cost, but SmolLM2-135M loses the passage in it (bench/prompt_cost.py).
+    prompt_layout: Literal["separate", "conversation"] = "separate"
     generator: GeneratorConfig
     filters: FiltersConfig = FiltersConfig()
     dedup: DedupConfig = DedupConfig()

@@ -414,6 +414,7 @@ def token_report(tokens: TokenCount, kept: int) -> dict[str, Any]:
         "prompt_cached": tokens.cached,
         "completion": tokens.completion,
         "uncached_prompt_per_kept_pair": round(tokens.uncached / kept, 1) if kept else None,
+        "stages": tokens.stages,
     }
 
 

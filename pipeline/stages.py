@@ -5,14 +5,14 @@ import json
 import random
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import JobConfig, StageSampling
 from pipeline.filters import words
-from pipeline.generate.backend import Generator, OnDone, Request
+from pipeline.generate.backend import Generator, OnDone, Request, Result
 from pipeline.parse import ParseFailure, parse_result
-from pipeline.prompts.library import PromptLibrary, Stage, TaskSpec, schema_for
+from pipeline.prompts.library import Messages, PromptLibrary, Stage, TaskSpec, schema_for
 from pipeline.records import Candidate, Reject, pair_id
 
 # Which candidate field each stage output key fills in.
@@ -28,11 +28,22 @@ StageFn = Callable[[list[Candidate], OnDone], tuple[list[Candidate], list[Reject
 
 @dataclass
 class TokenCount:
-    """Tokens processed by the generator, for the throughput and cost report."""
+    """Tokens processed by the generator, for the throughput and cost report, in all and
+    per stage name (where prompt tokens go)."""
 
     prompt: int = 0
     cached: int = 0  # prompt tokens the engine's prefix cache served
     completion: int = 0
+    stages: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, stage: str, result: Result) -> None:
+        self.prompt += result.prompt_tokens
+        self.cached += result.cached_tokens
+        self.completion += result.completion_tokens
+        counts = self.stages.setdefault(stage, dict.fromkeys(("requests", "prompt", "cached"), 0))
+        counts["requests"] += 1
+        counts["prompt"] += result.prompt_tokens
+        counts["cached"] += result.cached_tokens
 
     @property
     def uncached(self) -> int:
@@ -119,9 +130,13 @@ def _generate(
     tokens: TokenCount,
     on_done: OnDone,
 ) -> tuple[list[Candidate], list[Reject]]:
+    spec = library.task(candidates[0].task)
+    converse = config.prompt_layout == "conversation" and spec.converses
     requests = [
         Request(
-            messages=library.render(stage, variables(c, library)),
+            messages=_messages(library, spec, stage, c)
+            if converse
+            else library.render(stage, variables(c, library)),
             schema=schema_for(stage, enum_values(c)),
         )
         for c in candidates
@@ -129,9 +144,10 @@ def _generate(
     results = generator.generate(requests, stage_sampling(stage, config), on_done)
     kept, rejects = [], []
     for candidate, request, result in zip(candidates, requests, results, strict=True):
-        tokens.prompt += result.prompt_tokens
-        tokens.cached += result.cached_tokens
-        tokens.completion += result.completion_tokens
+        tokens.add(stage.name, result)
+        if converse:
+            reply = {"role": "assistant", "content": result.text}
+            candidate.history = [*request.messages, reply] if stage is not spec.stages[-1] else []
         try:
             value = parse_result(result, request.schema)
         except ParseFailure as failure:
@@ -149,11 +165,19 @@ def _generate(
         for key, text in value.items():
             if isinstance(text, str):
                 candidate.outputs[key] = text.strip()
-        for key, field in OUTPUT_FIELDS.items():
+        for key, name in OUTPUT_FIELDS.items():
             if key in candidate.outputs:
-                setattr(candidate, field, candidate.outputs[key])
+                setattr(candidate, name, candidate.outputs[key])
         kept.append(candidate)
     return kept, rejects
+
+
+def _messages(library: PromptLibrary, spec: TaskSpec, stage: Stage, c: Candidate) -> Messages:
+    """A conversing family's request: the first stage's laid-out conversation, or the
+    previous stage's conversation with this stage's turn appended."""
+    if stage is spec.stages[0]:
+        return library.render_first_turn(spec, variables(c, library))
+    return [*c.history, library.render_turn(stage, variables(c, library))]
 
 
 def finish(candidate: Candidate, spec: TaskSpec) -> Candidate:

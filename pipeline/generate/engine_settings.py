@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+CPU_BLOCK_SIZE = 32
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -130,4 +131,9 @@ def apply_settings(settings: EngineSettings, engine: dict[str, Any]) -> dict[str
         # Only read by the engine process: give its OpenMP threads every core.
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        # vLLM's CPU default of 128-token blocks caches a shared prompt prefix only up to
+        # its last whole block: each request recomputed about 64 tokens of the shared
+        # system text and few-shot turns (see bench/prompt_cost.py). 32 is the smallest
+        # size the CPU kernels are tuned for.
+        engine = {"block_size": CPU_BLOCK_SIZE, **engine}
     return {**engine, "dtype": settings.dtype}

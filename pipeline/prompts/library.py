@@ -55,6 +55,9 @@ class Stage:
     enums: dict[str, str]
     examples: list[dict[str, Any]]
     max_tokens: int = 128  # the stage's default; `sampling.<stage>` in a job overrides it
+    # The user turn that asks for this stage as a further turn of the previous stage's
+    # conversation (`prompt_layout: conversation`): only what is new, never the passage.
+    turn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,16 @@ class TaskSpec:
     def applies(self, check: str) -> bool:
         """Whether a post-generation check suits this family's pairs."""
         return check in self.checks
+
+    @property
+    def converses(self) -> bool:
+        """Whether the family's later stages can continue the first stage's conversation:
+        each has a `turn` template and as many examples as the first (example i of every
+        stage is one conversation)."""
+        first, later = self.stages[0], self.stages[1:]
+        return bool(later) and all(
+            s.turn is not None and len(s.examples) == len(first.examples) for s in later
+        )
 
 
 class PromptLibrary:
@@ -186,7 +199,9 @@ class PromptLibrary:
                 raise UserError(f"task {folder.name}: no stage '{entry['use']}' to use")
             return found[0]
         task = folder.name
-        for key in ("system", "user"):
+        for key in ("system", "user", "turn"):
+            if key == "turn" and key not in entry:
+                continue
             template = folder / entry[key]
             if not template.is_file():
                 raise UserError(f"task {task}: template not found: {template}")
@@ -199,6 +214,7 @@ class PromptLibrary:
             enums=entry.get("enums", {}),
             examples=entry.get("examples", []),
             max_tokens=int(entry.get("max_tokens", Stage.max_tokens)),
+            turn=f"{task}/{entry['turn']}" if "turn" in entry else None,
         )
 
     def language_name(self, code: str | None) -> str:
@@ -225,6 +241,46 @@ class PromptLibrary:
         except TemplateError as exc:
             raise UserError(f"prompt template {stage.user}: {exc}") from exc
         return messages
+
+    def render_first_turn(self, spec: TaskSpec, variables: dict[str, Any]) -> Messages:
+        """The first stage of a conversing family, laid out for the prefix cache: one system
+        text holding every stage's instructions, each few-shot example as a whole
+        conversation through all stages, then the request. All of it but the last turn is
+        the same for every request of the family; the later stages append to it."""
+        first = spec.stages[0]
+        try:
+            system = self._render(first.system, {})
+            for stage in spec.stages[1:]:
+                system += (
+                    f"\n\nIn a later turn you will be asked:\n{self._render(stage.system, {})}"
+                )
+            messages = [{"role": "system", "content": system}]
+            for i in range(len(first.examples)):
+                for n, stage in enumerate(spec.stages):
+                    example = stage.examples[i]
+                    template = first.user if n == 0 else stage.turn
+                    assert template is not None
+                    messages.append(
+                        {"role": "user", "content": self._render(template, example["input"])}
+                    )
+                    messages.append(
+                        {
+                            "role": "assistant",
+                            "content": json.dumps(example["output"], ensure_ascii=False),
+                        }
+                    )
+            messages.append({"role": "user", "content": self._render(first.user, variables)})
+        except TemplateError as exc:
+            raise UserError(f"prompt templates of {spec.name}: {exc}") from exc
+        return messages
+
+    def render_turn(self, stage: Stage, variables: dict[str, Any]) -> dict[str, str]:
+        """A later stage's user turn in a conversing family."""
+        assert stage.turn is not None
+        try:
+            return {"role": "user", "content": self._render(stage.turn, variables)}
+        except TemplateError as exc:
+            raise UserError(f"prompt template {stage.turn}: {exc}") from exc
 
     def _render(self, template: str, variables: dict[str, Any]) -> str:
         return self.env.get_template(template).render(**variables).strip()

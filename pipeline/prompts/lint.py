@@ -3,9 +3,10 @@ before a model is loaded.
 
 For every task family it renders every stage for every language of the folder (undefined
 variables are errors under StrictUndefined), validates each output schema as JSON Schema
-and each few-shot example against it, and checks the prefix-cache rule: the system
-template is static and the document comes last in the user message, so requests share the
-longest possible head.
+and each few-shot example against it, and checks the prefix-cache rules: the system
+template is static, the document is in the request and not in the head (system and
+examples, shared by every request), and a `turn` template (a later stage continuing the
+conversation) does not repeat it.
 """
 
 from dataclasses import dataclass
@@ -83,17 +84,22 @@ def _render_findings(
         messages = library.render(stage, variables)
     except UserError as exc:
         return [*findings, Finding(_file(library, stage.user), str(exc))], 1
-    last = messages[-1]["content"]
-    if not last.rstrip().endswith(SENTINEL):
-        findings.append(
-            Finding(
-                _file(library, stage.user),
-                "the document is not the end of the user message "
-                "(static text after it defeats the prefix cache)",
-            )
-        )
+    if SENTINEL not in messages[-1]["content"]:
+        findings.append(Finding(_file(library, stage.user), "the document is not in the request"))
     if any(SENTINEL in m["content"] for m in messages[:-1]):
         findings.append(Finding(_file(library, stage.user), "the document leaks into the head"))
+    if stage.turn is not None:
+        try:
+            turn = library.render_turn(stage, variables)["content"]
+        except UserError as exc:
+            return [*findings, Finding(_file(library, stage.turn), str(exc))], 1
+        if SENTINEL in turn:
+            findings.append(
+                Finding(
+                    _file(library, stage.turn),
+                    "the turn repeats the document (the conversation already holds it)",
+                )
+            )
     return findings, 1
 
 
