@@ -69,7 +69,9 @@ def test_cpu_engine_runs_in_process_with_every_core(monkeypatch: pytest.MonkeyPa
         monkeypatch.delenv(name, raising=False)
     settings = choose_settings({}, cpu=("Test CPU", AVX2_EPYC), gpu=False)
     options = apply_settings(settings, {"enforce_eager": True})
-    assert options == {"enforce_eager": True, "dtype": "float32"}
+    assert options == {"enforce_eager": True, "dtype": "float32", "block_size": 32}
+    # A block size the config gives wins (vLLM's own CPU default is 128).
+    assert apply_settings(settings, {"block_size": 128})["block_size"] == 128
     assert settings.in_process and os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
     assert os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
     assert "float32 (cpu flags)" in settings.describe() and "no native bf16" in settings.describe()

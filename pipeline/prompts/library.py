@@ -228,15 +228,7 @@ class PromptLibrary:
         try:
             messages = [{"role": "system", "content": self._render(stage.system, {})}]
             for example in stage.examples:
-                messages.append(
-                    {"role": "user", "content": self._render(stage.user, example["input"])}
-                )
-                messages.append(
-                    {
-                        "role": "assistant",
-                        "content": json.dumps(example["output"], ensure_ascii=False),
-                    }
-                )
+                messages += self._example(stage.user, example)
             messages.append({"role": "user", "content": self._render(stage.user, variables)})
         except TemplateError as exc:
             raise UserError(f"prompt template {stage.user}: {exc}") from exc
@@ -260,19 +252,19 @@ class PromptLibrary:
                     example = stage.examples[i]
                     template = first.user if n == 0 else stage.turn
                     assert template is not None
-                    messages.append(
-                        {"role": "user", "content": self._render(template, example["input"])}
-                    )
-                    messages.append(
-                        {
-                            "role": "assistant",
-                            "content": json.dumps(example["output"], ensure_ascii=False),
-                        }
-                    )
+                    messages += self._example(template, example)
             messages.append({"role": "user", "content": self._render(first.user, variables)})
         except TemplateError as exc:
             raise UserError(f"prompt templates of {spec.name}: {exc}") from exc
         return messages
+
+    def _example(self, template: str, example: dict[str, Any]) -> Messages:
+        """A few-shot example as a user turn and the assistant's JSON answer."""
+        answer = json.dumps(example["output"], ensure_ascii=False)
+        return [
+            {"role": "user", "content": self._render(template, example["input"])},
+            {"role": "assistant", "content": answer},
+        ]
 
     def render_turn(self, stage: Stage, variables: dict[str, Any]) -> dict[str, str]:
         """A later stage's user turn in a conversing family."""
