@@ -106,7 +106,7 @@ def main() -> None:
         job, layout = args.one
         print(json.dumps(one(job, layout, docs[job], out / f"{job}-{layout}")))
         return
-    from pipeline.generate.engine_settings import choose_settings
+    from pipeline.engine_settings import choose_settings
 
     print(f"machine: {choose_settings({}).describe()}")
     rows = []

@@ -200,7 +200,7 @@ def prompts_render(
     """Print every stage's messages for the first N documents, without the generator
     (later stages show placeholders for earlier outputs)."""
     from pipeline.config import load_config
-    from pipeline.prompts.preview import preview
+    from pipeline.preview import preview
 
     quiet_model_loading()
     for line in preview(load_config(config), limit):

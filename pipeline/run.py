@@ -1,19 +1,17 @@
-"""Run a generation job: the local, streaming executor over the list of stages.
-
-Documents stream in batches; each batch goes through plan -> generation stage positions
-1..3 (each family's own stages) -> filter, dedup, mine -> writer, so memory is bounded by
-the batch size, not the corpus. vLLM sees each stage of a batch as one large request list.
-"""
+"""Run a generation job: check the input, take the dataset lock, resume or start a
+version, open the engine (on the first cache miss), the embedder and the corpus index,
+build the job's steps (pipeline.job), let the executor drive them (pipeline.executors),
+then write the manifest and card and publish the version."""
 
 import hashlib
 import json
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from tqdm import tqdm
 
@@ -32,12 +30,14 @@ from pipeline.dedup.documents import DocumentDedup
 from pipeline.dedup.queries import QueryDedup
 from pipeline.embedding.inference import Embedder
 from pipeline.errors import NothingToDo, UserError
+from pipeline.executors.local import run_local
 from pipeline.generate.backend import Generator
 from pipeline.generate.model_check import check_model
 from pipeline.index.corpus import CorpusIndex
 from pipeline.index.embedder import embedder_path, open_embedder
+from pipeline.job import JobSteps
 from pipeline.lock import dataset_lock
-from pipeline.manifest import now, package_versions, write_json_atomic
+from pipeline.manifest import now, write_json_atomic
 from pipeline.mix.report import mix_report
 from pipeline.personas.library import load_personas
 from pipeline.personas.retrieval import PersonaChooser
@@ -48,14 +48,11 @@ from pipeline.reader import check_corpus, corpus_digest, count_rows, read_batche
 from pipeline.records import (
     PAIR_SCHEMA,
     REJECT_SCHEMA,
-    Candidate,
-    Document,
-    Reject,
-    reject_row,
 )
 from pipeline.refresh.documents import count_new, covered, write_covered
 from pipeline.stages import StageFn, TokenCount, generation_stage, pair_row
 from pipeline.teacher.scorers import check_teacher
+from pipeline.version_manifest import token_report, version_manifest
 from pipeline.writer import (
     ShardWriter,
     new_version,
@@ -287,7 +284,6 @@ def _generate(
 ) -> RunSummary:
     staging, version_dir, parent = version
     fingerprint, seen = job  # `seen`: documents earlier versions read (a refresh skips them)
-    read: list[Document] = []
     tokens = TokenCount()
     funnel = Funnel()
     stage_names = _stage_names(config, library)
@@ -296,59 +292,30 @@ def _generate(
         for i, name in enumerate(stage_names)
     ]
     stages += post_generation_stages(config, library, context, funnel)
-    documents_dedup = DocumentDedup(config.dedup)
-
+    steps = JobSteps(
+        batches=lambda: read_batches(config.input, limit),
+        seen=seen,
+        documents_dedup=DocumentDedup(config.dedup),
+        plan=lambda docs: plan(docs, config, library, personas.choose(docs) if personas else None),
+        stages=stages,
+        generation=stage_names,
+        to_row=lambda c: pair_row(c, library, config, generator.model),
+        funnel=funnel,
+    )
     pairs = ShardWriter(staging / "data", PAIR_SCHEMA, config.output.shard_size)
     rejects = ShardWriter(staging / "rejects", REJECT_SCHEMA, config.output.shard_size)
-    rejected: dict[str, Counter[str]] = defaultdict(Counter)
-    stage_seconds: dict[str, float] = defaultdict(float)
-    documents = 0
     started_at, start = now(), time.perf_counter()
-
-    def record(batch_rejects: list[Reject]) -> None:
-        for reject in batch_rejects:
-            rejected[reject.stage][reject.reason] += 1
-        rejects.add([reject_row(r) for r in batch_rejects])
-
     try:
-        for batch_docs, skipped in read_batches(config.input, limit):
-            docs = [d for d in batch_docs if d.key not in seen]
-            if not docs and not skipped:
-                continue
-            read.extend(docs)
-            documents += len(docs)
-            record(skipped)
-            funnel.count("read", len(docs) + len(skipped), len(docs))
-            unique, duplicates = documents_dedup.check(docs)
-            record(duplicates)
-            funnel.count("doc_dedup", len(docs), len(unique))
-            progress.advance("read", len(docs) + len(skipped))
-            progress.dropped("read", len(skipped) + len(duplicates))
-            t0 = time.perf_counter()
-            choices = personas.choose(unique) if personas is not None else None
-            batch: list[Candidate] = plan(unique, config, library, choices)
-            stage_seconds["plan"] += time.perf_counter() - t0
-            for name, stage in stages:
-                t0 = time.perf_counter()
-                entered = len(batch)
-                batch, batch_rejects = stage(batch, progress.advancer(name))
-                if name in stage_names:
-                    funnel.count(name, entered, len(batch))
-                stage_seconds[name] += time.perf_counter() - t0
-                record(batch_rejects)
-                progress.dropped(name, len(batch_rejects))
-            t0 = time.perf_counter()
-            pairs.add([pair_row(c, library, config, generator.model) for c in batch])
-            stage_seconds["write"] += time.perf_counter() - t0
+        streamed = run_local(steps, progress, pairs, rejects)
     except UserError as exc:
         raise UserError(f"{exc} (the unfinished version is left in {staging})") from exc
-    finally:
-        progress.close()
+    read, documents = streamed.read, streamed.documents
+    rejected, stage_seconds = streamed.rejected, streamed.stage_seconds
 
     if context.dedup is not None:
         context.dedup.save(staging)
     write_covered(staging, read)
-    manifest = _manifest(config, library, generator, version_dir, parent, started_at)
+    manifest = version_manifest(config, library, generator, version_dir, parent, started_at)
     manifest["limit"] = limit
     manifest["job_fingerprint"] = fingerprint
     if seen:
@@ -405,40 +372,3 @@ def job_fingerprint(config: JobConfig, library: PromptLibrary, limit: int | None
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def token_report(tokens: TokenCount, kept: int) -> dict[str, Any]:
-    """Prompt tokens, how many the prefix cache served, and what a kept pair cost."""
-    return {
-        "prompt": tokens.prompt,
-        "prompt_cached": tokens.cached,
-        "completion": tokens.completion,
-        "uncached_prompt_per_kept_pair": round(tokens.uncached / kept, 1) if kept else None,
-        "stages": tokens.stages,
-    }
-
-
-def _manifest(
-    config: JobConfig,
-    library: PromptLibrary,
-    generator: Generator,
-    version_dir: Path,
-    parent: list[Path],
-    started_at: str,
-) -> dict[str, Any]:
-    return {
-        "name": config.name,
-        "version": version_dir.name,
-        "parent_version": parent[-1].name if parent else None,
-        "status": "complete",
-        "started_at": started_at,
-        "model": generator.model,
-        "engine": generator.settings.as_dict() if generator.settings else None,
-        "seed": config.seed,
-        "config_hash": config.fingerprint(),
-        "template_hashes": {t.type: library.task(t.type).template_hash for t in config.tasks},
-        "output_dir": str(version_dir.parent),
-        "config": config.model_dump(mode="json"),
-        "packages": package_versions(),
-        "schema": {f.name: str(f.type) for f in PAIR_SCHEMA},
-    }

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.console import engine_output_to
-from pipeline.generate.engine_settings import (
+from pipeline.engine_settings import (
     apply_settings,
     choose_dtype,
     choose_settings,

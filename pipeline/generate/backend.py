@@ -4,15 +4,12 @@ The two-stage Qwen3 recipe is two passes through `Generator.generate`, not a spe
 A failed request is a `Result` with `error` set, never an exception that loses the batch.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pipeline.config import StageSampling
-from pipeline.generate.engine_settings import EngineSettings
-
-# Called with the number of requests that just finished, as they finish (progress bars).
-OnDone = Callable[[int], None]
+from pipeline.console import OnDone
+from pipeline.engine_settings import EngineSettings
 
 
 @dataclass(frozen=True)

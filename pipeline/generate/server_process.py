@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import GeneratorConfig
+from pipeline.engine_settings import apply_settings, choose_settings
 from pipeline.errors import UserError
-from pipeline.generate.engine_settings import apply_settings, choose_settings
 from pipeline.generate.vllm_offline import STRUCTURED_OUTPUTS
 
 STOP_GRACE_SECONDS = 30

@@ -16,9 +16,9 @@ from typing import Any
 from tqdm import tqdm
 
 from pipeline.config import GeneratorConfig, StageSampling
+from pipeline.engine_settings import apply_settings, choose_settings
 from pipeline.errors import UserError
 from pipeline.generate.backend import OnDone, Request, Result
-from pipeline.generate.engine_settings import apply_settings, choose_settings
 from pipeline.generate.model_check import check_model
 
 # Without this, random-weight models pad structured JSON with whitespace until max_tokens.
