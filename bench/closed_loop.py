@@ -73,6 +73,7 @@ def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         "+ margin-MSE": (two | TEACHER_SCORES, deep(OLD, DISTILL)),
         "+ merge 0.5": (two, OLD | MERGE),
         "chosen defaults": (two | TEACHER, NEW),
+        "chosen data, 4 epochs": (two | TEACHER, OLD | {"epochs": 4}),
         "titles, old recipe": (TITLES, OLD),
         "titles, in-batch q-d only": (TITLES, deep(OLD, IN_BATCH_ONLY)),
         "titles, lr 5e-6": (TITLES, OLD | {"learning_rate": 5e-6}),
