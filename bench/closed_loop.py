@@ -140,7 +140,7 @@ def train_and_eval(
         # so their rows train the rest of the recipe.
         raw["loss"] |= {"distill": "none", "info_nce": True}
     raw |= {"data": [str(data)], "output_dir": str(out), "max_steps": max_steps,
-            "epochs": 1000 if max_steps else train.epochs, "save_every": 0}  # fmt: skip
+            "epochs": 1000 if max_steps else raw["epochs"], "save_every": 0}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(TrainConfig.model_validate(raw))
     final = trainer.train()
