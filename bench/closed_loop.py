@@ -74,6 +74,14 @@ def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         "+ merge 0.5": (two, OLD | MERGE),
         "chosen defaults": (two | TEACHER, NEW),
         "chosen data, 4 epochs": (two | TEACHER, OLD | {"epochs": 4}),
+        "chosen data, 8 epochs, margin-MSE alone": (
+            two | TEACHER,
+            deep(OLD, {"epochs": 8, "loss": {"distill": "margin_mse", "info_nce": False}}),
+        ),
+        "chosen data, 4 epochs, margin-MSE alone": (
+            two | TEACHER,
+            deep(OLD, {"epochs": 4, "loss": {"distill": "margin_mse", "info_nce": False}}),
+        ),
         "titles, old recipe": (TITLES, OLD),
         "titles, in-batch q-d only": (TITLES, deep(OLD, IN_BATCH_ONLY)),
         "titles, lr 5e-6": (TITLES, OLD | {"learning_rate": 5e-6}),
