@@ -52,6 +52,14 @@ def chosen_versions(path: Path, which: str) -> list[Path]:
     return [latest_version(path)]
 
 
+def data_shards(version: Path) -> list[Path]:
+    """A finished version's pair shards, in order; none is an error."""
+    shards = sorted((version / "data").glob("*.parquet"))
+    if not shards:
+        raise UserError(f"{version}: no data/*.parquet shards")
+    return shards
+
+
 def new_version(root: Path) -> tuple[Path, Path]:
     """Create the staging folder of the next version; return (staging, final) paths.
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from pipeline.errors import UserError
 from pipeline.manifest import write_json_atomic
 from pipeline.records import PAIR_SCHEMA, pair_id
-from pipeline.writer import ShardWriter, latest_version
+from pipeline.writer import ShardWriter, data_shards, latest_version
 
 COLUMNS = ["query", "positive", "negatives", "instruction"]
 TEACHER = "teacher_scores"  # optional: the teacher's score of the positive, then each negative
@@ -35,19 +35,11 @@ class Example:
     teacher_scores: tuple[float | None, ...] = ()
 
 
-def _shards(path: Path) -> list[Path]:
-    version = latest_version(path)
-    shards = sorted((version / "data").glob("*.parquet"))
-    if not shards:
-        raise UserError(f"{version}: no data/*.parquet shards")
-    return shards
-
-
 def load_examples(versions: list[Path], max_negatives: int) -> list[Example]:
     """All pairs of the given dataset versions, in file order."""
     examples: list[Example] = []
     for version in versions:
-        for shard in _shards(version):
+        for shard in data_shards(latest_version(version)):
             names = pq.read_schema(shard).names
             missing = [c for c in COLUMNS if c not in names]
             if missing:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from pipeline.errors import UserError
 from pipeline.export.formats import LINE_FORMATS, Instructions, sentence_transformers
 from pipeline.export.readme import readme_text
-from pipeline.writer import atomic_path, chosen_versions, write_atomic
+from pipeline.writer import atomic_path, chosen_versions, data_shards, write_atomic
 
 SHARD = "part-{:05d}"
 
@@ -38,7 +38,7 @@ class ExportSummary:
 def rows_of(versions: list[Path]) -> Iterator[dict[str, Any]]:
     """Every pair of the versions, shard by shard."""
     for version in versions:
-        for shard in sorted((version / "data").glob("*.parquet")):
+        for shard in data_shards(version):
             yield from pq.read_table(shard).to_pylist()
 
 
@@ -46,18 +46,18 @@ def negative_counts(versions: list[Path]) -> list[int]:
     return [
         len(n)
         for version in versions
-        for shard in sorted((version / "data").glob("*.parquet"))
+        for shard in data_shards(version)
         for n in pq.read_table(shard, columns=["negatives"]).column("negatives").to_pylist()
     ]
 
 
 def resolve(paths: list[Path], which: str) -> list[Path]:
-    """The finished versions named (a dataset folder: its newest, or all with `which`)."""
-    found = [v for path in paths for v in chosen_versions(path, which)]
+    """The finished versions named (a dataset folder: its newest, or all with `which`),
+    each with its shards (checked before anything is written)."""
+    found = list(dict.fromkeys(v for path in paths for v in chosen_versions(path, which)))
     for version in found:
-        if not any((version / "data").glob("*.parquet")):
-            raise UserError(f"{version}: no data/*.parquet shards")
-    return list(dict.fromkeys(found))
+        data_shards(version)
+    return found
 
 
 def export(

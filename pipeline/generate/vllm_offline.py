@@ -81,6 +81,7 @@ class VllmGenerator:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
+        ids = {labels: self.label_ids(labels) for labels in {r.labels for r in requests}}
         params = [
             SamplingParams(
                 temperature=sampling.temperature,
@@ -91,7 +92,7 @@ class VllmGenerator:
                 structured_outputs=(
                     None if request.labels else StructuredOutputsParams(json=request.schema)
                 ),
-                logprob_token_ids=list(self.label_ids(request.labels)) or None,
+                logprob_token_ids=list(ids[request.labels]) or None,
             )
             for request in requests
         ]
@@ -102,17 +103,17 @@ class VllmGenerator:
             # (the requests already queued are aborted by vLLM); retry one by one so only
             # that request carries the error.
             return [
-                self._one(request, param, on_done)
+                self._one(request, param, ids[request.labels], on_done)
                 for request, param in zip(requests, params, strict=True)
             ]
         return [
-            _result(output, self.label_ids(request.labels))
+            _result(output, ids[request.labels])
             for output, request in zip(outputs, requests, strict=True)
         ]
 
     def label_ids(self, labels: tuple[str, ...]) -> dict[int, str]:
         """Each label by its first token id (a label is scored by its first token, as
-        Qwen3-Reranker scores "yes" and "no")."""
+        Qwen3-Reranker scores "yes" and "no"); none for a generation request."""
         tokenizer = self.llm.get_tokenizer()
         return {tokenizer.encode(label, add_special_tokens=False)[0]: label for label in labels}
 
@@ -127,10 +128,11 @@ class VllmGenerator:
         )
         return self.llm.wait_for_completion(use_tqdm=completion_counter(on_done) or False)
 
-    def _one(self, request: Request, param: Any, on_done: OnDone | None) -> Result:
+    def _one(
+        self, request: Request, param: Any, labels: dict[int, str], on_done: OnDone | None
+    ) -> Result:
         try:
-            output = self._chat([request.messages], [param], on_done)[0]
-            return _result(output, self.label_ids(request.labels))
+            return _result(self._chat([request.messages], [param], on_done)[0], labels)
         except ValueError as exc:
             if on_done is not None:
                 on_done(1)

@@ -55,6 +55,15 @@ def _z(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (scores - mean) / safe, mean[:, 0], std[:, 0]
 
 
+def per_item(items: list[Scoring], flat: list[float | None]) -> list[list[float | None]]:
+    """Scores of every item's texts, flattened in item order, split back per item."""
+    out, start = [], 0
+    for item in items:
+        out.append(flat[start : start + len(item.texts)])
+        start += len(item.texts)
+    return out
+
+
 class FusedTeacher:
     """The embedder and BM25, z-normalized over the corpus and mixed (see the module)."""
 
@@ -99,11 +108,7 @@ class CrossEncoderTeacher:
         if not pairs:
             return [[] for _ in items]
         flat = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False)
-        out, start = [], 0
-        for item in items:
-            out.append([float(s) for s in flat[start : start + len(item.texts)]])
-            start += len(item.texts)
-        return out
+        return per_item(items, [float(s) for s in flat])
 
 
 class LlmTeacher:
@@ -116,11 +121,7 @@ class LlmTeacher:
 
     def score(self, items: list[Scoring]) -> list[list[float | None]]:
         triples = [(item.instruction, item.query, text) for item in items for text in item.texts]
-        flat, out = judge(self.generator, triples), []
-        for item in items:
-            out.append(flat[: len(item.texts)])
-            flat = flat[len(item.texts) :]
-        return out
+        return per_item(items, judge(self.generator, triples))
 
 
 def check_teacher(config: TeacherConfig) -> None:
