@@ -12,18 +12,14 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from pipeline.config_base import Strict
+from pipeline.config_filters import FiltersConfig
 from pipeline.errors import UserError
 
 LANGUAGE_CODE = re.compile(r"^[a-z]{2}$")
 M = TypeVar("M", bound=BaseModel)
-
-
-class Strict(BaseModel):
-    """Base for every config section: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class InputConfig(Strict):
@@ -57,9 +53,9 @@ class TaskConfig(Strict):
     weight: float = Field(1.0, gt=0)
     persona_candidates: int = Field(5, ge=1, le=20)
     query_words: tuple[int, int] = (3, 12)
-    question_type: Weights = {}
-    difficulty: Weights = {}
-    clarity: Weights = {"clear": 1.0}
+    question_type: Weights = Field(default_factory=dict)
+    difficulty: Weights = Field(default_factory=dict)
+    clarity: Weights = Field(default_factory=lambda: {"clear": 1.0})
     queries_per_document: int = Field(
         1, ge=1, le=16, description="plans (and pairs) per document, deduplicated within it"
     )
@@ -80,7 +76,7 @@ class TaskConfig(Strict):
 class LanguagesConfig(Strict):
     """Which languages queries are written in: a list (equal weights) or code -> weight."""
 
-    query: Weights = {"en": 1.0}
+    query: Weights = Field(default_factory=lambda: {"en": 1.0})
     match_document: float = Field(
         0.7, ge=0, le=1, description="chance a query is in its document's language, if allowed"
     )
@@ -152,90 +148,6 @@ class GeneratorConfig(Strict):
         description="passed to vllm.LLM, or as --flags to a launched server",
     )
     server: ServerConfig = ServerConfig()
-
-
-class LengthFilter(Strict):
-    """Length compliance: the query's word count near the length stage 2 asked for."""
-
-    enabled: bool = True
-    tolerance: float = Field(
-        0.5, ge=0, le=10, description="allowed relative deviation from the requested words"
-    )
-    slack: int = Field(2, ge=0, description="extra words allowed either way (short queries)")
-
-
-class LanguageFilter(Strict):
-    """Language match: lingua's detected language of the query equals the requested one."""
-
-    enabled: bool = True
-    min_confidence: float = Field(
-        0.5, ge=0, le=1, description="reject only when lingua is at least this sure"
-    )
-    min_words: int = Field(3, ge=1, description="shorter queries are not judged")
-
-
-class HeuristicsFilter(Strict):
-    """Refusals, meta text, placeholders, passage-dependent questions, n-gram overlap."""
-
-    enabled: bool = True
-    ngram: int = Field(3, ge=1, le=8)
-    max_ngram_overlap: float = Field(
-        0.6, ge=0, le=1, description="reject if this share of the query's n-grams is in the passage"
-    )
-
-
-class ConsistencyFilter(Strict):
-    """Embedding consistency: cosine(query, positive) of the job's embedder."""
-
-    enabled: bool = True
-    min_cosine: float = Field(0.3, ge=-1, le=1)
-
-
-class RoundTripFilter(Strict):
-    """Round-trip consistency: the positive ranks within top_k for its query in the corpus."""
-
-    enabled: bool = True
-    top_k: int = Field(10, ge=1)
-    judge: Literal["student", "teacher"] = Field(
-        "student", description="rank by the job's embedder, or re-rank its top 100 by the teacher"
-    )
-
-
-class DecontaminationFilter(Strict):
-    """Evaluation queries that training queries must not overlap, so an evaluation on them
-    stays honest: JSONL files (a `text` or `query` field per line) or BEIR folders."""
-
-    files: list[Path] = Field([], description="query files or BEIR folders; none: off")
-    ngram: int = Field(4, ge=1, le=13, description="words per n-gram")
-    max_overlap: float = Field(
-        0.5, gt=0, le=1, description="reject if this share of the query's n-grams is in one"
-    )
-
-
-class LlmJudgeFilter(Strict):
-    """The job's generator judges every pair of every family under its instruction (yes/no,
-    see pipeline.teacher.llm_judge): the one check of a label, partner or title."""
-
-    enabled: bool = False
-    min_score: float = Field(0.5, ge=0, le=1, description="the least P(yes) a kept pair has")
-
-
-class FiltersConfig(Strict):
-    """The filters applied to every generated pair, in this order; each can be switched off."""
-
-    min_query_words: int = Field(1, ge=1)
-    max_query_words: int = Field(40, ge=1)
-    max_query_chars: int = Field(300, ge=1)
-    max_copy_ratio: float = Field(
-        0.9, gt=0, le=1, description="reject if this share of the query is copied verbatim"
-    )
-    length: LengthFilter = LengthFilter()
-    language: LanguageFilter = LanguageFilter()
-    heuristics: HeuristicsFilter = HeuristicsFilter()
-    consistency: ConsistencyFilter = ConsistencyFilter()
-    round_trip: RoundTripFilter = RoundTripFilter()
-    decontamination: DecontaminationFilter = DecontaminationFilter()
-    llm_judge: LlmJudgeFilter = LlmJudgeFilter()
 
 
 class NearDedup(Strict):
@@ -333,6 +245,28 @@ class OutputConfig(Strict):
     shard_size: int = Field(10000, gt=0, description="rows per Parquet shard")
 
 
+class RayConfig(Strict):
+    """The Ray cluster of `executor: ray` and the engine actors placed on it."""
+
+    address: str | None = Field(
+        None, description="host:port of a running cluster, or auto; none: start one locally"
+    )
+    engines: int = Field(1, ge=1, le=4096, description="vLLM engine actors")
+    cpus_per_engine: float = Field(1, gt=0)
+    gpus_per_engine: float = Field(0, ge=0, description="0 on CPU machines; else >= tensor size")
+    tensor_parallel_size: int = Field(1, ge=1, le=64, description="GPUs one engine spans")
+    batch_size: int | None = Field(
+        None, gt=0, description="documents per engine task; none: input.batch_size"
+    )
+    in_flight: int = Field(2, ge=1, le=64, description="batches queued per engine")
+
+    @model_validator(mode="after")
+    def _gpus_cover_the_tensor(self) -> "RayConfig":
+        if self.tensor_parallel_size > 1 and self.gpus_per_engine < self.tensor_parallel_size:
+            raise ValueError("ray.gpus_per_engine must be at least ray.tensor_parallel_size")
+        return self
+
+
 class JobConfig(Strict):
     """A whole generation job."""
 
@@ -343,7 +277,7 @@ class JobConfig(Strict):
     languages: LanguagesConfig = LanguagesConfig()
     personas: PersonasConfig = PersonasConfig()
     prompts_dir: Path | None = None
-    sampling: SamplingConfig = {}
+    sampling: SamplingConfig = Field(default_factory=dict)
     # separate: every stage a request of its own; conversation: a family's later stages
     # continue the first stage's conversation (the passage sent once, a cached prefix): half
     # the prompt cost, but SmolLM2-135M loses the passage in it (bench/prompt_cost.py).
@@ -355,6 +289,10 @@ class JobConfig(Strict):
     embedder: EmbedderConfig = EmbedderConfig()
     teacher: TeacherConfig = TeacherConfig()
     output: OutputConfig = OutputConfig()
+    # What drives the job: this process (local), or engine actors on a Ray cluster. The
+    # dataset does not depend on it, so neither does the job's fingerprint.
+    executor: Literal["local", "ray"] = "local"
+    ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")
     def _filters_admit_requested_lengths(self) -> "JobConfig":
@@ -368,11 +306,13 @@ class JobConfig(Strict):
             )
         if self.filters.round_trip.judge == "teacher" and self.teacher.kind == "none":
             raise ValueError("filters.round_trip.judge is teacher but teacher.kind is none")
+        if self.executor == "ray" and self.generator.backend != "vllm":
+            raise ValueError("executor ray runs its own engines: generator.backend must be vllm")
         return self
 
     def fingerprint(self) -> str:
         """A stable hash of the resolved config, recorded in the manifest."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        blob = json.dumps(self.model_dump(mode="json", exclude={"executor", "ray"}), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

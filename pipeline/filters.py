@@ -7,7 +7,7 @@ re-filter without regenerating) and rejects with a reason code when the score fa
 
 import re
 
-from pipeline.config import FiltersConfig
+from pipeline.config_filters import FiltersConfig
 from pipeline.records import Candidate, Reject
 
 WORD = re.compile(r"\w+", re.UNICODE)

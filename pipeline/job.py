@@ -6,13 +6,20 @@ these steps over batches; the steps know nothing of it."""
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from pipeline.checks import Funnel
+from pipeline.checks import Context, Funnel, post_generation_stages
+from pipeline.config import JobConfig
 from pipeline.dedup.documents import DocumentDedup
+from pipeline.generate.backend import Generator
+from pipeline.prompts.library import PromptLibrary
 from pipeline.records import Candidate, Document, Reject
-from pipeline.stages import StageFn
+from pipeline.stages import StageFn, TokenCount, generation_stage
 
 # One batch from the reader: documents, and rows it skipped (empty, too long).
 Batches = Iterator[tuple[list[Document], list[Reject]]]
+# Stages whose verdicts depend on every earlier batch (the query dedup's state): an
+# executor runs them in one place, over batches in corpus order, so the first of two
+# duplicates in corpus order is the one kept whatever runs the job.
+ORDERED = frozenset({"dedup"})
 
 
 @dataclass
@@ -27,3 +34,29 @@ class JobSteps:
     generation: list[str]  # the names of the generation steps among `stages`
     to_row: Callable[[Candidate], dict[str, object]]
     funnel: Funnel
+
+
+def stage_names(config: JobConfig, library: PromptLibrary) -> list[str]:
+    """One executor step per stage position; families with different stage lists share a
+    step, named by all the stage names at that position ("config/classify")."""
+    lists = [[s.name for s in library.task(task.type).stages] for task in config.tasks]
+    return [
+        "/".join(dict.fromkeys(names[i] for names in lists if i < len(names)))
+        for i in range(max(map(len, lists)))
+    ]
+
+
+def job_stages(
+    config: JobConfig,
+    library: PromptLibrary,
+    generator: Generator,
+    context: Context,
+    funnel: Funnel,
+    tokens: TokenCount,
+) -> list[tuple[str, StageFn]]:
+    """Every stage of the job in order: generation by position, then the checks."""
+    stages: list[tuple[str, StageFn]] = [
+        (name, generation_stage(i, library, generator, config, tokens))
+        for i, name in enumerate(stage_names(config, library))
+    ]
+    return stages + post_generation_stages(config, library, context, funnel)

@@ -8,7 +8,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -21,7 +21,6 @@ from pipeline.checks import (
     Context,
     Funnel,
     needs_embedder,
-    post_generation_stages,
     post_stage_names,
 )
 from pipeline.config import JobConfig
@@ -35,7 +34,7 @@ from pipeline.generate.backend import Generator
 from pipeline.generate.model_check import check_model
 from pipeline.index.corpus import CorpusIndex
 from pipeline.index.embedder import embedder_path, open_embedder
-from pipeline.job import JobSteps
+from pipeline.job import JobSteps, job_stages, stage_names
 from pipeline.lock import dataset_lock
 from pipeline.manifest import now, write_json_atomic
 from pipeline.mix.report import mix_report
@@ -50,7 +49,7 @@ from pipeline.records import (
     REJECT_SCHEMA,
 )
 from pipeline.refresh.documents import count_new, covered, write_covered
-from pipeline.stages import StageFn, TokenCount, generation_stage, pair_row
+from pipeline.stages import TokenCount, pair_row
 from pipeline.teacher.scorers import check_teacher
 from pipeline.version_manifest import token_report, version_manifest
 from pipeline.writer import (
@@ -91,12 +90,12 @@ class RunSummary:
 def prepare(config: JobConfig) -> PromptLibrary:
     """Everything that can fail on user input, checked before a model is loaded."""
     library = PromptLibrary(config.prompts_dir, load_personas(config.personas))
-    stage_names = {s.name for task in config.tasks for s in library.task(task.type).stages}
-    unused = sorted(set(config.sampling) - stage_names)
+    known = {s.name for task in config.tasks for s in library.task(task.type).stages}
+    unused = sorted(set(config.sampling) - known)
     if unused:
         raise UserError(
             f"sampling names stages no task has: {', '.join(unused)} "
-            f"(stages: {', '.join(sorted(stage_names))})"
+            f"(stages: {', '.join(sorted(known))})"
         )
     check_corpus(config.input)
     for path in config.filters.decontamination.files:
@@ -129,10 +128,19 @@ def run_job(
     """
     library = prepare(config)
     root = (out_dir or config.output.dir) / config.name
-    with dataset_lock(root):
+    with _cluster(config, quiet_engine), dataset_lock(root):
         return _run_locked(
             config, library, root, generator, limit, progress, quiet_engine, listener, refresh
         )
+
+
+def _cluster(config: JobConfig, quiet: bool) -> AbstractContextManager[None]:
+    """The Ray cluster of `executor: ray`, reached before anything is written."""
+    if config.executor != "ray":
+        return nullcontext()
+    from pipeline.executors.ray import ray_cluster
+
+    return ray_cluster(config.ray, quiet)
 
 
 def _run_locked(
@@ -187,7 +195,7 @@ def _run_locked(
         personas = None
         if embedder is not None and config.personas.select == "retrieve":
             personas = PersonaChooser.for_job(config.tasks, library.personas, embedder, index)
-        steps = ["read", *_stage_names(config, library), *post_stage_names(config)]
+        steps = ["read", *stage_names(config, library), *post_stage_names(config)]
         progress_bars = StepProgress(steps, total, console if progress else None, listener)
         summary = _generate(
             config,
@@ -226,16 +234,6 @@ def _corpus_index(
         total=len(documents), desc="  corpus", unit="doc", file=console, disable=console is None
     ) as bar:
         return CorpusIndex.build(documents, embedder, bar.update)
-
-
-def _stage_names(config: JobConfig, library: PromptLibrary) -> list[str]:
-    """One executor step per stage position; families with different stage lists share a
-    step, named by all the stage names at that position ("config/classify")."""
-    lists = [[s.name for s in library.task(task.type).stages] for task in config.tasks]
-    return [
-        "/".join(dict.fromkeys(names[i] for names in lists if i < len(names)))
-        for i in range(max(map(len, lists)))
-    ]
 
 
 def _open_engine(
@@ -286,19 +284,17 @@ def _generate(
     fingerprint, seen = job  # `seen`: documents earlier versions read (a refresh skips them)
     tokens = TokenCount()
     funnel = Funnel()
-    stage_names = _stage_names(config, library)
-    stages: list[tuple[str, StageFn]] = [
-        (name, generation_stage(i, library, generator, config, tokens))
-        for i, name in enumerate(stage_names)
-    ]
-    stages += post_generation_stages(config, library, context, funnel)
+    generation = stage_names(config, library)
+    reading = config.input
+    if config.executor == "ray" and config.ray.batch_size is not None:
+        reading = reading.model_copy(update={"batch_size": config.ray.batch_size})
     steps = JobSteps(
-        batches=lambda: read_batches(config.input, limit),
+        batches=lambda: read_batches(reading, limit),
         seen=seen,
         documents_dedup=DocumentDedup(config.dedup),
         plan=lambda docs: plan(docs, config, library, personas.choose(docs) if personas else None),
-        stages=stages,
-        generation=stage_names,
+        stages=job_stages(config, library, generator, context, funnel, tokens),
+        generation=generation,
         to_row=lambda c: pair_row(c, library, config, generator.model),
         funnel=funnel,
     )
@@ -306,7 +302,13 @@ def _generate(
     rejects = ShardWriter(staging / "rejects", REJECT_SCHEMA, config.output.shard_size)
     started_at, start = now(), time.perf_counter()
     try:
-        streamed = run_local(steps, progress, pairs, rejects)
+        if config.executor == "ray":
+            from pipeline.executors.ray import RayExecutor
+
+            executor = RayExecutor(config, staging, context.index, progress, tokens)
+            streamed = executor.run(steps, pairs, rejects)
+        else:
+            streamed = run_local(steps, progress, pairs, rejects)
     except UserError as exc:
         raise UserError(f"{exc} (the unfinished version is left in {staging})") from exc
     read, documents = streamed.read, streamed.documents
@@ -320,15 +322,19 @@ def _generate(
     manifest["job_fingerprint"] = fingerprint
     if seen:
         manifest["refresh"] = {"since": parent[-1].name, "new_documents": documents}
-    manifest["requests"] = {"generated": generator.generated, "cached": generator.cached}
+    generated, cached = generator.generated + streamed.generated, generator.cached + streamed.cached
+    manifest["requests"] = {"generated": generated, "cached": cached}
+    manifest["executor"] = config.executor
+    if streamed.engine is not None:  # the actors' engines (the driver opened none)
+        manifest["engine"] = streamed.engine
     manifest["files"] = {"data": pairs.close(), "rejects": rejects.close()}
     seconds = time.perf_counter() - start
-    generate_seconds = sum(stage_seconds[name] for name in stage_names)
+    generate_seconds = sum(stage_seconds[name] for name in generation)
     manifest["counts"] = {
         "read": {"documents": documents, "skipped": dict(rejected.get("read", {}))},
         "kept": pairs.rows,
         "rejected": {stage: dict(reasons) for stage, reasons in rejected.items()},
-        "pairs_without_negatives": context.without_negatives,
+        "pairs_without_negatives": context.without_negatives + streamed.without_negatives,
     }
     manifest["funnel"] = funnel.report(rejected)
     manifest["timings"] = {"total_seconds": round(seconds, 3)} | {
@@ -350,8 +356,8 @@ def _generate(
         generate_seconds,
         tokens,
         dict(stage_seconds),
-        generator.generated,
-        generator.cached,
+        generated,
+        cached,
     )
 
 

@@ -45,6 +45,16 @@ class TokenCount:
         counts["prompt"] += result.prompt_tokens
         counts["cached"] += result.cached_tokens
 
+    def merge(self, other: "TokenCount") -> None:
+        """Add another engine's counts (a Ray job's actors report theirs per batch)."""
+        self.prompt += other.prompt
+        self.cached += other.cached
+        self.completion += other.completion
+        for stage, counts in other.stages.items():
+            mine = self.stages.setdefault(stage, dict.fromkeys(counts, 0))
+            for key, value in counts.items():
+                mine[key] += value
+
     @property
     def uncached(self) -> int:
         """Prompt tokens the engine had to compute (prefill is most of a CPU job's time)."""

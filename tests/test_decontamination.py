@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.checks import same_document
-from pipeline.config import DecontaminationFilter
+from pipeline.config_filters import DecontaminationFilter
 from pipeline.errors import UserError
 from pipeline.quality.decontamination import Decontaminator
 from pipeline.records import Candidate, Document

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.config import FiltersConfig
+from pipeline.config_filters import FiltersConfig
 from pipeline.filters import check_pair, copy_ratio, words
 from pipeline.records import Candidate, Document
 

@@ -11,7 +11,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import RoundTripFilter, TeacherConfig, load_config
+from pipeline.config import TeacherConfig, load_config
+from pipeline.config_filters import RoundTripFilter
 from pipeline.embedding.inference import Embedder
 from pipeline.index.corpus import CorpusIndex
 from pipeline.index.embedder import embedder_path

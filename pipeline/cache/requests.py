@@ -1,13 +1,16 @@
 """An append-only store of generation results, and the generator that consults it first.
 
-Each generate call's results are written as one segment file (`seg-NNNNNN.jsonl`) under a
-temp name, fsynced and renamed, so a `kill -9` at any moment leaves whole segments and at
-most a stray temp file, never a torn one. A result is keyed by everything that determines
-it: rendered messages, schema, sampling, model and seed.
+Each generate call's results are written as one segment file (`seg-NNNNNN.jsonl`, or
+`seg-WRITER-NNNNNN.jsonl` for one of several writers sharing the folder: the engine actors of
+a Ray job) under a temp name, fsynced and renamed, so a `kill -9` at any moment leaves whole
+segments and at most a stray temp file, never a torn one; no two writers name the same file.
+A result is keyed by everything that determines it: rendered messages, schema, sampling,
+model and seed.
 """
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +20,7 @@ from pipeline.config import StageSampling
 from pipeline.generate.backend import Generator, OnDone, Request, Result
 from pipeline.writer import atomic_path
 
-SEGMENT = "seg-{:06d}.jsonl"
+SEGMENT = "seg-{}{:06d}.jsonl"
 
 
 def result_key(request: Request, sampling: StageSampling, model: str, seed: int) -> str:
@@ -29,15 +32,18 @@ def result_key(request: Request, sampling: StageSampling, model: str, seed: int)
 
 
 class RequestCache:
-    """The results stored in a folder of segments, loaded at open."""
+    """The results stored in a folder of segments (every writer's), loaded at open; this
+    one's own segments are named with `writer` (empty: the one writer of a local run)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, writer: str = "") -> None:
         self.folder = folder
+        self.writer = f"{writer}-" if writer else ""
         folder.mkdir(parents=True, exist_ok=True)
         self.results: dict[str, Result] = {}
-        self.segments = 0
+        own = re.compile(rf"seg-{re.escape(self.writer)}\d{{6}}\.jsonl")
+        self.segments = 0  # this writer's, so its next segment never replaces one
         for segment in sorted(folder.glob("seg-*.jsonl")):
-            self.segments += 1
+            self.segments += bool(own.fullmatch(segment.name))
             for line in segment.read_text(encoding="utf-8").splitlines():
                 row = json.loads(line)
                 key = row.pop("key")
@@ -45,7 +51,7 @@ class RequestCache:
 
     def add(self, keys: list[str], results: list[Result]) -> None:
         """Persist one call's results as a new segment, atomically."""
-        path = self.folder / SEGMENT.format(self.segments)
+        path = self.folder / SEGMENT.format(self.writer, self.segments)
         with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
             for key, result in zip(keys, results, strict=True):
                 handle.write(json.dumps({"key": key, **asdict(result)}, ensure_ascii=False))

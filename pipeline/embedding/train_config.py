@@ -5,7 +5,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.config import Strict, load_yaml_model, resolve_model, resolve_path
+from pipeline.config import load_yaml_model, resolve_model, resolve_path
+from pipeline.config_base import Strict
 
 
 class LossConfig(Strict):

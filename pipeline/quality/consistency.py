@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pipeline.config import ConsistencyFilter, RoundTripFilter
+from pipeline.config_filters import ConsistencyFilter, RoundTripFilter
 from pipeline.embedding.inference import Embedder
 from pipeline.index.corpus import CorpusIndex
 from pipeline.records import Candidate, Reject

@@ -10,7 +10,7 @@ words is one n-gram, so it is caught only by an exact match.
 
 from pathlib import Path
 
-from pipeline.config import DecontaminationFilter
+from pipeline.config_filters import DecontaminationFilter
 from pipeline.dedup.text import normalize, shingles
 from pipeline.errors import UserError
 from pipeline.reader import jsonl_rows

@@ -10,7 +10,7 @@ specific, because a false reject costs a good pair.
 
 import re
 
-from pipeline.config import HeuristicsFilter
+from pipeline.config_filters import HeuristicsFilter
 from pipeline.filters import words
 from pipeline.records import Candidate, Reject
 

@@ -8,7 +8,7 @@ back to); a job with English queries alone has nothing to check.
 
 from collections.abc import Callable
 
-from pipeline.config import LanguageFilter
+from pipeline.config_filters import LanguageFilter
 from pipeline.filters import words
 from pipeline.langid import language_confidence
 from pipeline.records import Candidate, Reject

@@ -3,7 +3,7 @@ requirement, which also skews the length mix the config asked for."""
 
 import math
 
-from pipeline.config import LengthFilter
+from pipeline.config_filters import LengthFilter
 from pipeline.filters import words
 from pipeline.records import Candidate, Reject
 

@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pipeline.config import RoundTripFilter, TeacherConfig
+from pipeline.config import TeacherConfig
+from pipeline.config_filters import RoundTripFilter
 from pipeline.generate.backend import Generator
 from pipeline.index.corpus import CorpusIndex
 from pipeline.records import Candidate, Reject

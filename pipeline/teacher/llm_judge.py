@@ -13,7 +13,8 @@ scores are computed the same way.
 import math
 from collections.abc import Callable
 
-from pipeline.config import LlmJudgeFilter, StageSampling
+from pipeline.config import StageSampling
+from pipeline.config_filters import LlmJudgeFilter
 from pipeline.generate.backend import Generator, Request, Result
 from pipeline.records import Candidate, Reject
 

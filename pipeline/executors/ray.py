@@ -1,0 +1,227 @@
+"""The Ray executor: the job's stages on engine actors across a Ray cluster.
+
+The driver (this process) streams the corpus with the job's reader, admits and plans each
+batch (cheap: seeded draws), and hands the batch to the least busy engine actor
+(pipeline.executors.engine_actor), which renders, generates, filters, mines and teaches
+where its engine and embedder live. The one order-dependent step, query dedup, runs here,
+over batches in corpus order: batches are finished in the order they were read, so the
+first of two duplicates in corpus order is kept, as with the local executor, and the two
+executors write equal datasets. At most `engines * in_flight` batches are out at once, so
+the driver's memory is bounded by that, not by the corpus.
+
+Actors restart once after a crash and their pending batches are retried; the request
+cache answers what the dead actor had finished. A failure past that stops the job with one
+line, and `embsynth run` resumes it from the cache.
+"""
+
+import logging
+import os
+import socket
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import JobConfig, RayConfig
+from pipeline.console import StepProgress
+from pipeline.errors import UserError
+from pipeline.executors.batches import Streamed, run_stages
+from pipeline.executors.engine_actor import ActorDone, EngineActor
+from pipeline.index.corpus import CorpusIndex
+from pipeline.job import ORDERED, JobSteps
+from pipeline.records import Candidate
+from pipeline.stages import TokenCount
+from pipeline.writer import ShardWriter
+
+# What engine actors need from the driver's environment on any node (engine and hub
+# settings; the cache folder of bundled models).
+FORWARDED_ENV = ("VLLM_", "HF_", "EMBSYNTH_", "TOKENIZERS_")
+
+
+@contextmanager
+def ray_cluster(settings: RayConfig, quiet: bool) -> Iterator[None]:
+    """Connected to the configured cluster (or a local one started for the job) while
+    open; an unreachable address is a user error raised before anything is written."""
+    import ray
+
+    address = settings.address
+    if address and address != "auto":
+        _reachable(address)
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=not quiet,
+            logging_level=logging.WARNING,
+            runtime_env={"env_vars": _forwarded_env()},
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = address or "a local instance"
+        raise UserError(f"cannot start or reach the Ray cluster ({where}): {exc}") from exc
+    try:
+        _check_resources(settings, ray.cluster_resources())
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _reachable(address: str) -> None:
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"ray.address must be host:port or auto, not {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+
+
+def _forwarded_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
+
+
+def _check_resources(settings: RayConfig, resources: dict[str, float]) -> None:
+    """Actors that can never be placed would wait forever: say so instead."""
+    needs = {
+        "CPU": settings.engines * settings.cpus_per_engine,
+        "GPU": settings.engines * settings.gpus_per_engine,
+    }
+    for kind, needed in needs.items():
+        if needed > resources.get(kind, 0):
+            raise UserError(
+                f"ray.engines={settings.engines} need {needed:g} {kind}s; the cluster has "
+                f"{resources.get(kind, 0):g} (lower ray.engines or the per-engine {kind}s)"
+            )
+
+
+@dataclass
+class _Batch:
+    """A batch out on an actor: which actor, and the pending result."""
+
+    actor: int
+    result: Any  # ray.ObjectRef[ActorDone]
+
+
+class RayExecutor:
+    """Drives the job's batches through engine actors; see the module's docstring."""
+
+    def __init__(
+        self,
+        config: JobConfig,
+        staging: Path,
+        index: CorpusIndex | None,
+        progress: StepProgress,
+        tokens: TokenCount,
+    ) -> None:
+        import ray
+
+        settings = config.ray
+        if settings.tensor_parallel_size > 1:
+            engine = {
+                **config.generator.engine,
+                "tensor_parallel_size": settings.tensor_parallel_size,
+            }
+            config = config.model_copy(
+                update={"generator": config.generator.model_copy(update={"engine": engine})}
+            )
+        remote = ray.remote(EngineActor).options(
+            num_cpus=settings.cpus_per_engine,
+            num_gpus=settings.gpus_per_engine,
+            max_restarts=1,
+            max_task_retries=1,
+        )
+        index_ref = ray.put(index) if index is not None else None
+        self.actors = [
+            remote.remote(config, staging, f"a{i}", index_ref) for i in range(settings.engines)
+        ]
+        self.busy = [0] * settings.engines
+        self.in_flight = settings.engines * settings.in_flight
+        self.progress = progress
+        self.tokens = tokens
+
+    def run(self, steps: JobSteps, pairs: ShardWriter, rejects: ShardWriter) -> Streamed:
+        """Drive every batch; the caller closes the writers."""
+        out = Streamed(pairs, rejects, self.progress)
+        segments = _segments([name for name, _ in steps.stages])
+        queue: deque[_Batch] = deque()
+        try:
+            for docs, skipped in steps.batches():
+                unique = out.admit(steps, docs, skipped)
+                if unique is None:
+                    continue
+                queue.append(self._submit(segments[0][1], out.plan(steps, unique)))
+                while len(queue) >= self.in_flight:
+                    self._finish(queue.popleft(), steps, segments, out)
+            while queue:
+                self._finish(queue.popleft(), steps, segments, out)
+        finally:
+            self.progress.close()
+        return out
+
+    def _submit(self, names: list[str], candidates: list[Candidate]) -> _Batch:
+        actor = min(range(len(self.actors)), key=self.busy.__getitem__)
+        self.busy[actor] += 1
+        return _Batch(actor, self.actors[actor].run.remote(names, candidates))
+
+    def _finish(
+        self,
+        batch: _Batch,
+        steps: JobSteps,
+        segments: list[tuple[bool, list[str]]],
+        out: Streamed,
+    ) -> None:
+        """Take a batch's first segment and run the rest in order, then write its rows."""
+        candidates = self._take(batch, steps, out)
+        local = dict(steps.stages)
+        for ordered, names in segments[1:]:
+            if ordered:
+                stages = [(name, local[name]) for name in names]
+                done = run_stages(
+                    stages, steps.generation, candidates, steps.funnel, self.progress.advancer
+                )
+                out.took(done, progress_seen=True)
+                candidates = done.candidates
+            else:
+                candidates = self._take(self._submit(names, candidates), steps, out)
+        out.write(steps, candidates)
+
+    def _take(self, batch: _Batch, steps: JobSteps, out: Streamed) -> list[Candidate]:
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        try:
+            done: ActorDone = ray.get(batch.result)
+        except RayTaskError as exc:
+            if isinstance(exc.cause, UserError):
+                raise exc.cause from None
+            raise
+        except RayActorError as exc:
+            raise UserError(
+                f"engine actor a{batch.actor} died twice ({type(exc).__name__}); "
+                "run the job again to resume: finished requests are cached"
+            ) from exc
+        finally:
+            self.busy[batch.actor] -= 1
+        for step, counts in done.funnel.items():
+            steps.funnel.count(step, counts["in"], counts["out"])
+        self.tokens.merge(done.tokens)
+        out.took(done.stages, progress_seen=False)
+        out.generated += done.generated
+        out.cached += done.cached
+        out.without_negatives += done.without_negatives
+        out.engine = out.engine or done.engine
+        return done.stages.candidates
+
+
+def _segments(names: list[str]) -> list[tuple[bool, list[str]]]:
+    """The stage list cut into runs: (ordered, names); ordered runs stay on the driver."""
+    runs: list[tuple[bool, list[str]]] = []
+    for name in names:
+        ordered = name in ORDERED
+        if runs and runs[-1][0] == ordered:
+            runs[-1][1].append(name)
+        else:
+            runs.append((ordered, [name]))
+    assert not runs[0][0], "a job starts with generation"
+    return runs
