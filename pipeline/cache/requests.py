@@ -40,10 +40,19 @@ class RequestCache:
         self.writer = f"{writer}-" if writer else ""
         folder.mkdir(parents=True, exist_ok=True)
         self.results: dict[str, Result] = {}
-        own = re.compile(rf"seg-{re.escape(self.writer)}\d{{6}}\.jsonl")
+        self.own = re.compile(rf"seg-{re.escape(self.writer)}\d{{6}}\.jsonl")
+        self.loaded: set[str] = set()
         self.segments = 0  # this writer's, so its next segment never replaces one
-        for segment in sorted(folder.glob("seg-*.jsonl")):
-            self.segments += bool(own.fullmatch(segment.name))
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Load the segments other writers stored since the last look (a Ray job's actors
+        share what they generated through the folder)."""
+        for segment in sorted(self.folder.glob("seg-*.jsonl")):
+            if segment.name in self.loaded:
+                continue
+            self.loaded.add(segment.name)
+            self.segments += bool(self.own.fullmatch(segment.name))
             for line in segment.read_text(encoding="utf-8").splitlines():
                 row = json.loads(line)
                 key = row.pop("key")
@@ -57,6 +66,7 @@ class RequestCache:
                 handle.write(json.dumps({"key": key, **asdict(result)}, ensure_ascii=False))
                 handle.write("\n")
         self.segments += 1
+        self.loaded.add(path.name)
         self.results.update(zip(keys, results, strict=True))
 
 
@@ -99,6 +109,9 @@ class CachingGenerator:
     ) -> list[Result]:
         keys = [result_key(r, sampling, self.model, self.seed) for r in requests]
         missing = [i for i, key in enumerate(keys) if key not in self.cache.results]
+        if missing:
+            self.cache.refresh()
+            missing = [i for i, key in enumerate(keys) if key not in self.cache.results]
         self.cached += len(keys) - len(missing)
         if on_done is not None and len(keys) > len(missing):
             on_done(len(keys) - len(missing))

@@ -44,11 +44,15 @@ FORWARDED_ENV = ("VLLM_", "HF_", "EMBSYNTH_", "TOKENIZERS_")
 def ray_cluster(settings: RayConfig, quiet: bool) -> Iterator[None]:
     """Connected to the configured cluster (or a local one started for the job) while
     open; an unreachable address is a user error raised before anything is written."""
-    import ray
-
     address = settings.address
     if address and address != "auto":
         _reachable(address)
+    elif address is None:
+        # A job's own instance keeps to the loopback (Ray picks the host's address otherwise,
+        # for nodes that will never join it); read by Ray when it is first imported.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
     try:
         ray.init(
             address=address,
