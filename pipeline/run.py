@@ -228,11 +228,17 @@ def _query_dedup(
 def _corpus_index(
     config: JobConfig, embedder: Embedder, limit: int | None, total: int, console: TextIO | None
 ) -> CorpusIndex:
-    """Every document of the job (up to the limit), embedded once for the whole run."""
+    """Every document of the job (up to the limit), embedded once for the whole run (on
+    the cluster's workers, in slices, with `executor: ray`)."""
     documents = [doc for docs, _ in read_batches(config.input, limit) for doc in docs]
     with tqdm(
         total=len(documents), desc="  corpus", unit="doc", file=console, disable=console is None
     ) as bar:
+        if config.executor == "ray" and documents:
+            from pipeline.executors.ray import embed_corpus
+
+            vectors = embed_corpus(config, [d.text for d in documents], bar.update)
+            return CorpusIndex.from_vectors(documents, vectors)
         return CorpusIndex.build(documents, embedder, bar.update)
 
 

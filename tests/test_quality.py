@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.config import (
+from pipeline.config_filters import (
     ConsistencyFilter,
     HeuristicsFilter,
     LanguageFilter,

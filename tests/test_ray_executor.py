@@ -57,10 +57,10 @@ def cluster() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """16 documents, then copies of the 2nd and 5th (same id and text: the same plan and
+    """12 documents, then copies of the 2nd and 5th (same id and text: the same plan and
     so the same query) in the last batch, for the query dedup across batches."""
     rows = [json.loads(line) for line in SAMPLE_CORPUS.read_text(encoding="utf-8").splitlines()]
-    rows = rows[:16]
+    rows = rows[:12]
     return write_jsonl(
         tmp_path_factory.mktemp("corpus") / "corpus.jsonl", [*rows, rows[1], rows[4]]
     )
@@ -136,7 +136,7 @@ def test_ray_dataset_equals_the_local_one_even_with_an_engine_actor_killed(
     summary = run_job(config, progress=False, quiet_engine=True, listener=kill_an_engine)
     assert killed, "no engine actor process was found to kill"
     expected, got = rows(local_run), rows(summary.version_dir)
-    assert len(expected) >= 10 and sorted(got) == sorted(expected)
+    assert len(expected) >= 8 and sorted(got) == sorted(expected)
     assert got == expected  # every column: queries, scores, mined negatives
     assert any(row["negatives"] for row in got.values())
     manifest = json.loads((summary.version_dir / "manifest.json").read_text(encoding="utf-8"))

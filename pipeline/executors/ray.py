@@ -24,12 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import JobConfig, RayConfig
-from pipeline.console import StepProgress
+import numpy as np
+
+from pipeline.config import EmbedderConfig, JobConfig, RayConfig
+from pipeline.console import OnDone, StepProgress
 from pipeline.errors import UserError
 from pipeline.executors.batches import Streamed, run_stages
 from pipeline.executors.engine_actor import ActorDone, EngineActor
 from pipeline.index.corpus import CorpusIndex
+from pipeline.index.embedder import open_embedder
 from pipeline.job import ORDERED, JobSteps
 from pipeline.records import Candidate
 from pipeline.stages import TokenCount
@@ -69,6 +72,32 @@ def ray_cluster(settings: RayConfig, quiet: bool) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def embed_corpus(config: JobConfig, texts: list[str], on_done: OnDone) -> np.ndarray:
+    """The corpus's vectors, embedded in one slice per engine by Ray tasks placed like the
+    engine actors (on their GPUs, before the actors take them); in corpus order."""
+    import ray
+
+    settings = config.ray
+    task = ray.remote(_embed_slice).options(
+        num_cpus=settings.cpus_per_engine, num_gpus=settings.gpus_per_engine
+    )
+    size = -(-len(texts) // settings.engines)
+    pending = {
+        task.remote(config.embedder, texts[start : start + size]): start
+        for start in range(0, len(texts), size)
+    }
+    slices: dict[int, np.ndarray] = {}
+    while pending:
+        (ready,), _ = ray.wait(list(pending))
+        slices[pending.pop(ready)] = vectors = ray.get(ready)
+        on_done(len(vectors))
+    return np.concatenate([slices[start] for start in sorted(slices)])
+
+
+def _embed_slice(settings: EmbedderConfig, texts: list[str]) -> np.ndarray:
+    return open_embedder(settings).encode_documents(texts)
 
 
 def _reachable(address: str) -> None:

@@ -34,8 +34,13 @@ class CorpusIndex:
         embedder: Embedder,
         on_done: Callable[[int], None] | None = None,
     ) -> "CorpusIndex":
+        vectors = embedder.encode_documents([d.text for d in documents], on_done=on_done)
+        return cls.from_vectors(documents, vectors)
+
+    @classmethod
+    def from_vectors(cls, documents: list[Document], vectors: np.ndarray) -> "CorpusIndex":
+        """The index of documents embedded elsewhere (a Ray job's workers)."""
         texts = [d.text for d in documents]
-        vectors = embedder.encode_documents(texts, on_done=on_done)
         ids = [d.doc_id for d in documents]
         rows = {doc_id: i for i, doc_id in enumerate(ids)}
         return cls(ids, texts, vectors, rows, [text_key(t) for t in texts])
