@@ -12,7 +12,7 @@ import torch
 from pipeline.embedding.data import write_version
 from pipeline.export.dataset import export
 from tests.conftest import cli
-from tests.test_cli import assert_user_error, embsynth
+from tests.test_cli import assert_user_error
 
 PAIRS = [
     {"query": "boundary layer transition", "positive": "Transition of the boundary layer ...",
@@ -130,11 +130,11 @@ def test_negative_columns_all_versions_and_bad_input(version: Path, tmp_path: Pa
 
     missing = tmp_path / "nope" / "v0009"
     out = tmp_path / "bad"
-    assert_user_error(embsynth("export", str(missing), "--format", "jsonl", "--out", str(out)),
+    assert_user_error(cli("export", str(missing), "--format", "jsonl", "--out", str(out)),
                       "not a finished dataset version")  # fmt: skip
-    assert_user_error(embsynth("export", str(version), "--format", "bge", "--out", str(out)),
+    assert_user_error(cli("export", str(version), "--format", "bge", "--out", str(out)),
                       "--format must be one of")  # fmt: skip
-    taken = embsynth("export", str(version), "--format", "jsonl", "--out", str(tmp_path / "two"))
+    taken = cli("export", str(version), "--format", "jsonl", "--out", str(tmp_path / "two"))
     assert_user_error(taken, "already exists and is not empty")
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -17,7 +17,7 @@ from pipeline.config import DedupConfig, load_config
 from pipeline.dedup.queries import QueryDedup
 from pipeline.run import run_job
 from tests.conftest import SAMPLE_CORPUS, cli, write_jsonl
-from tests.test_cli import assert_user_error, embsynth
+from tests.test_cli import assert_user_error
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -110,7 +110,7 @@ def test_a_second_version_drops_duplicates_of_the_first(
 def test_unknown_embedder_and_out_of_range_thresholds(
     tmp_path: Path, job_file: Callable[..., Path]
 ) -> None:
-    result = embsynth("run", str(job_file(embedder={"model": str(tmp_path / "no-embedder")})))
+    result = cli("run", str(job_file(embedder={"model": str(tmp_path / "no-embedder")})))
     assert_user_error(result, "embedder not found")
     assert not (tmp_path / "out").exists()
     cases = {
@@ -119,7 +119,7 @@ def test_unknown_embedder_and_out_of_range_thresholds(
         "negatives": {"negatives": {"rank_start": 10, "rank_end": 5}},
     }
     for key, override in cases.items():
-        assert_user_error(embsynth("run", str(job_file(**override))), key)
+        assert_user_error(cli("run", str(job_file(**override))), key)
     assert not (tmp_path / "out").exists()
 
 
@@ -129,5 +129,5 @@ def test_dedup_state_from_another_embedder_is_refused(
     earlier = tmp_path / "out" / "t" / "v0001"
     QueryDedup(DedupConfig(), "all-MiniLM-L6-v2", 384).save(earlier)  # semantic state
     job = job_file(embedder={"model": str(tiny_encoder)})
-    assert_user_error(embsynth("run", str(job)), "dedup state was made with embedder")
+    assert_user_error(cli("run", str(job)), "dedup state was made with embedder")
     assert sorted(p.name for p in (tmp_path / "out" / "t").iterdir()) == ["v0001"]
