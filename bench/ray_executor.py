@@ -12,6 +12,7 @@ between the processes sharing them), sampled every half second.
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -106,6 +107,13 @@ def main() -> None:
             print(f"{name:>5}: {seconds:7.1f} s wall, peak {peak / 2**30:5.2f} GiB")
         (local_s, local_peak, local_v), (ray_s, ray_peak, ray_v) = results["local"], results["ray"]
         same = pairs(local_v) == pairs(ray_v)
+        timings = json.loads((ray_v / "manifest.json").read_text(encoding="utf-8"))["timings"]
+        driver = {k: timings.get(f"{k}_seconds", 0.0) for k in ("plan", "dedup", "write")}
+        print(
+            "ray driver's own steps: "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in driver.items())
+            + f" of {ray_s:.0f} s wall"
+        )
         print(
             f"ratio ray/local: wall {ray_s / local_s:.2f}, peak memory {ray_peak / local_peak:.2f}"
             f" ({args.limit} documents, batches of {args.batch}, {args.engines} engine actors);"

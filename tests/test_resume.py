@@ -55,12 +55,12 @@ def test_a_killed_run_resumes_to_the_uninterrupted_dataset(
     generator: Any, job_file: Callable[..., Path], tmp_path: Path
 ) -> None:
     whole_job = job(job_file, tmp_path / "whole")
-    whole = run_job(load_config(whole_job), generator=generator, limit=36, progress=False)
+    whole = run_job(load_config(whole_job), generator=generator, limit=24, progress=False)
 
     killed_out = tmp_path / "killed"
     killed_job = job(job_file, killed_out)
     process = subprocess.Popen(
-        [*EMBSYNTH, "run", str(killed_job), "--limit", "36"],
+        [*EMBSYNTH, "run", str(killed_job), "--limit", "24"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -73,7 +73,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_dataset(
     assert not (killed_out / "t" / "v0001").exists()
     stored = RequestCache(cache).results  # what the killed run had paid for
 
-    resumed = run_job(load_config(killed_job), generator=generator, limit=36, progress=False)
+    resumed = run_job(load_config(killed_job), generator=generator, limit=24, progress=False)
     assert resumed.version_dir.name == "v0001"
     assert not list(resumed.version_dir.parent.glob(".*.partial"))
     # Every stored generation is reused as it was; only the rest is generated.
@@ -87,7 +87,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_dataset(
     # The resumed version is whole: every document read, every one kept or rejected once.
     counts = manifest["counts"]
     rejected = sum(sum(r.values()) for s, r in counts["rejected"].items() if s != "read")
-    assert counts["read"]["documents"] == 36 == counts["kept"] + rejected
+    assert counts["read"]["documents"] == 24 == counts["kept"] + rejected
     assert len(rows(resumed.version_dir)) == counts["kept"]
     # Another process was killed, this one resumed: still the uninterrupted run's dataset
     # (same pair ids, rows and order), made with as many requests.

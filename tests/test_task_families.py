@@ -44,7 +44,7 @@ def mixed_version(
     }
     path = folder / "job.yaml"
     path.write_text(yaml.safe_dump(job))
-    summary = run_job(load_config(path), generator=generator, limit=70, progress=False)
+    summary = run_job(load_config(path), generator=generator, limit=42, progress=False)
     rows = pq.read_table(summary.version_dir / "data").to_pylist()
     return summary.version_dir, rows
 
