@@ -27,10 +27,20 @@ import pyarrow.parquet as pq
 import yaml
 
 from pipeline.config import load_config
-from pipeline.engine_settings import choose_settings
+from pipeline.engine_settings import CPUINFO, choose_settings, read_cpuinfo
 
 ROOT = Path(__file__).resolve().parent.parent
 EMBSYNTH = Path(sys.executable).with_name("embsynth")
+
+
+def cpu_family_model() -> str:
+    """`family F model M` of the first CPU (the model name alone can be just "AMD EPYC")."""
+    fields: dict[str, str] = {}
+    if CPUINFO.is_file():
+        for line in CPUINFO.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    return f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
 
 
 def job_file(config: Path, folder: Path, batch: int, ray: dict[str, Any] | None) -> Path:
@@ -95,7 +105,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="documents per batch (both)")
     parser.add_argument("--engines", type=int, default=2, help="engine actors of the Ray run")
     args = parser.parse_args()
-    print(f"machine: {choose_settings({}).describe()}, {psutil.cpu_count()} cores")
+    _, flags = read_cpuinfo()
+    wide = sorted(f for f in flags if f.startswith(("avx512", "amx"))) or ["no AVX-512"]
+    print(
+        f"machine: {choose_settings({}).describe()}, {psutil.cpu_count()} cores, "
+        f"{cpu_family_model()}, {' '.join(wide)}"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         results = {}
         for name, ray in (("local", None), ("ray", {"engines": args.engines})):

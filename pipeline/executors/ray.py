@@ -58,7 +58,8 @@ def ray_cluster(settings: RayConfig, quiet: bool) -> Iterator[None]:
 
     try:
         ray.init(
-            address=address,
+            # "local": a new instance for this job, never a stale `ray start` left on the host
+            address=address or "local",
             include_dashboard=False,
             log_to_driver=not quiet,
             logging_level=logging.WARNING,
