@@ -63,7 +63,6 @@ class Streamed:
     pairs: ShardWriter
     rejects: ShardWriter
     progress: StepProgress
-    documents: int = 0
     read: list[Document] = field(default_factory=list)
     rejected: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -71,6 +70,11 @@ class Streamed:
     cached: int = 0
     without_negatives: int = 0
     engine: dict[str, Any] | None = None
+
+    @property
+    def documents(self) -> int:
+        """Documents read (those an earlier version covered are not)."""
+        return len(self.read)
 
     def record(self, rejects: list[Reject]) -> None:
         for reject in rejects:
@@ -86,7 +90,6 @@ class Streamed:
         if not docs and not skipped:
             return None
         self.read.extend(docs)
-        self.documents += len(docs)
         self.record(skipped)
         steps.funnel.count("read", len(docs) + len(skipped), len(docs))
         unique, duplicates = steps.documents_dedup.check(docs)

@@ -207,10 +207,9 @@ class RayExecutor:
     ) -> None:
         """Take a batch's first segment and run the rest in order, then write its rows."""
         candidates = self._take(batch, steps, out)
-        local = dict(steps.stages)
         for ordered, names in segments[1:]:
             if ordered:
-                stages = [(name, local[name]) for name in names]
+                stages = [(name, stage) for name, stage in steps.stages if name in names]
                 done = run_stages(
                     stages, steps.generation, candidates, steps.funnel, self.progress.advancer
                 )
