@@ -3,16 +3,16 @@ on the demo job and on the Cranfield job, from one run of this script.
 
 `old` is every stage a request of its own with vLLM's CPU block size of 128 tokens
 (`prompt_layout: separate`, `engine.block_size: 128`); `new` is the defaults: the same
-layout with 32-token blocks, so a shared prefix is cached to within 32 tokens;
-`conversation` adds `prompt_layout: conversation` (a family's later stages continue the
-first stage's conversation, the passage a cached prefix). Each (job, layout) runs
+layout with 32-token blocks, so a shared prefix is cached to within 32 tokens; `shared`
+adds `prompt_layout: shared` (a multi-stage family's requests all open with one head and
+the passage, so a later stage computes only its own tail). Each (job, layout) runs
 in a fresh process with a fresh engine (nothing cached from another run), on the first
 documents of each corpus. It prints, per run, the kept pairs and their share of the plans,
 the prompt tokens the engine computed (prompt minus prefix-cache hits) per stage and per
 kept pair, and the ratio new / old per job, with the machine's CPU.
 
     python bench/prompt_cost.py [--demo-docs 48] [--cranfield-docs 24] [--out DIR]
-        [--layouts old,new,conversation] [--jobs demo,cranfield]
+        [--layouts old,new,shared] [--jobs demo,cranfield]
 """
 
 import argparse
@@ -29,7 +29,7 @@ JOBS = {"demo": ROOT / "configs" / "demo.yaml", "cranfield": ROOT / "configs" / 
 LAYOUTS = {
     "old": {"prompt_layout": "separate", "block_size": 128},
     "new": {"prompt_layout": "separate", "block_size": None},
-    "conversation": {"prompt_layout": "conversation", "block_size": None},
+    "shared": {"prompt_layout": "shared", "block_size": None},
 }
 
 
@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--demo-docs", type=int, default=48)
     parser.add_argument("--cranfield-docs", type=int, default=24)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--layouts", default=",".join(LAYOUTS), help="old,new,conversation")
+    parser.add_argument("--layouts", default=",".join(LAYOUTS), help="old,new,shared")
     parser.add_argument("--jobs", default=",".join(JOBS), help="demo,cranfield")
     parser.add_argument("--one", nargs=2, metavar=("JOB", "LAYOUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -278,10 +278,11 @@ class JobConfig(Strict):
     personas: PersonasConfig = PersonasConfig()
     prompts_dir: Path | None = None
     sampling: SamplingConfig = Field(default_factory=dict)
-    # separate: every stage a request of its own; conversation: a family's later stages
-    # continue the first stage's conversation (the passage sent once, a cached prefix): half
-    # the prompt cost, but SmolLM2-135M loses the passage in it (bench/prompt_cost.py).
-    prompt_layout: Literal["separate", "conversation"] = "separate"
+    # separate: each stage's own prompt; shared: the stages of a family with a `lead` open
+    # every request with one head (all stages' instructions and examples, then the passage),
+    # so a later stage computes only its own tail: half the prompt cost per plan, but
+    # SmolLM2-135M keeps fewer of its queries on topic in it (bench/prompt_cost.py).
+    prompt_layout: Literal["separate", "shared"] = "separate"
     generator: GeneratorConfig
     filters: FiltersConfig = FiltersConfig()
     dedup: DedupConfig = DedupConfig()

@@ -2,8 +2,7 @@
 documents of a job, without loading the generator.
 
 Stage 1 is shown as it will be sent. Later stages depend on earlier outputs, which do not
-exist yet: those values are placeholders, marked `<placeholder: ...>` in the text. In the
-conversation layout a later stage is shown as the turn it appends. When the
+exist yet: those values are placeholders, marked `<placeholder: ...>` in the text. When the
 job retrieves personas, the (small) embedder is loaded to choose them, so the candidates
 shown are the ones the run would use.
 """
@@ -51,13 +50,10 @@ def preview(config: JobConfig, limit: int) -> Iterator[str]:
                 if not (key in ("question_type", "difficulty") and values.get(key))
             }
             yield f"--- stage {index + 1}/{len(spec.stages)}: {stage.name}"
-            messages = library.render(stage, values)
-            if config.prompt_layout == "conversation" and spec.converses:
-                if index == 0:
-                    messages = library.render_first_turn(spec, values)
-                else:  # appended to the conversation so far
-                    yield "[the conversation above, then the previous stage's answer]"
-                    messages = [library.render_turn(stage, values)]
+            if config.prompt_layout == "shared" and spec.shares_lead:
+                messages = library.render_shared(spec, stage, values)
+            else:
+                messages = library.render(stage, values)
             for message in messages:
                 yield f"[{message['role']}]"
                 yield message["content"]

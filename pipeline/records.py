@@ -57,9 +57,6 @@ class Candidate:
     negative_scores: list[float] = field(default_factory=list)
     # The teacher's scores of (positive, *negatives) in record order; None where it gave none.
     teacher_scores: list[float | None] = field(default_factory=list)
-    # The conversation so far (`prompt_layout: conversation`): the last stage's request and
-    # its answer, which the next stage's request continues.
-    history: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def positive_text(self) -> str:

@@ -12,7 +12,7 @@ from pipeline.config import JobConfig, StageSampling
 from pipeline.filters import words
 from pipeline.generate.backend import Generator, OnDone, Request, Result
 from pipeline.parse import ParseFailure, parse_result
-from pipeline.prompts.library import Messages, PromptLibrary, Stage, TaskSpec, schema_for
+from pipeline.prompts.library import PromptLibrary, Stage, TaskSpec, schema_for
 from pipeline.records import Candidate, Reject, pair_id
 
 # Which candidate field each stage output key fills in.
@@ -141,11 +141,15 @@ def _generate(
     on_done: OnDone,
 ) -> tuple[list[Candidate], list[Reject]]:
     spec = library.task(candidates[0].task)
-    converse = config.prompt_layout == "conversation" and spec.converses
+    shared = config.prompt_layout == "shared" and spec.shares_lead
+    if shared and stage is not spec.stages[0]:
+        # Last computed, first asked: a batch whose first stage outgrew the KV cache still
+        # finds its most recent passages cached (vLLM evicts the least recently used).
+        candidates = candidates[::-1]
     requests = [
         Request(
-            messages=_messages(library, spec, stage, c)
-            if converse
+            messages=library.render_shared(spec, stage, variables(c, library))
+            if shared
             else library.render(stage, variables(c, library)),
             schema=schema_for(stage, enum_values(c)),
         )
@@ -155,9 +159,6 @@ def _generate(
     kept, rejects = [], []
     for candidate, request, result in zip(candidates, requests, results, strict=True):
         tokens.add(stage.name, result)
-        if converse:
-            reply = {"role": "assistant", "content": result.text}
-            candidate.history = [*request.messages, reply] if stage is not spec.stages[-1] else []
         try:
             value = parse_result(result, request.schema)
         except ParseFailure as failure:
@@ -180,14 +181,6 @@ def _generate(
                 setattr(candidate, name, candidate.outputs[key])
         kept.append(candidate)
     return kept, rejects
-
-
-def _messages(library: PromptLibrary, spec: TaskSpec, stage: Stage, c: Candidate) -> Messages:
-    """A conversing family's request: the first stage's laid-out conversation, or the
-    previous stage's conversation with this stage's turn appended."""
-    if stage is spec.stages[0]:
-        return library.render_first_turn(spec, variables(c, library))
-    return [*c.history, library.render_turn(stage, variables(c, library))]
 
 
 def finish(candidate: Candidate, spec: TaskSpec) -> Candidate:

@@ -1,14 +1,23 @@
-"""The cache-aware prompt layout: a family's later stages continue the first stage's
-conversation, so the passage and the shared instructions are a prefix the engine caches."""
+"""The cache-aware prompt layout: every stage of a multi-stage family opens its request with
+one head (all stages' instructions and examples) and the passage, so a later stage computes
+only its own tail and finds the rest in the engine's prefix cache."""
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pyarrow.parquet as pq
 
 from pipeline.config import StageSampling, load_config
 from pipeline.generate.backend import OnDone, Request, Result
 from pipeline.prompts.library import PromptLibrary
 from pipeline.run import run_job
+
+VARIABLES = {"passage": "PASSAGE TEXT {{ x }}", "passage_language": "English",
+             "personas": ["a", "b"], "character": "a", "question_type": "keywords",
+             "difficulty": "phd", "query_words": 4, "clarity": "clear",
+             "query_language": "German"}  # fmt: skip
 
 
 class Recording:
@@ -26,45 +35,70 @@ class Recording:
         return results
 
 
-def test_the_first_turn_holds_every_stage_and_whole_example_conversations() -> None:
+def test_every_stage_opens_with_the_same_head_and_passage() -> None:
     library = PromptLibrary()
     spec = library.task("retrieval")
-    assert spec.converses and not library.task("retrieval_brainstorm").converses
-    variables = {"passage": "PASSAGE TEXT {{ x }}", "passage_language": "English",
-                 "personas": ["a", "b"]}  # fmt: skip
-    messages = library.render_first_turn(spec, variables)
-    system = messages[0]["content"]
+    assert spec.shares_lead and not library.task("sts").shares_lead  # one stage: nothing shared
+    config, query = (library.render_shared(spec, stage, VARIABLES) for stage in spec.stages)
+    assert config[:-1] == query[:-1]  # system and examples: one head for both stages
+    system = config[0]["content"]
     assert "select one option for each of three fields" in system  # the config stage
-    assert "write the search query" in system  # the query stage, asked in a later turn
-    roles = [m["role"] for m in messages[1:]]
+    assert "write the search query" in system  # the query stage
+    roles = [m["role"] for m in config[1:]]
     assert roles == ["user", "assistant"] * 4 + ["user"]  # 2 examples x 2 stages, request
-    assert messages[3]["content"].startswith("Now write the query")  # example turn 2
-    assert "Photosynthesis" not in messages[3]["content"]  # the turn repeats no passage
-    assert messages[-1]["content"].startswith("**Passage** (in English):\nPASSAGE TEXT {{ x }}")
+    assert [m["content"].split("**Task**: ")[1].split("\n")[0] for m in config[1:-1:2]] == [
+        "config", "query", "config", "query"
+    ]  # fmt: skip
+    lead = "**Passage** (in English):\nPASSAGE TEXT {{ x }}\n**Task**: "
+    assert config[-1]["content"].startswith(lead + "config\n**Characters**: a; b")
+    assert query[-1]["content"].startswith(lead + "query\n**Character**: a")
+    assert query[-1]["content"].count("PASSAGE TEXT") == 1  # the tail repeats no passage
+    assert "- Language: German" in query[-1]["content"]
+
+    brainstorm = library.task("retrieval_brainstorm")  # three stages, 1, 2 and 2 examples
+    heads = [library.render_shared(brainstorm, s, VARIABLES)[:-1] for s in brainstorm.stages]
+    assert heads[0] == heads[1] == heads[2] and len(heads[0]) == 1 + 2 * 5
 
 
-def test_a_later_stage_continues_the_conversation_and_hits_the_cache(
+def test_a_later_stage_computes_only_its_tail(
     generator: Any, job_file: Callable[..., Path]
 ) -> None:
     recording = Recording(generator)
-    config = load_config(job_file(languages={"query": ["en"]}, prompt_layout="conversation"))
+    config = load_config(job_file(languages={"query": ["en"]}, prompt_layout="shared"))
     summary = run_job(config, generator=recording, limit=8, progress=False)
-    (first, first_results), (second, _) = recording.calls[:2]
+    (first, _), (second, second_results) = recording.calls[:2]
     assert len(second) > 0
-    by_prefix = {str(r.messages): res for r, res in zip(first, first_results, strict=True)}
+    stage_one = {r.messages[-1]["content"].split("**Task**")[0] for r in first}
     for request in second:
-        result = by_prefix[str(request.messages[:-2])]
-        assert request.messages[-2] == {"role": "assistant", "content": result.text}
-        assert request.messages[-1]["content"].startswith("Now write the query")
-        assert "**Passage**" not in request.messages[-1]["content"]
+        assert request.messages[:-1] == first[0].messages[:-1]  # the one head
+        lead, tail = request.messages[-1]["content"].split("**Task**: ")
+        assert lead in stage_one and tail.startswith("query\n**Character**: ")
     query = summary.tokens.stages["query"]
-    # All of a stage-2 prompt but its last turn was computed in stage 1: mostly cache hits.
-    assert query["cached"] > 0.6 * query["prompt"]
+    # All of a stage-2 prompt but its tail was computed in stage 1: mostly cache hits.
+    assert query["cached"] > 0.8 * query["prompt"]
+    # Each kept pair's query is the answer to its own document's request (stage 2 is sent
+    # last-computed-first and put back in corpus order).
+    answers = {
+        r.messages[-1]["content"].split("\n**Task**")[0]: json.loads(res.text, strict=False)[
+            "query"
+        ].strip()
+        for r, res in zip(second, second_results, strict=True)
+        if res.finish_reason == "stop"
+    }
+    pairs = pq.read_table(summary.version_dir / "data").to_pylist()
+    assert pairs and all(
+        answers[f"**Passage** (in English):\n{p['positive']}"] == p["query"] for p in pairs
+    )
 
     config.prompt_layout = "separate"
     config.output.shard_size = 3  # another job
     recording.calls.clear()
-    run_job(config, generator=recording, limit=8, progress=False)
+    separate = run_job(config, generator=recording, limit=8, progress=False)
     second = recording.calls[1][0]
-    assert all("**Passage**" in r.messages[-1]["content"] for r in second)
     assert all(len(r.messages) == 6 for r in second)  # system, two examples, request
+    assert all(r.messages[-1]["content"].startswith("**Character**") for r in second)
+    computed = {
+        name: s.tokens.stages["query"]["prompt"] - s.tokens.stages["query"]["cached"]
+        for name, s in (("shared", summary), ("separate", separate))
+    }
+    assert computed["shared"] < 0.5 * computed["separate"]

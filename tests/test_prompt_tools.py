@@ -29,10 +29,10 @@ def test_bundled_prompts_render_for_every_family_and_language() -> None:
 
 def test_broken_copy_names_each_file_and_problem(tmp_path: Path) -> None:
     root = copy_prompts(tmp_path)
-    # An undefined variable, a conversation turn that repeats the document, an invalid
+    # An undefined variable, a stage tail that repeats the document, an invalid
     # schema and an example that does not match its schema, each in another family.
     (root / "sts" / "sentences.user.j2").write_text("{{ passage }} in {{ query_langauge }}")
-    (root / "retrieval" / "query.turn.j2").write_text("Again:\n{{ passage }}\n{{ character }}")
+    (root / "retrieval" / "query.tail.j2").write_text("Again:\n{{ passage }}\n{{ character }}")
     bitext = yaml.safe_load((root / "bitext" / "task.yaml").read_text())
     bitext["stages"][0]["schema"]["properties"]["sentence"]["type"] = "text"
     (root / "bitext" / "task.yaml").write_text(yaml.safe_dump(bitext))
@@ -43,7 +43,7 @@ def test_broken_copy_names_each_file_and_problem(tmp_path: Path) -> None:
     findings = [str(f) for f in check_prompts(root)[0]]
     expected = [
         (root / "sts" / "sentences.user.j2", "'query_langauge' is undefined"),
-        (root / "retrieval" / "query.turn.j2", "the turn repeats the document"),
+        (root / "retrieval" / "query.tail.j2", "the tail repeats the document"),
         (root / "bitext" / "task.yaml", "schema is not valid JSON Schema"),
         (root / "long_long" / "task.yaml", "example 1 does not match the schema"),
     ]

@@ -13,6 +13,7 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ from pipeline.errors import UserError
 from pipeline.personas.library import load_personas
 
 DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent.parent.parent / "prompts"
+# The opening of a shared head's system text; each request's `**Task**` line names its stage.
+SHARED_HEAD = (
+    "Each request shows a Passage, then names one of these tasks in its **Task** line.\n\n"
+)
 
 Messages = list[dict[str, str]]
 
@@ -55,9 +60,9 @@ class Stage:
     enums: dict[str, str]
     examples: list[dict[str, Any]]
     max_tokens: int = 128  # the stage's default; `sampling.<stage>` in a job overrides it
-    # The user turn that asks for this stage as a further turn of the previous stage's
-    # conversation (`prompt_layout: conversation`): only what is new, never the passage.
-    turn: str | None = None
+    # What this stage's request adds after the family's `lead` (`prompt_layout: shared`):
+    # only what is new, never the passage.
+    tail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,8 @@ class TaskSpec:
     record: RecordSpec = RecordSpec()
     checks: frozenset[str] = frozenset(CHECKS)
     cross_lingual: bool = False  # the query language is always another than the document's
+    # The opening of every stage's request (`prompt_layout: shared`): the passage block.
+    lead: str | None = None
 
     @property
     def instruction(self) -> str:
@@ -98,13 +105,13 @@ class TaskSpec:
         return check in self.checks
 
     @property
-    def converses(self) -> bool:
-        """Whether the family's later stages can continue the first stage's conversation:
-        each has a `turn` template and as many examples as the first (example i of every
-        stage is one conversation)."""
-        first, later = self.stages[0], self.stages[1:]
-        return bool(later) and all(
-            s.turn is not None and len(s.examples) == len(first.examples) for s in later
+    def shares_lead(self) -> bool:
+        """Whether the family's stages can share one prompt head up to the passage: it has
+        more than one stage, a `lead` template, and a `tail` for every stage."""
+        return (
+            self.lead is not None
+            and len(self.stages) > 1
+            and all(stage.tail is not None for stage in self.stages)
         )
 
 
@@ -183,6 +190,7 @@ class PromptLibrary:
                 record,
                 checks,
                 bool(spec.get("cross_lingual", False)),
+                self._template(registry.parent, spec["lead"], digest) if "lead" in spec else None,
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise UserError(f"{registry}: malformed task registry ({exc!r})") from exc
@@ -198,24 +206,25 @@ class PromptLibrary:
             if not found:
                 raise UserError(f"task {folder.name}: no stage '{entry['use']}' to use")
             return found[0]
-        task = folder.name
-        for key in ("system", "user", "turn"):
-            if key == "turn" and key not in entry:
-                continue
-            template = folder / entry[key]
-            if not template.is_file():
-                raise UserError(f"task {task}: template not found: {template}")
-            digest.update(template.read_bytes())
         return Stage(
             name=entry["name"],
-            system=f"{task}/{entry['system']}",
-            user=f"{task}/{entry['user']}",
+            system=self._template(folder, entry["system"], digest),
+            user=self._template(folder, entry["user"], digest),
             schema=entry["schema"],
             enums=entry.get("enums", {}),
             examples=entry.get("examples", []),
             max_tokens=int(entry.get("max_tokens", Stage.max_tokens)),
-            turn=f"{task}/{entry['turn']}" if "turn" in entry else None,
+            tail=self._template(folder, entry["tail"], digest) if "tail" in entry else None,
         )
+
+    @staticmethod
+    def _template(folder: Path, name: str, digest: "hashlib._Hash") -> str:
+        """A family's template file as the loader names it, its bytes added to the hash."""
+        template = folder / name
+        if not template.is_file():
+            raise UserError(f"task {folder.name}: template not found: {template}")
+        digest.update(template.read_bytes())
+        return f"{folder.name}/{name}"
 
     def language_name(self, code: str | None) -> str:
         """English name of a language code, for prompts ('de' -> 'German')."""
@@ -234,45 +243,60 @@ class PromptLibrary:
             raise UserError(f"prompt template {stage.user}: {exc}") from exc
         return messages
 
-    def render_first_turn(self, spec: TaskSpec, variables: dict[str, Any]) -> Messages:
-        """The first stage of a conversing family, laid out for the prefix cache: one system
-        text holding every stage's instructions, each few-shot example as a whole
-        conversation through all stages, then the request. All of it but the last turn is
-        the same for every request of the family; the later stages append to it."""
-        first = spec.stages[0]
+    def render_shared(self, spec: TaskSpec, stage: Stage, variables: dict[str, Any]) -> Messages:
+        """A request of a family whose stages share one head (`prompt_layout: shared`): one
+        system text naming every stage's task, every stage's few-shot examples, then the
+        request as the `lead` (the passage block) and this stage's `tail`. Every stage's
+        request is the same up to the end of the passage, so stage 1 computes it and the
+        later stages of that document (and its other plans) find it in the prefix cache."""
+        assert spec.lead is not None
         try:
-            system = self._render(first.system, {})
-            for stage in spec.stages[1:]:
-                system += (
-                    f"\n\nIn a later turn you will be asked:\n{self._render(stage.system, {})}"
-                )
+            system = SHARED_HEAD + "\n\n".join(
+                f"**Task**: {s.name}\n{self._render(s.system, {})}" for s in spec.stages
+            )
             messages = [{"role": "system", "content": system}]
-            for i in range(len(first.examples)):
-                for n, stage in enumerate(spec.stages):
-                    example = stage.examples[i]
-                    template = first.user if n == 0 else stage.turn
-                    assert template is not None
-                    messages += self._example(template, example)
-            messages.append({"role": "user", "content": self._render(first.user, variables)})
+            rounds = zip_longest(*(s.examples for s in spec.stages))
+            for examples in rounds:
+                for s, example in zip(spec.stages, examples, strict=True):
+                    if example is not None:
+                        user = self._shared_request(spec, s, example["input"])
+                        messages += self._turns(user, example)
+            messages.append(
+                {"role": "user", "content": self._shared_request(spec, stage, variables)}
+            )
         except TemplateError as exc:
             raise UserError(f"prompt templates of {spec.name}: {exc}") from exc
         return messages
 
+    def _shared_request(self, spec: TaskSpec, stage: Stage, variables: dict[str, Any]) -> str:
+        lead, tail = self.render_lead(spec, variables), self.render_tail(stage, variables)
+        return f"{lead}\n**Task**: {stage.name}\n{tail}"
+
+    def render_lead(self, spec: TaskSpec, variables: dict[str, Any]) -> str:
+        """The opening every stage's request of a shared-head family has: the passage."""
+        assert spec.lead is not None
+        return self._render_named(spec.lead, variables)
+
+    def render_tail(self, stage: Stage, variables: dict[str, Any]) -> str:
+        """What a stage's request adds after the lead."""
+        assert stage.tail is not None
+        return self._render_named(stage.tail, variables)
+
+    def _render_named(self, template: str, variables: dict[str, Any]) -> str:
+        """A template rendered, its error a UserError that names the template."""
+        try:
+            return self._render(template, variables)
+        except TemplateError as exc:
+            raise UserError(f"prompt template {template}: {exc}") from exc
+
     def _example(self, template: str, example: dict[str, Any]) -> Messages:
         """A few-shot example as a user turn and the assistant's JSON answer."""
-        answer = json.dumps(example["output"], ensure_ascii=False)
-        return [
-            {"role": "user", "content": self._render(template, example["input"])},
-            {"role": "assistant", "content": answer},
-        ]
+        return self._turns(self._render(template, example["input"]), example)
 
-    def render_turn(self, stage: Stage, variables: dict[str, Any]) -> dict[str, str]:
-        """A later stage's user turn in a conversing family."""
-        assert stage.turn is not None
-        try:
-            return {"role": "user", "content": self._render(stage.turn, variables)}
-        except TemplateError as exc:
-            raise UserError(f"prompt template {stage.turn}: {exc}") from exc
+    @staticmethod
+    def _turns(user: str, example: dict[str, Any]) -> Messages:
+        answer = json.dumps(example["output"], ensure_ascii=False)
+        return [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
 
     def _render(self, template: str, variables: dict[str, Any]) -> str:
         return self.env.get_template(template).render(**variables).strip()

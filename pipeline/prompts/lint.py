@@ -5,8 +5,8 @@ For every task family it renders every stage for every language of the folder (u
 variables are errors under StrictUndefined), validates each output schema as JSON Schema
 and each few-shot example against it, and checks the prefix-cache rules: the system
 template is static, the document is in the request and not in the head (system and
-examples, shared by every request), and a `turn` template (a later stage continuing the
-conversation) does not repeat it.
+examples, shared by every request), and for a family with a shared head the `lead` holds
+the document and no stage's `tail` repeats it.
 """
 
 from dataclasses import dataclass
@@ -88,18 +88,19 @@ def _render_findings(
         findings.append(Finding(_file(library, stage.user), "the document is not in the request"))
     if any(SENTINEL in m["content"] for m in messages[:-1]):
         findings.append(Finding(_file(library, stage.user), "the document leaks into the head"))
-    if stage.turn is not None:
+    if spec.shares_lead:
         try:
-            turn = library.render_turn(stage, variables)["content"]
+            shared = library.render_shared(spec, stage, variables)
         except UserError as exc:
-            return [*findings, Finding(_file(library, stage.turn), str(exc))], 1
-        if SENTINEL in turn:
-            findings.append(
-                Finding(
-                    _file(library, stage.turn),
-                    "the turn repeats the document (the conversation already holds it)",
-                )
-            )
+            return [*findings, Finding(_file(library, stage.tail or stage.user), str(exc))], 1
+        assert spec.lead is not None and stage.tail is not None
+        if SENTINEL not in library.render_lead(spec, variables):
+            findings.append(Finding(_file(library, spec.lead), "the lead lacks the document"))
+        if SENTINEL in library.render_tail(stage, variables):
+            problem = "the tail repeats the document (the lead has it)"
+            findings.append(Finding(_file(library, stage.tail), problem))
+        if any(SENTINEL in m["content"] for m in shared[:-1]):
+            findings.append(Finding(_file(library, spec.lead), "the document leaks into the head"))
     return findings, 1
 
 
