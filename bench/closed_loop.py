@@ -46,6 +46,7 @@ UNFILTERED = {"filters": (), "dedup": False, "negatives": False, "queries": 1}
 PIPELINE = {"filters": ALL, "dedup": True, "negatives": True, "queries": 1}
 TEACHER = {"teacher": "drop_negative", "round_trip": "teacher"}
 TEACHER_SCORES = {"teacher": "keep"}
+GPL_DATA = {"filters": (), "dedup": True, "negatives": True, "queries": 2, "teacher": "keep"}
 TITLES = {"titles": True}  # the reference: the corpus's own titles as queries
 
 # Training recipes: overrides of the training config. The old one is the recipe of the
@@ -81,6 +82,13 @@ def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         "chosen data, 4 epochs, margin-MSE alone": (
             two | TEACHER,
             deep(OLD, {"epochs": 4, "loss": {"distill": "margin_mse", "info_nce": False}}),
+        ),
+        # GPL's recipe: every generated pair past the minimal filters (no judgement by the
+        # student), the teacher's scores on the positive and the mined negatives, and the
+        # margin-MSE loss alone: the teacher's margins, not the filters, weigh a weak query.
+        "GPL: all pairs, teacher margins, 3 epochs, margin-MSE alone": (
+            GPL_DATA,
+            deep(OLD, {"epochs": 3, "loss": {"distill": "margin_mse", "info_nce": False}}),
         ),
         "titles, old recipe": (TITLES, OLD),
         "titles, in-batch q-d only": (TITLES, deep(OLD, IN_BATCH_ONLY)),

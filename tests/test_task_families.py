@@ -2,6 +2,7 @@
 that mixes one-, two- and three-stage families, with each family's record mapping checked
 on the Parquet it wrote; and the per-family safety of rendering hostile documents."""
 
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
@@ -111,13 +112,14 @@ HOSTILE = (
 def test_hostile_documents_are_inert_data(family: str) -> None:
     library = PromptLibrary()
     spec = library.task(family)
-    for index, stage in enumerate(spec.stages):
-        benign = library.render(
+    layouts = [library.render]  # and the shared head, where the family has one
+    if spec.shares_lead:
+        layouts.append(lambda stage, values: library.render_shared(spec, stage, values))
+    for (index, stage), render in itertools.product(enumerate(spec.stages), layouts):
+        benign = render(
             stage, sample_variables(spec, index, "A plain passage.", "English", "German")
         )
-        messages = library.render(
-            stage, sample_variables(spec, index, HOSTILE, "English", "German")
-        )
+        messages = render(stage, sample_variables(spec, index, HOSTILE, "English", "German"))
         assert HOSTILE in messages[-1]["content"]  # verbatim, not executed
         # Nothing else changed: the hostile text is exactly where a plain passage goes.
         plain = messages[-1]["content"].replace(HOSTILE, "A plain passage.")
