@@ -64,10 +64,13 @@ def test_fused_scores_match_a_hand_computation_and_are_stored_in_order(
     embedder: Embedder, index: CorpusIndex
 ) -> None:
     config = TeacherConfig(kind="fused", on_preferred_negative="keep")
-    judge = TeacherJudge(FusedTeacher(index, 0.7, 0.3), config, index)
+    fused = FusedTeacher(index, 0.7, 0.3)
+    judge = TeacherJudge(fused, config, index)
+    assert "bm25" not in vars(fused)  # indexed on first use (a Ray driver never scores)
     negatives = [CORPUS["herd"], CORPUS["bread"], "a written text outside the corpus"]
     candidate = pair(embedder, negatives=negatives, negative_scores=[0.5, 0.1, 0.0])
     assert judge.score([candidate]) == [None]
+    assert "bm25" in vars(fused)
     expected = by_hand(QUERY, candidate.vector, index, (0.7, 0.3))
     rows = [index.rows["pos"], index.rows["herd"], index.rows["bread"]]
     scores = candidate.teacher_scores
@@ -137,6 +140,7 @@ def test_cross_encoder_folder_scores_pairs(tiny_cross_encoder: Path, embedder: E
     from sentence_transformers import CrossEncoder
 
     teacher = CrossEncoderTeacher(str(tiny_cross_encoder), batch_size=4)
+    assert "model" not in vars(teacher)  # loaded on first use (a Ray driver never scores)
     config = TeacherConfig(kind="cross_encoder", model="x", on_preferred_negative="keep")
     judge = TeacherJudge(teacher, config, index)
     candidate = pair(embedder, negatives=["a written text outside the corpus"],

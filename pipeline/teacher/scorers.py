@@ -13,8 +13,9 @@ the student's (see pipeline.embedding.loss.margin_mse).
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -65,15 +66,19 @@ def per_item(items: list[Scoring], flat: list[float | None]) -> list[list[float 
 
 
 class FusedTeacher:
-    """The embedder and BM25, z-normalized over the corpus and mixed (see the module)."""
+    """The embedder and BM25, z-normalized over the corpus and mixed (see the module).
+    BM25 is indexed on first use: a Ray driver builds its actors' stages but never scores."""
 
     name = "fused"
 
     def __init__(self, index: CorpusIndex, embedder_weight: float, bm25_weight: float) -> None:
         self.index = index
-        self.bm25 = Bm25Index(index.texts)
         total = embedder_weight + bm25_weight
         self.weights = (embedder_weight / total, bm25_weight / total)
+
+    @cached_property
+    def bm25(self) -> Bm25Index:
+        return Bm25Index(self.index.texts)
 
     def corpus_scores(self, queries: list[str], vectors: np.ndarray) -> np.ndarray:
         """The fused score of every corpus document for each query, on the cosine scale."""
@@ -93,15 +98,19 @@ class FusedTeacher:
 
 
 class CrossEncoderTeacher:
-    """A sentence-transformers CrossEncoder folder, scoring (query, text) pairs."""
+    """A sentence-transformers CrossEncoder folder, scoring (query, text) pairs. The model is
+    loaded on first use: a Ray driver builds its actors' stages but never scores."""
 
     name = "cross_encoder"
 
     def __init__(self, path: str, batch_size: int) -> None:
+        self.path, self.batch_size = path, batch_size
+
+    @cached_property
+    def model(self) -> Any:
         from sentence_transformers import CrossEncoder
 
-        self.model = CrossEncoder(path, device="cpu")
-        self.batch_size = batch_size
+        return CrossEncoder(self.path, device="cpu")
 
     def score(self, items: list[Scoring]) -> list[list[float | None]]:
         pairs = [(item.query, text) for item in items for text in item.texts]
