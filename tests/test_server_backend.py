@@ -56,8 +56,8 @@ def test_a_job_launches_its_own_server_and_stops_it(
         job_file, tiny_model, launch=True, port=port, base_url=url, api_key_env="EMBSYNTH_TEST_KEY"
     )
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    summary = run_job(load_config(path), limit=12, progress=False)
-    assert summary.kept > 0 and summary.requests_generated >= 12
+    summary = run_job(load_config(path), limit=6, progress=False)
+    assert summary.kept > 0 and summary.requests_generated >= 6
     assert summary.tokens.prompt > 0 and summary.tokens.completion > 0  # from `usage`
     version = summary.version_dir
     assert (
@@ -76,7 +76,7 @@ def test_a_job_launches_its_own_server_and_stops_it(
             assert b"sk-test-secret-4711" not in file.read_bytes(), file
     monkeypatch.delenv("EMBSYNTH_TEST_KEY")
     with pytest.raises(UserError, match="EMBSYNTH_TEST_KEY"):
-        run_job(load_config(path), limit=13, progress=False)
+        run_job(load_config(path), limit=7, progress=False)
 
 
 def test_a_server_that_dies_mid_job_fails_cleanly_and_the_job_resumes(

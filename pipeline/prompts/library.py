@@ -3,7 +3,9 @@
 `prompts/<task>/task.yaml` is a task family: its training instructions, its stages (one to
 three; each a static system template, a user template and an output JSON schema), which
 outputs make the pair (`record`) and which post-generation checks suit its pairs (`checks`).
-Few-shot examples are rendered through the same user template as earlier chat turns.
+Few-shot examples are rendered through the same user template as earlier chat turns. A
+multi-stage family may also name a `lead` (the passage block) and a `tail` per stage: with
+`prompt_layout: shared` every stage's request is one head, the lead, then its tail.
 Document text only ever enters as a template variable, never as template source, and the
 sandbox with StrictUndefined turns a missing variable into an error instead of an empty string.
 Static text comes first and the document last, so vLLM's prefix cache shares the head.
