@@ -46,7 +46,6 @@ UNFILTERED = {"filters": (), "dedup": False, "negatives": False, "queries": 1}
 PIPELINE = {"filters": ALL, "dedup": True, "negatives": True, "queries": 1}
 TEACHER = {"teacher": "drop_negative", "round_trip": "teacher"}
 TEACHER_SCORES = {"teacher": "keep"}
-GPL_DATA = {"filters": (), "dedup": True, "negatives": True, "queries": 2, "teacher": "keep"}
 TITLES = {"titles": True}  # the reference: the corpus's own titles as queries
 
 # Training recipes: overrides of the training config. The old one is the recipe of the
@@ -87,7 +86,7 @@ def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         # student), the teacher's scores on the positive and the mined negatives, and the
         # margin-MSE loss alone: the teacher's margins, not the filters, weigh a weak query.
         "GPL: all pairs, teacher margins, 3 epochs, margin-MSE alone": (
-            GPL_DATA,
+            two | {"filters": ()} | TEACHER_SCORES,
             deep(OLD, {"epochs": 3, "loss": {"distill": "margin_mse", "info_nce": False}}),
         ),
         "titles, old recipe": (TITLES, OLD),
