@@ -68,6 +68,7 @@ def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         "old recipe (pipeline)": (PIPELINE, OLD),
         "+ 2 queries per doc": (two, OLD),
         "+ teacher judges filters": (two | TEACHER, OLD),
+        "+ 3 samples per plan": (two | TEACHER | {"samples": 3}, OLD),
         "+ in-batch q-d only": (two, deep(OLD, IN_BATCH_ONLY)),
         "+ lr 5e-6": (two, OLD | {"learning_rate": 5e-6}),
         "+ margin-MSE": (two | TEACHER_SCORES, deep(OLD, DISTILL)),
@@ -121,6 +122,7 @@ def job_for(base: Path, beir: Path, name: str, variant: dict[str, Any], work: Pa
     raw["negatives"]["enabled"] = variant["negatives"]
     for task in raw["tasks"]:
         task["queries_per_document"] = variant["queries"]
+        task["samples"] = variant.get("samples", 1)
     teacher = variant.get("teacher")
     raw["teacher"] = {"kind": "fused", "on_preferred_negative": teacher} if teacher else {}
     return JobConfig.model_validate(raw)

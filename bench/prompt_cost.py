@@ -1,18 +1,20 @@
 """Computed prompt tokens per kept pair: today's prompt layout against the cache-aware one,
 on the demo job and on the Cranfield job, from one run of this script.
 
-`old` is every stage a request of its own with vLLM's CPU block size of 128 tokens
-(`prompt_layout: separate`, `engine.block_size: 128`); `new` is the defaults: the same
-layout with 32-token blocks, so a shared prefix is cached to within 32 tokens; `shared`
-adds `prompt_layout: shared` (a multi-stage family's requests all open with one head and
-the passage, so a later stage computes only its own tail). Each (job, layout) runs
-in a fresh process with a fresh engine (nothing cached from another run), on the first
-documents of each corpus. It prints, per run, the kept pairs and their share of the plans,
-the prompt tokens the engine computed (prompt minus prefix-cache hits) per stage and per
-kept pair, and the ratio new / old per job, with the machine's CPU.
+`old` is every stage a request of its own with vLLM's CPU block size of 128 tokens and one
+answer per plan (`prompt_layout: separate`, `engine.block_size: 128`, `samples: 1`);
+`blocks` the same with 32-token blocks, so a shared prefix is cached to within 32 tokens;
+`new` is the bundled job as it is: 32-token blocks and 3 answers per plan at its family's
+last stage (`samples: 3`: one computed prompt, the first answer that passes every filter
+kept); `shared` adds `prompt_layout: shared` (a multi-stage family's requests all open
+with one head and the passage, so a later stage computes only its own tail). Each (job,
+layout) runs in a fresh process with a fresh engine (nothing cached from another run), on
+the first documents of each corpus. It prints, per run, the kept pairs and their share of
+the plans, the prompt tokens the engine computed (prompt minus prefix-cache hits) per stage
+and per kept pair, and the ratio new / old per job, with the machine's CPU.
 
     python bench/prompt_cost.py [--demo-docs 48] [--cranfield-docs 24] [--out DIR]
-        [--layouts old,new[,shared]] [--jobs demo,cranfield]
+        [--layouts old,new[,blocks,shared]] [--jobs demo,cranfield]
 """
 
 import argparse
@@ -26,10 +28,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = {"demo": ROOT / "configs" / "demo.yaml", "cranfield": ROOT / "configs" / "cranfield.yaml"}
-LAYOUTS = {
-    "old": {"prompt_layout": "separate", "block_size": 128},
-    "new": {"prompt_layout": "separate", "block_size": None},
-    "shared": {"prompt_layout": "shared", "block_size": None},
+LAYOUTS: dict[str, dict[str, Any]] = {  # None: as the bundled job has it
+    "old": {"prompt_layout": "separate", "block_size": 128, "samples": 1},
+    "blocks": {"prompt_layout": "separate", "block_size": None, "samples": 1},
+    "new": {"prompt_layout": "separate", "block_size": None, "samples": None},
+    "shared": {"prompt_layout": "shared", "block_size": None, "samples": None},
 }
 
 
@@ -44,6 +47,8 @@ def one(job: str, layout: str, docs: int, out: Path) -> dict[str, Any]:
     config.prompt_layout = LAYOUTS[layout]["prompt_layout"]
     if LAYOUTS[layout]["block_size"] is not None:
         config.generator.engine["block_size"] = LAYOUTS[layout]["block_size"]
+    for task in config.tasks:
+        task.samples = LAYOUTS[layout]["samples"] or task.samples
     config.output.dir = out
     summary = run_job(config, limit=docs, progress=False, quiet_engine=True)
     manifest = json.loads((summary.version_dir / "manifest.json").read_text())

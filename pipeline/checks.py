@@ -3,8 +3,9 @@ gives one verdict per candidate (a Reject, or None to keep it), records its scor
 candidate, and counts what went in and out in the funnel.
 
 Order matters and is fixed: cheap text checks first (minimal filters, length, language,
-heuristics), then the embedding checks (consistency, round trip), then query dedup, then
-hard-negative mining on what is left. Checks are grouped into three executor stages
+heuristics), then the embedding checks (consistency, round trip) and the LLM judge, then one
+sample per plan (the first that passed them all), then query dedup, then hard-negative
+mining on what is left. Checks are grouped into three executor stages
 (`filter`, `dedup`, `mine`) so the console shows three bars, while the manifest's funnel
 and the rejects name each check.
 """
@@ -32,7 +33,7 @@ from pipeline.quality.decontamination import Decontaminator
 from pipeline.quality.heuristics import check_heuristics
 from pipeline.quality.language import check_languages
 from pipeline.quality.length import check_length
-from pipeline.records import Candidate, Reject
+from pipeline.records import Candidate, Reject, plan_count
 from pipeline.stages import StageFn, example_queries, pair_instruction
 from pipeline.teacher.judge import TeacherJudge, judge_for
 from pipeline.teacher.llm_judge import judge_check
@@ -172,7 +173,9 @@ def filter_checks(
         checks.append(
             ("llm_judge", judge_check(context.generator, filters.llm_judge, instruction_of))
         )
-    everyone = ("filter", "same_document", "decontamination", "llm_judge")
+    if any(task.samples > 1 for task in config.tasks):
+        checks.append(("one_per_plan", one_per_plan))
+    everyone = ("filter", "same_document", "decontamination", "llm_judge", "one_per_plan")
     return [
         (name, check if name in everyone else for_families(library, name, check))
         for name, check in checks
@@ -194,6 +197,22 @@ def same_document(candidates: list[Candidate]) -> list[Reject | None]:
             else None
         )  # fmt: skip
         seen.add(key)
+    return verdicts
+
+
+def one_per_plan(candidates: list[Candidate]) -> list[Reject | None]:
+    """Of a plan's samples that passed every filter, the first (in sample order) becomes
+    the pair; the others are spares. A plan's samples are generated into one batch."""
+    kept: dict[tuple[str, str, int], int] = {}
+    verdicts: list[Reject | None] = []
+    for c in candidates:
+        first = kept.setdefault(c.plan_key, c.sample)
+        verdicts.append(
+            None
+            if first == c.sample
+            else Reject(c.doc.doc_id, c.task, "one_per_plan", "spare_sample",
+                        f"sample {first} of this plan passed first", c.query)
+        )  # fmt: skip
     return verdicts
 
 
@@ -249,13 +268,14 @@ def checks_stage(checks: list[tuple[str, Check]], funnel: Funnel) -> StageFn:
 
     def run(candidates: list[Candidate], on_done: OnDone) -> tuple[list[Candidate], list[Reject]]:
         rejects: list[Reject] = []
+        entered = candidates
         for name, check in checks:
             verdicts = check(candidates) if candidates else []
             kept = [c for c, v in zip(candidates, verdicts, strict=True) if v is None]
             rejects.extend(v for v in verdicts if v is not None)
             funnel.count(name, len(candidates), len(kept))
             candidates = kept
-        on_done(len(candidates) + len(rejects))
+        on_done(plan_count(entered))
         return candidates, rejects
 
     return run

@@ -59,6 +59,14 @@ class TaskConfig(Strict):
     queries_per_document: int = Field(
         1, ge=1, le=16, description="plans (and pairs) per document, deduplicated within it"
     )
+    samples: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="answers drawn per plan at the family's last stage; the first that passes "
+        "every check becomes the plan's pair (the prompt is computed once: the others are "
+        "served from the prefix cache)",
+    )
 
     @field_validator("query_words")
     @classmethod

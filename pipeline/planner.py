@@ -83,6 +83,8 @@ def plan(
                     question_type=draw(drawn, task.question_type),
                     difficulty=draw(drawn, task.difficulty),
                     clarity=draw(drawn, task.clarity),
+                    plan=variant,
+                    samples=task.samples,
                 )
             )
     return candidates

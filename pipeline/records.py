@@ -5,7 +5,7 @@ of the generation side. Every column is documented in the README.
 """
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -57,11 +57,37 @@ class Candidate:
     negative_scores: list[float] = field(default_factory=list)
     # The teacher's scores of (positive, *negatives) in record order; None where it gave none.
     teacher_scores: list[float | None] = field(default_factory=list)
+    plan: int = 0  # which of its document's plans (`queries_per_document`) it is
+    samples: int = 1  # answers its plan draws at the family's last stage (the task's `samples`)
+    sample: int = 0  # which of those answers it is
+
+    @property
+    def plan_key(self) -> tuple[str, str, int]:
+        """The plan it answers: the samples of one plan share it, and one becomes a pair."""
+        return (self.doc.key, self.task, self.plan)
+
+    def another_sample(self, sample: int) -> "Candidate":
+        """A copy of this plan for its answer number `sample`: what the checks write
+        (outputs, scores, negatives) is its own."""
+        return replace(
+            self,
+            sample=sample,
+            outputs=dict(self.outputs),
+            scores=dict(self.scores),
+            negatives=list(self.negatives),
+            negative_scores=list(self.negative_scores),
+            teacher_scores=list(self.teacher_scores),
+        )
 
     @property
     def positive_text(self) -> str:
         """The pair's positive: what the task's record names, else the document."""
         return self.doc.text if self.positive is None else self.positive
+
+
+def plan_count(candidates: list[Candidate]) -> int:
+    """How many plans these candidates answer (progress counts plans, not samples)."""
+    return len({c.plan_key for c in candidates})
 
 
 @dataclass

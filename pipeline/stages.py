@@ -101,22 +101,23 @@ def generation_stage(
 
     Families may have different stage lists: a candidate whose family has no stage at this
     position passes through. Requests are grouped by stage (each stage has its own
-    sampling), so each group still reaches the engine as one batch. After its family's last
-    stage a candidate's outputs become the pair (`finish`).
+    sampling), so each group still reaches the engine as one batch. At its family's last
+    stage a plan draws its `samples` answers, each a candidate of its own (the checks keep
+    the first that passes them all), and its outputs become the pair (`finish`).
     """
 
     def run(candidates: list[Candidate], on_done: OnDone) -> tuple[list[Candidate], list[Reject]]:
-        groups: dict[tuple[str, str], list[Candidate]] = defaultdict(list)
+        groups: dict[tuple[str, str, int], list[Candidate]] = defaultdict(list)
         passing: list[Candidate] = []
         for candidate in candidates:
             stages = library.task(candidate.task).stages
             if index < len(stages):
-                groups[(candidate.task, stages[index].name)].append(candidate)
+                groups[(candidate.task, stages[index].name, candidate.samples)].append(candidate)
             else:
                 passing.append(candidate)
         on_done(len(passing))
         kept, rejects = list(passing), []
-        for (task, _), members in groups.items():
+        for (task, _, _), members in groups.items():
             spec = library.task(task)
             stage = spec.stages[index]
             done, failed = _generate(stage, members, library, generator, config, tokens, on_done)
@@ -124,8 +125,9 @@ def generation_stage(
                 done = [finish(c, spec) for c in done]
             kept.extend(done)
             rejects.extend(failed)
-        order = {id(c): i for i, c in enumerate(candidates)}
-        kept.sort(key=lambda c: order[id(c)])  # later stages see the batch in corpus order
+        order = {c.plan_key: i for i, c in enumerate(candidates)}
+        # Later stages see the batch in corpus order, a plan's samples in sample order.
+        kept.sort(key=lambda c: (order[c.plan_key], c.sample))
         return kept, rejects
 
     return run
@@ -146,18 +148,24 @@ def _generate(
         # Last computed, first asked: a batch whose first stage outgrew the KV cache still
         # finds its most recent passages cached (vLLM evicts the least recently used).
         candidates = candidates[::-1]
-    requests = [
-        Request(
-            messages=library.render_shared(spec, stage, variables(c, library))
+    # At a family's last stage each plan draws its `samples` answers: the same messages,
+    # asked one after another, so the engine computes the prompt once.
+    samples = candidates[0].samples if stage is spec.stages[-1] else 1
+    answering, requests = [], []
+    for c in candidates:
+        messages = (
+            library.render_shared(spec, stage, variables(c, library))
             if shared
-            else library.render(stage, variables(c, library)),
-            schema=schema_for(stage, enum_values(c)),
+            else library.render(stage, variables(c, library))
         )
-        for c in candidates
-    ]
-    results = generator.generate(requests, stage_sampling(stage, config), on_done)
+        schema = schema_for(stage, enum_values(c))
+        for sample in range(samples):
+            answering.append(c.another_sample(sample) if sample else c)
+            requests.append(Request(messages=messages, schema=schema, sample=sample))
+    sampling = stage_sampling(stage, config)
+    results = generator.generate(requests, sampling, per_plan(on_done, samples))
     kept, rejects = [], []
-    for candidate, request, result in zip(candidates, requests, results, strict=True):
+    for candidate, request, result in zip(answering, requests, results, strict=True):
         tokens.add(stage.name, result)
         try:
             value = parse_result(result, request.schema)
@@ -181,6 +189,20 @@ def _generate(
                 setattr(candidate, name, candidate.outputs[key])
         kept.append(candidate)
     return kept, rejects
+
+
+def per_plan(on_done: OnDone, samples: int) -> OnDone:
+    """`on_done` counting plans where the engine counts requests (`samples` per plan)."""
+    if samples == 1:
+        return on_done
+    finished = [0]
+
+    def count(n: int) -> None:
+        before = finished[0] // samples
+        finished[0] += n
+        on_done(finished[0] // samples - before)
+
+    return count
 
 
 def finish(candidate: Candidate, spec: TaskSpec) -> Candidate:

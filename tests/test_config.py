@@ -44,6 +44,8 @@ def test_hub_ids_are_left_alone(tmp_path: Path) -> None:
         ({**BASE, "tasks": [{"query_words": [3, 60]}]}, "filters.max_query_words is 40"),
         ({**BASE, "tasks": []}, "'tasks': List should have at least 1 item"),
         ({**BASE, "tasks": [{"type": "../etc"}]}, "'tasks.0.type'"),
+        ({**BASE, "tasks": [{"samples": 0}]}, "'tasks.0.samples'"),
+        ({**BASE, "tasks": [{"samples": 9}]}, "'tasks.0.samples'"),
         (
             {**BASE, "filters": {"min_query_words": 30, "max_query_words": 20}},
             "min_query_words is larger",

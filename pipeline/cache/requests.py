@@ -24,10 +24,11 @@ SEGMENT = "seg-{}{:06d}.jsonl"
 
 
 def result_key(request: Request, sampling: StageSampling, model: str, seed: int) -> str:
-    """What determines a result (labels only where a request has them, so the keys of
-    generation requests stay those of earlier versions' caches)."""
+    """What determines a result (labels and the sample number only where a request has
+    them, so the keys of one-sample generation requests stay those of earlier caches)."""
     parts = [request.messages, request.schema, sampling.model_dump(), model, seed]
-    blob = json.dumps(parts + ([list(request.labels)] if request.labels else []), sort_keys=True)
+    parts += [list(request.labels)] if request.labels else []
+    blob = json.dumps(parts + ([request.sample] if request.sample else []), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

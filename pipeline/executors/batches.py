@@ -11,7 +11,7 @@ from typing import Any
 from pipeline.checks import Funnel
 from pipeline.console import OnDone, StepProgress
 from pipeline.job import JobSteps
-from pipeline.records import Candidate, Document, Reject, reject_row
+from pipeline.records import Candidate, Document, Reject, plan_count, reject_row
 from pipeline.stages import StageFn
 from pipeline.writer import ShardWriter
 
@@ -45,13 +45,14 @@ def run_stages(
                 advancer(name)(n)
 
         t0 = time.perf_counter()
-        entered = len(out.candidates)
-        out.candidates, rejects = stage(out.candidates, on_done)
+        before = out.candidates
+        out.candidates, rejects = stage(before, on_done)
         if name in generation:
-            funnel.count(name, entered, len(out.candidates))
+            funnel.count(name, len(before), len(out.candidates))
         out.seconds[name] += time.perf_counter() - t0
         out.rejects.extend(rejects)
-        out.dropped[name] += len(rejects)
+        # Progress counts plans: a spare sample's reject drops none, a plan's last one does.
+        out.dropped[name] += plan_count(before) - plan_count(out.candidates)
     return out
 
 

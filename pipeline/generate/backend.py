@@ -21,6 +21,9 @@ class Request:
     messages: list[dict[str, str]]
     schema: dict[str, Any]
     labels: tuple[str, ...] = ()
+    # Which answer of several to the same messages (a plan's `samples`): part of the
+    # request's seed and cache key when above 0, so sample 0 is the one-sample request.
+    sample: int = 0
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,8 @@ class VllmGenerator:
         regenerates what an uninterrupted one would have."""
         if not self.seeded:
             return None
-        blob = json.dumps([self.seed, request.messages, request.schema], sort_keys=True)
+        parts = [self.seed, request.messages, request.schema]
+        blob = json.dumps(parts + ([request.sample] if request.sample else []), sort_keys=True)
         return int(hashlib.sha256(blob.encode()).hexdigest()[:12], 16)
 
     def generate(
