@@ -1,6 +1,6 @@
 """The OpenAI-compatible server backend against a real vLLM server on 127.0.0.1 serving the
-tiny Qwen3: a job that launches and stops its own server, a server that dies mid-job (the
-job fails cleanly, a later run resumes), an unreachable server, a model the server does not
+tiny Qwen3: a server that dies mid-job (the job fails cleanly, a later run that launches
+and stops its own server resumes it), an unreachable server, a model the server does not
 serve, and the API key taken from the environment without ever being written down."""
 
 import socket
@@ -46,46 +46,23 @@ def server(tiny_model: Path, tmp_path: Path) -> Iterator[tuple[str, ExitStack]]:
         yield f"http://127.0.0.1:{port}/v1", stack
 
 
-def test_a_job_launches_its_own_server_and_stops_it(
-    job_file: Callable[..., Path], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_server_that_dies_mid_job_fails_cleanly_and_a_launching_job_resumes(
+    job_file: Callable[..., Path],
+    tiny_model: Path,
+    server: tuple[str, ExitStack],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    port = free_port()
-    monkeypatch.setenv("EMBSYNTH_TEST_KEY", "sk-test-secret-4711")
-    url = f"http://127.0.0.1:{port}/v1"
-    path = server_job(
-        job_file, tiny_model, launch=True, port=port, base_url=url, api_key_env="EMBSYNTH_TEST_KEY"
-    )
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
-    summary = run_job(load_config(path), limit=6, progress=False)
-    assert summary.kept > 0 and summary.requests_generated >= 6
-    assert summary.tokens.prompt > 0 and summary.tokens.completion > 0  # from `usage`
-    version = summary.version_dir
-    assert (
-        "Uvicorn running" in (version / "logs" / "server.log").read_text()
-        or (version / "logs" / "server.log").stat().st_size > 0
-    )
-    # The server is gone with the job: no new child process is left, the port is free.
-    left = {p.pid for p in psutil.Process().children(recursive=True)} - before
-    assert not left
-    with socket.socket() as probe:  # nothing listens there any more (TIME_WAIT is fine)
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind(("127.0.0.1", port))
-        probe.listen()
-    for file in version.rglob("*"):  # the key itself is never written anywhere
-        if file.is_file():
-            assert b"sk-test-secret-4711" not in file.read_bytes(), file
-    monkeypatch.delenv("EMBSYNTH_TEST_KEY")
-    with pytest.raises(UserError, match="EMBSYNTH_TEST_KEY"):
-        run_job(load_config(path), limit=7, progress=False)
-
-
-def test_a_server_that_dies_mid_job_fails_cleanly_and_the_job_resumes(
-    job_file: Callable[..., Path], tiny_model: Path, server: tuple[str, ExitStack], tmp_path: Path
-) -> None:
+    """One server start per claim costs a minute here, so one test: a model the server
+    does not serve, the server dying mid-job, and the resume by a job that launches its own
+    server (with an API key from the environment) and stops it."""
     url, stack = server
+    unknown = server_job(job_file, tiny_model, base_url=url, served_model="no-such-model")
+    with pytest.raises(UserError, match="HTTP 404"):
+        run_job(load_config(unknown), limit=3, out_dir=tmp_path / "other", progress=False)
+
     path = server_job(job_file, tiny_model, base_url=url, served_model=str(tiny_model))
     root = tmp_path / "out" / "t"
-
     done: dict[str, int] = {}
 
     def stop_after_first_batch(step: str, n: int) -> None:  # the listener sees increments
@@ -100,17 +77,30 @@ def test_a_server_that_dies_mid_job_fails_cleanly_and_the_job_resumes(
     assert not (staging / "manifest.json").exists()
     assert any((staging / "cache").glob("seg-*.jsonl"))  # the first batch is kept
 
-    port = int(url.rsplit(":", 1)[1].split("/")[0])
-    config = GeneratorConfig(
-        model=str(tiny_model), engine=ENGINE, server=ServerConfig(port=port, launch=True)
-    )
-    with launched_server(config, SEED, tmp_path / "server2.log"):  # the server is back
-        resumed = run_job(load_config(path), limit=18, progress=False)
-        assert resumed.version_dir == root / "v0001" and resumed.requests_cached >= 6
-
-        unknown = server_job(job_file, tiny_model, base_url=url, served_model="no-such-model")
-        with pytest.raises(UserError, match="HTTP 404"):
-            run_job(load_config(unknown), limit=3, out_dir=tmp_path / "other", progress=False)
+    port = free_port()
+    monkeypatch.setenv("EMBSYNTH_TEST_KEY", "sk-test-secret-4711")
+    launching = server_job(
+        job_file, tiny_model, launch=True, port=port, base_url=f"http://127.0.0.1:{port}/v1",
+        served_model=str(tiny_model), api_key_env="EMBSYNTH_TEST_KEY",
+    )  # fmt: skip
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    resumed = run_job(load_config(launching), limit=18, progress=False)
+    assert resumed.version_dir == root / "v0001" and resumed.requests_cached >= 6
+    assert resumed.kept > 0 and resumed.requests_generated > 0
+    assert resumed.tokens.prompt > 0 and resumed.tokens.completion > 0  # from `usage`
+    assert (resumed.version_dir / "logs" / "server.log").stat().st_size > 0
+    # The server is gone with the job: no new child process is left, the port is free.
+    assert not {p.pid for p in psutil.Process().children(recursive=True)} - before
+    with socket.socket() as probe:  # nothing listens there any more (TIME_WAIT is fine)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
+        probe.listen()
+    for file in resumed.version_dir.rglob("*"):  # the key itself is never written anywhere
+        if file.is_file():
+            assert b"sk-test-secret-4711" not in file.read_bytes(), file
+    monkeypatch.delenv("EMBSYNTH_TEST_KEY")
+    with pytest.raises(UserError, match="EMBSYNTH_TEST_KEY"):
+        run_job(load_config(launching), limit=7, progress=False)
 
 
 def test_an_unreachable_server_is_one_clear_error(
