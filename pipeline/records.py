@@ -6,6 +6,7 @@ of the generation side. Every column is documented in the README.
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
@@ -25,10 +26,11 @@ class Document:
     title: str | None = None
     language: str | None = None
 
-    @property
+    @cached_property
     def key(self) -> str:
         """The content key (id and text): what tells a new or changed document from one a
-        dataset already covered, and what a corpus fingerprint is made of."""
+        dataset already covered, and what a corpus fingerprint is made of. Computed once:
+        every sample of every plan of the document names its plan by it, at each stage."""
         return hashlib.sha256(f"{self.doc_id}\0{self.text}".encode()).hexdigest()[:24]
 
 
