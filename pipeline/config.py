@@ -220,6 +220,9 @@ class TeacherConfig(Strict):
     model: str | None = Field(None, description="a CrossEncoder folder (kind: cross_encoder)")
     embedder_weight: float = Field(0.7, ge=0, description="fused: the job's embedder's weight")
     bm25_weight: float = Field(0.3, ge=0, description="fused: BM25's weight")
+    scale: Literal["z", "rank"] = Field(
+        "z", description="fused: how its mix returns to the embedder's cosine scale"
+    )
     batch_size: int = Field(32, gt=0)
     on_preferred_negative: Literal["keep", "drop_negative", "drop_pair", "relabel"] = Field(
         "drop_negative", description="what a negative the teacher scores above the positive does"
@@ -231,6 +234,8 @@ class TeacherConfig(Strict):
             raise ValueError("kind cross_encoder needs teacher.model (a CrossEncoder folder)")
         if self.kind != "cross_encoder" and self.model:
             raise ValueError(f"teacher.model is only for kind cross_encoder, not {self.kind}")
+        if self.kind != "fused" and self.scale != "z":
+            raise ValueError(f"teacher.scale is only for kind fused, not {self.kind}")
         if self.kind == "fused" and self.embedder_weight + self.bm25_weight <= 0:
             raise ValueError("teacher weights must have a positive sum")
         return self

@@ -66,6 +66,10 @@ def bad_input_cases(tmp_path: Path, tiny_model: Path) -> dict[str, tuple[dict[st
             {"teacher": {"kind": "fused", "bm25_weight": -1}},
             "'teacher.bm25_weight'",
         ),
+        "teacher scale": (
+            {"teacher": {"kind": "llm", "scale": "rank"}},
+            "teacher.scale is only for kind fused, not llm",
+        ),
         "teacher policy": (
             {"teacher": {"kind": "fused", "on_preferred_negative": "swap"}},
             "'teacher.on_preferred_negative'",

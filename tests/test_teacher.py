@@ -1,6 +1,7 @@
-"""The teacher: fused scores equal a hand computation and are stored positive first; what a
-preferred negative does under each policy; the round trip judged by the teacher keeps a
-pair the student misses; a CrossEncoder folder scores too; a job writes the column."""
+"""The teacher: fused scores equal a hand computation and are stored positive first; the rank
+scale gives the embedder's scores in the teacher's order; what a preferred negative does
+under each policy; the round trip judged by the teacher keeps a pair the student misses; a
+CrossEncoder folder scores too; a job writes the column."""
 
 import json
 from collections.abc import Callable
@@ -82,6 +83,28 @@ def test_fused_scores_match_a_hand_computation_and_are_stored_in_order(
     alone.score([candidate])
     cosines = index.vectors[rows] @ candidate.vector
     np.testing.assert_allclose(candidate.teacher_scores[:3], cosines, atol=1e-6)
+
+
+def test_rank_scale_gives_the_embedder_scores_in_the_teacher_order(
+    embedder: Embedder, index: CorpusIndex
+) -> None:
+    vector = pair(embedder).vector
+    # BM25 alone as the mix: on this small corpus a lighter share leaves the order as it is.
+    z_scaled = FusedTeacher(index, 0.0, 1.0).corpus_scores([QUERY], vector[None])[0]
+    ranked = FusedTeacher(index, 0.0, 1.0, "rank").corpus_scores([QUERY], vector[None])[0]
+    cosines = index.vectors @ vector
+    # The same values as the embedder's cosines, the same order as the fused mix: the
+    # document the mix ranks k-th gets the embedder's k-th highest cosine.
+    np.testing.assert_allclose(np.sort(ranked), np.sort(cosines), atol=1e-6)
+    assert list(np.argsort(-ranked, kind="stable")) == list(np.argsort(-z_scaled, kind="stable"))
+    by_rank = np.sort(cosines)[::-1][np.argsort(np.argsort(-z_scaled, kind="stable"))]
+    np.testing.assert_allclose(ranked, by_rank, atol=1e-6)
+    # BM25 reorders this corpus, so the targets are not the cosines themselves.
+    assert list(np.argsort(-cosines)) != list(np.argsort(-z_scaled))
+    assert not np.allclose(ranked, cosines)
+    # Without BM25 the order is the embedder's own: rank scale gives back the cosines.
+    alone = FusedTeacher(index, 1.0, 0.0, "rank").corpus_scores([QUERY], vector[None])[0]
+    np.testing.assert_allclose(alone, cosines, atol=1e-6)
 
 
 def test_a_preferred_negative_under_each_policy(embedder: Embedder, index: CorpusIndex) -> None:

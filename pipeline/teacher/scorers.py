@@ -4,7 +4,12 @@ the student's (see pipeline.embedding.loss.margin_mse).
 
 - `fused`: the job's embedder and BM25 over the job's corpus, each z-normalized over the
   corpus for the query, mixed by weight, and mapped back onto the embedder's cosine scale
-  for that query (mean + std x fused z). It runs offline wherever the job runs and scores
+  for that query: `z` (mean + std x fused z) or `rank` (the document the mix ranks k-th
+  gets the embedder's k-th highest score for the query). With `z` a generated query's own
+  document, whose words BM25 finds again, gets margins wider than any the embedder gives,
+  so margin-MSE mostly teaches a wider scale; with `rank` the targets are the embedder's
+  own scores in the teacher's order, and a margin differs from the student's only where
+  the teacher reorders the corpus. It runs offline wherever the job runs and scores
   corpus documents only (a written text has no BM25 statistics: None).
 - `cross_encoder`: a sentence-transformers `CrossEncoder` folder, scores through its
   activation (sigmoid for one label); any text.
@@ -71,10 +76,13 @@ class FusedTeacher:
 
     name = "fused"
 
-    def __init__(self, index: CorpusIndex, embedder_weight: float, bm25_weight: float) -> None:
+    def __init__(
+        self, index: CorpusIndex, embedder_weight: float, bm25_weight: float, scale: str = "z"
+    ) -> None:
         self.index = index
         total = embedder_weight + bm25_weight
         self.weights = (embedder_weight / total, bm25_weight / total)
+        self.scale = scale
 
     @cached_property
     def bm25(self) -> Bm25Index:
@@ -82,10 +90,16 @@ class FusedTeacher:
 
     def corpus_scores(self, queries: list[str], vectors: np.ndarray) -> np.ndarray:
         """The fused score of every corpus document for each query, on the cosine scale."""
-        dense, mean, std = _z(self.index.scores(vectors))
+        cosines = self.index.scores(vectors)
+        dense, mean, std = _z(cosines)
         lexical, _, _ = _z(self.bm25.scores(queries))
         fused = self.weights[0] * dense + self.weights[1] * lexical
-        return mean[:, None] + std[:, None] * fused
+        if self.scale == "z":
+            return mean[:, None] + std[:, None] * fused
+        out = np.empty_like(cosines)
+        order = np.argsort(-fused, axis=1, kind="stable")
+        np.put_along_axis(out, order, -np.sort(-cosines, axis=1), axis=1)
+        return out
 
     def score(self, items: list[Scoring]) -> list[list[float | None]]:
         if not items:
@@ -150,7 +164,7 @@ def open_teacher(
         return None
     if config.kind == "fused":
         assert index is not None
-        return FusedTeacher(index, config.embedder_weight, config.bm25_weight)
+        return FusedTeacher(index, config.embedder_weight, config.bm25_weight, config.scale)
     if config.kind == "llm":
         assert generator is not None
         return LlmTeacher(generator)
