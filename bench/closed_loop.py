@@ -32,7 +32,7 @@ from pipeline.embedding.data import load_examples, write_version
 from pipeline.embedding.evaluate import evaluate, load_collection
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import TrainConfig, load_train_config
-from pipeline.embedding.trainer import Trainer
+from pipeline.embedding.trainer import UNMERGED, Trainer
 from pipeline.generate.vllm_offline import open_generator
 from pipeline.run import run_job
 from pipeline.writer import versions
@@ -115,6 +115,10 @@ def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
             two | TEACHER | {"samples": 3, "teacher_scale": "rank"},
             FAST_DISTILL,
         ),
+        "rank-scaled teacher, margin-MSE alone, lr 1e-4, 3 negatives, merge 0.5": (
+            two | TEACHER | {"teacher_scale": "rank"},
+            FAST_DISTILL | MERGE,
+        ),
         "titles, old recipe": (TITLES, OLD),
         "titles, in-batch q-d only": (TITLES, deep(OLD, IN_BATCH_ONLY)),
         "titles, lr 5e-6": (TITLES, OLD | {"learning_rate": 5e-6}),
@@ -169,7 +173,9 @@ def title_pairs(beir: Path, limit: int, work: Path) -> tuple[Path, int] | None:
 def train_and_eval(
     train: TrainConfig, recipe: dict[str, Any], data: Path, out: Path, collection: Any,
     max_steps: int | None,
-) -> tuple[dict[str, float], int]:  # fmt: skip
+) -> tuple[dict[str, Any], int]:  # fmt: skip
+    """Scores of the final model; a recipe that merges with the base also gets the scores
+    of the model before the merge (`unmerged`), so one training gives both rows."""
     raw = deep(train.model_dump(mode="json"), recipe)
     if not any(e.teacher_scores for e in load_examples([data], 1)):
         # The titles have no negatives and no teacher scores: margin-MSE has no term there,
@@ -180,7 +186,10 @@ def train_and_eval(
     out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(TrainConfig.model_validate(raw))
     final = trainer.train()
-    return evaluate(Embedder(final), collection), trainer.step
+    scores: dict[str, Any] = evaluate(Embedder(final), collection)
+    if (out / UNMERGED).is_dir():
+        scores["unmerged"] = evaluate(Embedder(out / UNMERGED), collection)
+    return scores, trainer.step
 
 
 def slug(variant: dict[str, Any]) -> str:
@@ -256,7 +265,7 @@ def main() -> None:
                 out = args.work / "train" / slug({"row": name, "mode": mode})
                 scores, taken = train_and_eval(train, recipe, data, out, collection, steps)
                 entry |= {mode: scores, f"{mode} n": taken}
-                results_file.write_text(json.dumps(results, indent=2))
+            results_file.write_text(json.dumps(results, indent=2))
         print_table(results, args.steps)
 
 
@@ -266,15 +275,22 @@ def print_table(results: dict[str, Any], steps: int) -> None:
     for name, entry in results.items():
         if name == "datasets":
             continue
-        cells = [f"{name:<26} {entry['pairs']:>6}"]
-        for mode in ("one epoch", "equal steps"):
-            s = entry.get(mode)
-            if s is None:
-                cells.append(" " * 30)
-                continue
-            taken = f"{entry.get(f'{mode} n', 0):>5} " if mode == "one epoch" else ""
-            cells.append(f"{taken}{s['ndcg@10']:.4f} {s['recall@100']:.4f} {s['mrr@10']:.4f}")
-        print(" | ".join(cells))
+        print_row(name, entry, lambda scores: scores)
+        if any("unmerged" in (entry.get(mode) or {}) for mode in ("one epoch", "equal steps")):
+            print_row(f"{name} (before the merge)", entry, lambda scores: scores["unmerged"])
+
+
+def print_row(name: str, entry: dict[str, Any], pick: Any) -> None:
+    cells = [f"{name:<26} {entry['pairs']:>6}"]
+    for mode in ("one epoch", "equal steps"):
+        s = entry.get(mode)
+        if s is None:
+            cells.append(" " * 30)
+            continue
+        s = pick(s)
+        taken = f"{entry.get(f'{mode} n', 0):>5} " if mode == "one epoch" else ""
+        cells.append(f"{taken}{s['ndcg@10']:.4f} {s['recall@100']:.4f} {s['mrr@10']:.4f}")
+    print(" | ".join(cells))
 
 
 if __name__ == "__main__":
