@@ -88,7 +88,8 @@ def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         "+ lr 5e-6": (two, OLD | {"learning_rate": 5e-6}),
         "+ margin-MSE": (two | TEACHER_SCORES, deep(OLD, DISTILL)),
         "+ merge 0.5": (two, OLD | MERGE),
-        "chosen defaults": (two | TEACHER, NEW),
+        "earlier defaults (old recipe)": (two | TEACHER, OLD),
+        "chosen defaults": (two | TEACHER | {"teacher_scale": "rank", "samples": 3}, NEW),
         "chosen data, 4 epochs": (two | TEACHER, OLD | {"epochs": 4}),
         "chosen data, 8 epochs, margin-MSE alone": (
             two | TEACHER,

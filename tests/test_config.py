@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from pipeline.config import load_config
+from pipeline.embedding.train_config import load_train_config
 from pipeline.errors import UserError
 
 BASE = {"name": "j", "input": {"path": "corpus.jsonl"}, "generator": {"model": "./m"}}
@@ -79,3 +80,18 @@ def test_fingerprint_changes_with_the_config(tmp_path: Path) -> None:
 def test_home_relative_paths_expand(tmp_path: Path) -> None:
     job = {**BASE, "input": {"path": "~/corpus.jsonl"}}
     assert load_config(write(tmp_path, job)).input.path == Path.home() / "corpus.jsonl"
+
+
+BUNDLED = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.name)
+def test_bundled_configs_load(path: Path) -> None:
+    """Every bundled config validates as what it is (a job, or a training config), so a
+    key a session adds to one of them is a key the code knows."""
+    if path.name.startswith("train-"):
+        config = load_train_config(path)
+        assert config.loss.distill == "margin_mse" and config.merge_with_base == 0.5
+    else:
+        job = load_config(path)
+        assert job.tasks and job.output.dir.is_absolute()
