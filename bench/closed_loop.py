@@ -34,7 +34,13 @@ from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import TrainConfig, load_train_config
 from pipeline.embedding.trainer import UNMERGED, Trainer
 from pipeline.generate.vllm_offline import open_generator
+from pipeline.index.corpus import CorpusIndex
+from pipeline.index.embedder import open_embedder
+from pipeline.negatives.mining import mine
+from pipeline.quality.consistency import embed_queries
+from pipeline.records import Candidate, Document
 from pipeline.run import run_job
+from pipeline.teacher.judge import judge_for
 from pipeline.writer import versions
 
 TEXT_FILTERS = ("length", "language", "heuristics")
@@ -47,6 +53,9 @@ PIPELINE = {"filters": ALL, "dedup": True, "negatives": True, "queries": 1}
 TEACHER = {"teacher": "drop_negative", "round_trip": "teacher"}
 TEACHER_SCORES = {"teacher": "keep"}
 TITLES = {"titles": True}  # the reference: the corpus's own titles as queries
+# The same titles with the job's mined negatives and teacher scores (what a distilling
+# recipe trains on).
+TAUGHT_TITLES = {"titles": "taught"}
 
 
 def deep(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +134,7 @@ def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         "titles, lr 5e-6": (TITLES, OLD | {"learning_rate": 5e-6}),
         "titles, merge 0.5": (TITLES, OLD | MERGE),
         "titles, new recipe": (TITLES, NEW),
+        "titles with teacher scores, new recipe": (TAUGHT_TITLES, NEW),
     }
 
 
@@ -152,22 +162,46 @@ def job_for(base: Path, beir: Path, name: str, variant: dict[str, Any], work: Pa
     return JobConfig.model_validate(raw)
 
 
-def title_pairs(beir: Path, limit: int, work: Path) -> tuple[Path, int] | None:
-    """The reference dataset: the first `limit` documents' titles as their queries."""
-    rows = []
+def corpus_texts(beir: Path) -> list[dict[str, str]]:
+    """The corpus's documents that have a title and a text (the titles rows' pool)."""
+    docs = []
     with (beir / "corpus.jsonl").open(encoding="utf-8") as corpus:
         for line in corpus:
             doc = json.loads(line)
-            if len(rows) == limit:
-                break
             if doc.get("title", "").strip() and doc.get("text", "").strip():
-                rows.append({"query": doc["title"].strip(), "positive": doc["text"].strip(),
-                             "doc_id": str(doc["_id"])})  # fmt: skip
+                docs.append({"doc_id": str(doc["_id"]), "title": doc["title"].strip(),
+                             "text": doc["text"].strip()})  # fmt: skip
+    return docs
+
+
+def title_pairs(
+    beir: Path, limit: int, work: Path, taught_by: JobConfig | None = None
+) -> tuple[Path, int] | None:
+    """The reference dataset: the first `limit` documents' titles as their queries. With
+    `taught_by` (a job config) each pair also gets the job's mined negatives and its
+    teacher's scores, as a generated pair would, so a distilling recipe trains on it."""
+    docs = corpus_texts(beir)
+    rows = [{"query": d["title"], "positive": d["text"], "doc_id": d["doc_id"]}
+            for d in docs[:limit]]  # fmt: skip
     if not rows:
         return None
-    folder = work / "data" / "titles"
-    if not (folder / "manifest.json").is_file():
-        write_version(folder, rows)
+    folder = work / "data" / ("titles-taught" if taught_by else "titles")
+    if (folder / "manifest.json").is_file():
+        return folder, len(rows)
+    if taught_by is not None:
+        embedder = open_embedder(taught_by.embedder)
+        index = CorpusIndex.build([Document(d["doc_id"], d["text"]) for d in docs], embedder)
+        pairs = [Candidate(Document(r["doc_id"], r["positive"]), "retrieval", "en", 0, [],
+                           query=r["query"]) for r in rows]  # fmt: skip
+        embed_queries(pairs, embedder)
+        mine(pairs, index, taught_by.negatives)
+        judge = judge_for(taught_by.teacher, index, None, lambda c: "")
+        assert judge is not None, "the job has no teacher"
+        judge.score(pairs)
+        for row, pair in zip(rows, pairs, strict=True):
+            row |= {"negatives": pair.negatives, "negative_scores": pair.negative_scores,
+                    "teacher_scores": pair.teacher_scores}  # fmt: skip
+    write_version(folder, rows)
     return folder, len(rows)
 
 
@@ -236,11 +270,13 @@ def main() -> None:
     datasets: dict[str, Any] = results.setdefault("datasets", {})
     for name in chosen:
         variant, recipe = table[name]
-        key = "titles" if variant.get("titles") else slug(variant)
+        titles = variant.get("titles")
+        key = ("titles-taught" if titles == "taught" else "titles") if titles else slug(variant)
         if key not in datasets:
             start = time.perf_counter()
-            if key == "titles":
-                made = title_pairs(args.beir, args.title_docs or args.limit, args.work)
+            if titles:
+                taught_by = load_config(args.job) if titles == "taught" else None
+                made = title_pairs(args.beir, args.title_docs or args.limit, args.work, taught_by)
                 if made is None:
                     continue
                 datasets[key] = {"version": str(made[0]), "pairs": made[1]}
