@@ -20,7 +20,7 @@ the student's (see pipeline.embedding.loss.margin_mse).
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -77,7 +77,11 @@ class FusedTeacher:
     name = "fused"
 
     def __init__(
-        self, index: CorpusIndex, embedder_weight: float, bm25_weight: float, scale: str = "z"
+        self,
+        index: CorpusIndex,
+        embedder_weight: float,
+        bm25_weight: float,
+        scale: Literal["z", "rank"] = "z",
     ) -> None:
         self.index = index
         total = embedder_weight + bm25_weight
