@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +88,14 @@ def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     of two queries per document, whose one epoch is the equal-steps budget where it can be
     (fewer runs on a slow machine)."""
     two = PIPELINE | {"queries": 2}
-    chosen = two | TEACHER | {"teacher_scale": "rank", "samples": 3}
+    sampled = two | TEACHER | {"samples": 3}
+    chosen = sampled | {"teacher_scale": "rank"}
     return {
         "unfiltered, old recipe": (UNFILTERED, OLD),
         "old recipe (pipeline)": (PIPELINE, OLD),
         "+ 2 queries per doc": (two, OLD),
         "+ teacher judges filters": (two | TEACHER, OLD),
-        "+ 3 samples per plan": (two | TEACHER | {"samples": 3}, OLD),
+        "+ 3 samples per plan": (sampled, OLD),
         "+ in-batch q-d only": (two, deep(OLD, IN_BATCH_ONLY)),
         "+ lr 5e-6": (two, OLD | {"learning_rate": 5e-6}),
         "+ margin-MSE": (two | TEACHER_SCORES, deep(OLD, DISTILL)),
@@ -104,27 +106,24 @@ def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         "chosen data, 4 epochs": (two | TEACHER, OLD | {"epochs": 4}),
         "chosen data, 8 epochs, margin-MSE alone": (
             two | TEACHER,
-            deep(OLD, {"epochs": 8, "loss": {"distill": "margin_mse", "info_nce": False}}),
+            deep(OLD, DISTILL_ONLY | {"epochs": 8}),
         ),
         "chosen data, 4 epochs, margin-MSE alone": (
             two | TEACHER,
-            deep(OLD, {"epochs": 4, "loss": {"distill": "margin_mse", "info_nce": False}}),
+            deep(OLD, DISTILL_ONLY | {"epochs": 4}),
         ),
         # GPL's recipe: every generated pair past the minimal filters (no judgement by the
         # student), the teacher's scores on the positive and the mined negatives, and the
         # margin-MSE loss alone: the teacher's margins, not the filters, weigh a weak query.
         "GPL: all pairs, teacher margins, 3 epochs, margin-MSE alone": (
             two | {"filters": ()} | TEACHER_SCORES,
-            deep(OLD, {"epochs": 3, "loss": {"distill": "margin_mse", "info_nce": False}}),
+            deep(OLD, DISTILL_ONLY | {"epochs": 3}),
         ),
-        "samples data, margin-MSE alone, lr 1e-4, 3 negatives": (
-            two | TEACHER | {"samples": 3},
-            FAST_DISTILL,
-        ),
+        "samples data, margin-MSE alone, lr 1e-4, 3 negatives": (sampled, FAST_DISTILL),
         # The same, with the teacher's mix mapped onto the student's scale by rank: only the
         # teacher's reordering is taught, not a wider scale.
         "samples data, rank-scaled teacher, margin-MSE alone, lr 1e-4, 3 negatives": (
-            two | TEACHER | {"samples": 3, "teacher_scale": "rank"},
+            chosen,
             FAST_DISTILL,
         ),
         "rank-scaled teacher, margin-MSE alone, lr 1e-4, 3 negatives, merge 0.5": (
@@ -319,7 +318,9 @@ def print_table(results: dict[str, Any], steps: int) -> None:
             print_row(f"{name} (before the merge)", entry, lambda scores: scores["unmerged"])
 
 
-def print_row(name: str, entry: dict[str, Any], pick: Any) -> None:
+def print_row(
+    name: str, entry: dict[str, Any], pick: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
     cells = [f"{name:<26} {entry['pairs']:>6}"]
     for mode in ("one epoch", "equal steps"):
         s = entry.get(mode)
