@@ -3,8 +3,9 @@
 Same model (the offline all-MiniLM-L6-v2), same pairs (the bundled corpus: title as query,
 passage as positive), same batches in the same order, batch size, sequence length,
 optimizer and learning rate. Each side runs in its own child process so its peak memory
-(max RSS) is its own; the first step is a warm-up and is not timed. Ours runs twice: one
-forward pass per step (what MNRL does), and GradCache chunks of 8 (the memory saver).
+(max RSS) is its own; the first step is a warm-up and is not timed. Ours runs three ways:
+its default (each side sorted by length, passes of 16 texts), one padded pass a side (what
+MNRL does), and GradCache chunks of 8 (the memory saver).
 The sentence-transformers side is a plain loop around its model and loss (no Trainer, so
 neither side pays for data-loading machinery the other lacks).
 
@@ -12,6 +13,7 @@ The host's speed drifts, so the sides alternate over rounds (order reversed each
 and each side's best round is compared; every round is printed.
 
     python bench/train.py [--steps 8] [--batch 32] [--max-length 128] [--rounds 2]
+        [--corpus CORPUS.jsonl]   # id/_id, title, text; default: the bundled sample corpus
 """
 
 import argparse
@@ -31,13 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "pipeline" / "data" / "sample_corpus.jsonl"
 
 
-def pairs_version(folder: Path) -> Path:
-    """A dataset version of (title, passage) pairs from the bundled corpus."""
+def pairs_version(folder: Path, corpus: Path) -> Path:
+    """A dataset version of (title, passage) pairs from a corpus file."""
     from pipeline.embedding.data import write_version
 
-    docs = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines()]
+    docs = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines()]
     pairs = [
-        {"query": d["title"], "positive": d["text"], "doc_id": d["id"]}
+        {"query": d["title"], "positive": d["text"], "doc_id": str(d.get("id", d.get("_id")))}
         for d in docs
         if d.get("title") and d.get("text")
     ]
@@ -48,7 +50,9 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_ours(args: argparse.Namespace, data: Path, chunk: int) -> dict[str, float]:
+def run_ours(
+    args: argparse.Namespace, data: Path, chunk: int, passes: int | None
+) -> dict[str, float]:
     from pipeline.embedding.train_config import TrainConfig
     from pipeline.embedding.trainer import Trainer
     from pipeline.models.tiny_encoder import minilm_path
@@ -60,6 +64,7 @@ def run_ours(args: argparse.Namespace, data: Path, chunk: int) -> dict[str, floa
         output_dir=out,
         batch_size=args.batch,
         chunk_size=chunk,
+        pass_size=passes,
         max_length=args.max_length,
         max_steps=args.steps + 1,
         learning_rate=2e-5,
@@ -128,20 +133,21 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--side", choices=["ours", "ours-chunked", "st"])
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--side", choices=["ours", "ours-one-pass", "ours-chunked", "st"])
     parser.add_argument("--data", type=Path)
     args = parser.parse_args()
     if args.side:
         if args.side == "st":
             result = run_sentence_transformers(args, args.data)
         else:
-            chunk = args.batch * 2 if args.side == "ours" else 8
-            result = run_ours(args, args.data, chunk)
+            chunk = 8 if args.side == "ours-chunked" else args.batch * 2
+            result = run_ours(args, args.data, chunk, None if args.side == "ours-one-pass" else 16)
         print(json.dumps(result))
         return
-    args.data = pairs_version(Path(tempfile.mkdtemp()) / "v0001")
+    args.data = pairs_version(Path(tempfile.mkdtemp()) / "v0001", args.corpus)
     print(f"MiniLM-L6, batch {args.batch}, max length {args.max_length}, {args.steps} timed steps")
-    sides = ["st", "ours", "ours-chunked"]
+    sides = ["st", "ours", "ours-one-pass", "ours-chunked"]
     rounds: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
     for number in range(args.rounds):
         for side in sides if number % 2 == 0 else sides[::-1]:

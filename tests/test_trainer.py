@@ -1,5 +1,6 @@
-"""The trainer: loss falls, GradCache equals one big pass, resume equals no interruption,
-LoRA, and the saved model loads in sentence-transformers with our vectors."""
+"""The trainer: loss falls, GradCache chunks and length-sorted passes equal one padded pass,
+resume equals no interruption, LoRA, and the saved model loads in sentence-transformers
+with our vectors."""
 
 import json
 import shutil
@@ -14,7 +15,13 @@ from sentence_transformers import SentenceTransformer
 from pipeline.embedding.data import INSTRUCTION
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import TrainConfig
-from pipeline.embedding.trainer import CHECKPOINTS, Trainer, checkpoints, schedule
+from pipeline.embedding.trainer import (
+    CHECKPOINTS,
+    Trainer,
+    checkpoints,
+    length_passes,
+    schedule,
+)
 
 QUERIES = ["How does photosynthesis work?", "chess opening principles"]
 DOCS = ["Plants turn light into sugar.", "Control the centre and develop your pieces early."]
@@ -69,7 +76,14 @@ def test_loss_falls_and_the_model_loads_in_sentence_transformers(
     assert (tmp_path / "run" / "train_log.jsonl").read_text().count("\n") == 24
 
 
-def test_grad_cache_gives_the_gradients_of_one_big_batch(title_pairs: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "cut",
+    [{"chunk_size": 5}, {"pass_size": 3}],
+    ids=["grad-cache-chunks-of-5", "passes-of-3"],
+)
+def test_chunks_and_passes_give_the_gradients_of_one_padded_pass(
+    cut: dict[str, int], title_pairs: Path, tmp_path: Path
+) -> None:
     from pipeline.models.tiny_encoder import build_tiny_encoder
 
     model = build_tiny_encoder(tmp_path / "no-dropout", seed=1, dropout=0.0)
@@ -78,9 +92,13 @@ def test_grad_cache_gives_the_gradients_of_one_big_batch(title_pairs: Path, tmp_
         for p in Trainer(config(model, title_pairs, tmp_path / "i")).model.parameters()
     ]
     weights = []
-    for chunk in (64, 5):  # 16 texts per step: one pass, or four chunks of up to 5
-        trainer = Trainer(config(model, title_pairs, tmp_path / f"c{chunk}", chunk_size=chunk))
+    # 16 texts per step: one padded pass a side, or length-sorted GradCache chunks / passes.
+    for name, settings in (("one", {"pass_size": None}), ("cut", cut)):
+        trainer = Trainer(config(model, title_pairs, tmp_path / name, **settings))
         batch = next(trainer.batches())
+        if name == "cut":
+            texts = [e.query for e in batch] + [e.positive for e in batch]
+            assert len(set(trainer.model.token_counts(texts))) > 2  # the sort has work to do
         trainer.train_step(batch)
         weights.append([p.detach().clone() for p in trainer.model.parameters()])
     # AdamW moves each weight by about the learning rate (5e-4); the two runs agree to
@@ -89,8 +107,16 @@ def test_grad_cache_gives_the_gradients_of_one_big_batch(title_pairs: Path, tmp_
         float((one - start).abs().max()) for start, one in zip(initial, weights[0], strict=True)
     )
     assert moved > 4e-4
-    for one, chunked in zip(*weights, strict=True):
-        torch.testing.assert_close(one, chunked, atol=2e-5, rtol=0)
+    for one, cut_run in zip(*weights, strict=True):
+        torch.testing.assert_close(one, cut_run, atol=2e-5, rtol=0)
+
+
+def test_length_passes_sort_each_side_and_keep_queries_apart() -> None:
+    # Three queries (token counts 9, 3, 5) and five documents.
+    passes = length_passes([9, 3, 5, 40, 12, 80, 12, 7], 3, 2)
+    assert passes == [[1, 2], [0], [7, 4], [6, 3], [5]]
+    assert length_passes([9, 3, 5, 40, 12], 3, None) == [[1, 2, 0], [4, 3]]
+    assert length_passes([4, 2], 2, None) == [[1, 0]]  # no documents: no empty pass
 
 
 def test_resume_takes_the_same_next_steps(

@@ -119,6 +119,11 @@ class EmbeddingModel(nn.Module):
         )
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Each text's length in tokens after truncation (what it costs in a pass)."""
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        return [len(i) for i in ids]
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Unit-length embeddings of a tokenized batch."""
         hidden = self.backbone(**batch).last_hidden_state

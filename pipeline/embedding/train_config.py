@@ -47,7 +47,13 @@ class TrainConfig(Strict):
     max_length: int = Field(256, gt=0)
     batch_size: int = Field(32, gt=1, description="queries per step, all in-batch negatives")
     chunk_size: int | None = Field(
-        None, gt=0, description="texts per forward pass (GradCache chunks); none: one pass"
+        None, gt=0, description="texts per GradCache chunk (the memory saver); none: one graph"
+    )
+    pass_size: int | None = Field(
+        16,
+        gt=0,
+        description="texts per forward pass within one graph, sorted by length so each pass "
+        "pads to texts of about its own length; none: one pass per side",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast forward")

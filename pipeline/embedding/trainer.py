@@ -8,7 +8,8 @@ dropout masks match between the two passes, and the replay is checked against th
 Checkpoints hold everything a resumed run needs (trainable weights, optimizer, schedule,
 RNG, step) plus what it was made from (config hash and data versions), and the data order
 is a function of (seed, epoch), so a resumed run takes the same next step as an
-uninterrupted one.
+uninterrupted one. Each side's texts are sorted by length and embedded in passes of
+`pass_size`, so a pass pads to texts of about its own length.
 """
 
 import contextlib
@@ -206,19 +207,26 @@ class Trainer:
                 loss = loss + settings.distill_weight * distill
             return loss
 
-        # Queries and documents are chunked apart: short queries padded to passage length
-        # would cost as much as the passages themselves.
-        size = self.config.chunk_size or len(queries) + len(documents)
-        chunks = [
-            group[i : i + size]
-            for group in (queries, documents)
-            for i in range(0, len(group), size)
-        ]
-        if len(queries) + len(documents) <= size:
-            loss = loss_of(torch.cat([self._embed(chunk) for chunk in chunks]))
-            loss.backward()
+        texts = queries + documents
+        chunk = self.config.chunk_size
+        grad_cache = chunk is not None and len(texts) > chunk
+        passes = length_passes(
+            self.model.token_counts(texts),
+            len(queries),
+            chunk if grad_cache else self.config.pass_size,
+        )
+        chunks = [[texts[i] for i in group] for group in passes]
+        # The passes' vectors come in pass order; the loss takes them in the batch's order.
+        restore = torch.argsort(torch.tensor([i for group in passes for i in group]))
+
+        def passes_loss(vectors: torch.Tensor) -> torch.Tensor:
+            return loss_of(vectors[restore.to(vectors.device)])
+
+        if grad_cache:
+            loss = self._grad_cache(chunks, passes_loss)
         else:
-            loss = self._grad_cache(chunks, loss_of)
+            loss = passes_loss(torch.cat([self._embed(group) for group in chunks]))
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(self.trainable.values(), self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
@@ -328,6 +336,19 @@ class Trainer:
             lines = path.read_text(encoding="utf-8").splitlines()
             kept = [line for line in lines if json.loads(line)["step"] <= step]
             path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def length_passes(counts: list[int], queries: int, size: int | None) -> list[list[int]]:
+    """The texts' indices cut into forward passes. A pass pads every text to its longest, so
+    queries (the first `queries` texts) never share one with documents, and each side is
+    sorted by token count (`counts`) before it is cut every `size` texts (none: one pass a
+    side): short abstracts then no longer pay for the long ones beside them."""
+    passes = []
+    for side in (range(queries), range(queries, len(counts))):
+        ordered = sorted(side, key=lambda i: counts[i])
+        step = size or max(1, len(ordered))
+        passes += [ordered[i : i + step] for i in range(0, len(ordered), step)]
+    return passes
 
 
 def teacher_column(batch: list[Example]) -> list[float]:
