@@ -103,6 +103,7 @@ def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         "earlier defaults (old recipe)": (two | TEACHER, OLD),
         "chosen defaults": (chosen, NEW),
         "chosen defaults, seed 1": (chosen, NEW | {"seed": 1}),  # the spread of one seed
+        "chosen defaults, 4 epochs": (chosen, NEW | {"epochs": 4}),  # does more training add?
         "chosen data, 4 epochs": (two | TEACHER, OLD | {"epochs": 4}),
         "chosen data, 8 epochs, margin-MSE alone": (
             two | TEACHER,
