@@ -217,10 +217,11 @@ class Trainer:
         )
         chunks = [[texts[i] for i in group] for group in passes]
         # The passes' vectors come in pass order; the loss takes them in the batch's order.
-        restore = torch.argsort(torch.tensor([i for group in passes for i in group]))
+        order = torch.tensor([i for group in passes for i in group], device=self.device)
+        restore = torch.argsort(order)
 
         def passes_loss(vectors: torch.Tensor) -> torch.Tensor:
-            return loss_of(vectors[restore.to(vectors.device)])
+            return loss_of(vectors[restore])
 
         if grad_cache:
             loss = self._grad_cache(chunks, passes_loss)
