@@ -33,8 +33,11 @@ def test_samples_of_one_prompt_reuse_its_computed_tokens_and_differ(generator: A
     results = generator.generate(requests, StageSampling(temperature=1.0, max_tokens=24))
     assert all(r.error is None for r in results)
     assert len({r.prompt_tokens for r in results}) == 1 and results[0].prompt_tokens > 300
-    for later in results[1:]:  # only the prompt's last, partial block is computed again
-        assert later.prompt_tokens - later.cached_tokens <= CPU_BLOCK_SIZE
+    # One sample computes the prompt; the others compute only its last, partial block again.
+    # Which one is vLLM's to choose: a request waits for its JSON grammar, and the three
+    # grammars may compile in any order (CI once scheduled sample 1 or 2 first).
+    computed = sorted(r.prompt_tokens - r.cached_tokens for r in results)
+    assert computed[-1] > CPU_BLOCK_SIZE and computed[1] <= CPU_BLOCK_SIZE
     assert len({r.text for r in results}) > 1  # each sample its own seed
     seeds = {generator.request_seed(r) for r in requests}
     assert len(seeds) == 3
