@@ -104,6 +104,11 @@ def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         "chosen defaults": (chosen, NEW),
         "chosen defaults, seed 1": (chosen, NEW | {"seed": 1}),  # the spread of one seed
         "chosen defaults, 4 epochs": (chosen, NEW | {"epochs": 4}),  # does more training add?
+        # More of the teacher's ranking per query instead of more passes over the queries.
+        "chosen defaults, 7 negatives": (
+            chosen | {"negatives_count": 7},
+            NEW | {"hard_negatives": 7},
+        ),
         "chosen data, 4 epochs": (two | TEACHER, OLD | {"epochs": 4}),
         "chosen data, 8 epochs, margin-MSE alone": (
             two | TEACHER,
@@ -154,6 +159,7 @@ def job_for(base: Path, beir: Path, name: str, variant: dict[str, Any], work: Pa
     dedup["exact"] = dedup["near"]["enabled"] = dedup["semantic"]["enabled"] = variant["dedup"]
     dedup["documents"] = {"exact": variant["dedup"], "near": variant["dedup"]}
     raw["negatives"]["enabled"] = variant["negatives"]
+    raw["negatives"]["count"] = variant.get("negatives_count", raw["negatives"]["count"])
     for task in raw["tasks"]:
         task["queries_per_document"] = variant["queries"]
         task["samples"] = variant.get("samples", 1)

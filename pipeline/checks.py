@@ -235,10 +235,13 @@ def mining_checks(
     if not config.negatives.enabled or context.index is None:
         return []
 
+    by_teacher = config.negatives.ranked_by == "teacher"  # the config checks there is one
+
     def run(candidates: list[Candidate]) -> list[Reject | None]:
         assert context.embedder is not None and context.index is not None
         embed_queries(candidates, context.embedder)
-        context.without_negatives += mine(candidates, context.index, config.negatives)
+        ranking = context.teacher.ranking if context.teacher and by_teacher else None
+        context.without_negatives += mine(candidates, context.index, config.negatives, ranking)
         return [None] * len(candidates)
 
     return [("negatives", for_families(library, "negatives", run))]

@@ -205,6 +205,10 @@ class NegativesConfig(Strict):
     margin: float = Field(
         0.0, ge=0, le=1, description="drop candidates within this margin below the positive"
     )
+    ranked_by: Literal["embedder", "teacher"] = Field(
+        "embedder",
+        description="whose order the rank window reads: teacher re-ranks the embedder's top 100",
+    )
 
     @model_validator(mode="after")
     def _window(self) -> "NegativesConfig":
@@ -320,6 +324,8 @@ class JobConfig(Strict):
             )
         if self.filters.round_trip.judge == "teacher" and self.teacher.kind == "none":
             raise ValueError("filters.round_trip.judge is teacher but teacher.kind is none")
+        if self.negatives.ranked_by == "teacher" and self.teacher.kind == "none":
+            raise ValueError("negatives.ranked_by is teacher but teacher.kind is none")
         if self.executor == "ray" and self.generator.backend != "vllm":
             raise ValueError("executor ray runs its own engines: generator.backend must be vllm")
         return self

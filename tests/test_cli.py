@@ -78,6 +78,10 @@ def bad_input_cases(tmp_path: Path, tiny_model: Path) -> dict[str, tuple[dict[st
             {"filters": {"round_trip": {"judge": "teacher"}}},
             "filters.round_trip.judge is teacher but teacher.kind is none",
         ),
+        "mining without teacher": (
+            {"negatives": {"ranked_by": "teacher"}},
+            "negatives.ranked_by is teacher but teacher.kind is none",
+        ),
         "judge threshold": (
             {"filters": {"llm_judge": {"enabled": True, "min_score": 1.5}}},
             "'filters.llm_judge.min_score'",
@@ -92,8 +96,8 @@ def bad_input_cases(tmp_path: Path, tiny_model: Path) -> dict[str, tuple[dict[st
 @pytest.mark.parametrize(
     "case",
     ["missing corpus", "broken line", "corrupt parquet", "no text column", "missing model",
-     "teacher folder", "teacher weight", "teacher policy", "judge without teacher",
-     "judge threshold", "evaluation queries"],
+     "teacher folder", "teacher weight", "teacher scale", "teacher policy", "judge without teacher",
+     "mining without teacher", "judge threshold", "evaluation queries"],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_writes_nothing(
     case: str, tmp_path: Path, tiny_model: Path, job_file: Callable[..., Path]

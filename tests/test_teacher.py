@@ -1,7 +1,8 @@
 """The teacher: fused scores equal a hand computation and are stored positive first; the rank
 scale gives the embedder's scores in the teacher's order; what a preferred negative does
-under each policy; the round trip judged by the teacher keeps a pair the student misses; a
-CrossEncoder folder scores too; a job writes the column."""
+under each policy; the round trip judged by the teacher keeps a pair the student misses;
+negatives mined in the teacher's order; a CrossEncoder folder scores too; a job writes the
+column."""
 
 import json
 from collections.abc import Callable
@@ -12,11 +13,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import TeacherConfig, load_config
+from pipeline.config import NegativesConfig, TeacherConfig, load_config
 from pipeline.config_filters import RoundTripFilter
 from pipeline.embedding.inference import Embedder
 from pipeline.index.corpus import CorpusIndex
 from pipeline.index.embedder import embedder_path
+from pipeline.negatives.mining import mine
 from pipeline.quality.consistency import embed_queries
 from pipeline.records import Candidate, Document
 from pipeline.run import run_job
@@ -156,6 +158,27 @@ def test_round_trip_by_the_teacher_keeps_what_the_student_misses(
     miss = pair(embedder, "how to bake sourdough bread", doc="antibodies")
     [verdict] = judge.round_trip([miss], RoundTripFilter(top_k=1, judge="teacher"))
     assert verdict is not None and verdict.reason == "round_trip_miss"
+
+
+def test_negatives_ranked_by_the_teacher_come_in_its_order_with_its_scores(
+    embedder: Embedder, index: CorpusIndex
+) -> None:
+    teacher = FusedTeacher(index, 0.3, 0.7)
+    judge = TeacherJudge(teacher, TeacherConfig(kind="fused"), index)
+    config = NegativesConfig(count=3, rank_start=0, rank_end=8, ranked_by="teacher")
+    query = "immune system infection"
+    by_teacher, by_embedder = pair(embedder, query, "herd"), pair(embedder, query, "herd")
+    assert mine([by_teacher], index, config, judge.ranking) == 0
+    mine([by_embedder], index, config)
+    # By hand: the teacher's scores of the whole corpus, its order, without the positive
+    # and what the guard drops (above 0.95 of the positive's teacher score).
+    fused = teacher.corpus_scores([query], by_teacher.vector[None])[0]
+    ceiling = 0.95 * fused[index.rows["herd"]]
+    expected = [int(r) for r in np.argsort(-fused, kind="stable")
+                if index.doc_ids[r] != "herd" and fused[r] <= ceiling][:3]  # fmt: skip
+    assert by_teacher.negatives == [index.texts[r] for r in expected]
+    assert by_teacher.negative_scores == pytest.approx([float(fused[r]) for r in expected])
+    assert by_teacher.negatives != by_embedder.negatives  # the orders differ here
 
 
 def test_cross_encoder_folder_scores_pairs(tiny_cross_encoder: Path, embedder: Embedder,

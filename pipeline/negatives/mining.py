@@ -4,8 +4,11 @@ The top of the ranking is where unlabeled positives hide (another abstract on th
 experiment), so candidates come from a rank window, and a false-negative guard drops any
 candidate scoring above `max_score_ratio` of the positive's score or within `margin` of
 it (NV-Retriever's positive-aware mining). Documents with the positive's text are never
-negatives.
+negatives. The order is the embedder's, or the teacher's re-ranking of the embedder's top
+documents (`negatives.ranked_by: teacher`).
 """
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -14,16 +17,34 @@ from pipeline.dedup.text import text_key
 from pipeline.index.corpus import CorpusIndex
 from pipeline.records import Candidate
 
+Ranking = Callable[[list[Candidate]], tuple[np.ndarray, np.ndarray]]
 
-def mine(candidates: list[Candidate], index: CorpusIndex, config: NegativesConfig) -> int:
+
+def embedder_ranking(index: CorpusIndex) -> Ranking:
+    """The embedder's order: every corpus document's cosine, and the positive's."""
+
+    def rank(candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray]:
+        vectors = np.stack([c.vector for c in candidates])
+        return index.scores(vectors), index.positive_scores(
+            vectors, [c.doc.doc_id for c in candidates]
+        )
+
+    return rank
+
+
+def mine(
+    candidates: list[Candidate],
+    index: CorpusIndex,
+    config: NegativesConfig,
+    ranking: Ranking | None = None,
+) -> int:
     """Fill `negatives` and `negative_scores` of each candidate (ranks count the whole
-    corpus, the positive included); returns how many pairs got none. Such a pair stays:
-    it still trains with in-batch negatives."""
+    corpus, the positive included; the order is the embedder's unless `ranking` gives
+    another, such as the teacher's, with -inf for documents it did not rank); returns how
+    many pairs got none. Such a pair stays: it still trains with in-batch negatives."""
     if not candidates:
         return 0
-    vectors = np.stack([c.vector for c in candidates])
-    scores = index.scores(vectors)
-    positives = index.positive_scores(vectors, [c.doc.doc_id for c in candidates])
+    scores, positives = (ranking or embedder_ranking(index))(candidates)
     depth = min(config.rank_end, scores.shape[1])
     top = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
     without = 0
@@ -40,7 +61,8 @@ def mine(candidates: list[Candidate], index: CorpusIndex, config: NegativesConfi
                 break
             score = float(scores[row, j])
             same = index.doc_ids[j] == candidate.doc.doc_id or index.keys[j] == own
-            if rank < config.rank_start or same or score > ceiling:
+            unguarded = not (np.isfinite(score) and score <= ceiling)  # unranked, NaN
+            if rank < config.rank_start or same or unguarded:
                 continue
             picked.append((index.texts[j], score))
         candidate.negatives = [text for text, _ in picked]

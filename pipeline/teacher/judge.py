@@ -95,6 +95,33 @@ class TeacherJudge:
         c.teacher_scores = [s for i, s in enumerate(scores) if i not in dropped]
         return None
 
+    def _rerank(self, candidates: list[Candidate]) -> list[tuple[list[int], list[float | None]]]:
+        """Each candidate's pool, its own document first and then the student's top POOL
+        documents, with the teacher's score of each (corpus rows, scores)."""
+        student = self.index.scores(np.stack([c.vector for c in candidates]))
+        depth = min(POOL, student.shape[1])
+        tops = np.argpartition(-student, depth - 1, axis=1)[:, :depth]
+        pools, items = [], []
+        for c, top in zip(candidates, tops, strict=True):
+            own = self.index.rows[c.doc.doc_id]
+            pool = [own, *(int(r) for r in top if r != own)]
+            pools.append(pool)
+            items.append(self._scoring(c, [self.index.texts[r] for r in pool], list(pool)))
+        return list(zip(pools, self.teacher.score(items), strict=True))
+
+    def ranking(self, candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray]:
+        """The teacher's order for mining (`negatives.ranked_by: teacher`): a (candidates,
+        corpus) score table, -inf outside each re-ranked pool, and each positive's score.
+        Why: the student's own order only offers the negatives it already ranks high; the
+        teacher's adds those it misses, where the teacher's margins have the most to teach."""
+        table = np.full((len(candidates), len(self.index.texts)), -np.inf, dtype=np.float32)
+        positives = np.full(len(candidates), np.nan, dtype=np.float32)
+        for n, (pool, scores) in enumerate(self._rerank(candidates)):
+            for row, score in zip(pool, scores, strict=True):
+                table[n, row] = -np.inf if score is None else score
+            positives[n] = np.nan if scores[0] is None else scores[0]
+        return table, positives
+
     def round_trip(
         self, candidates: list[Candidate], config: RoundTripFilter
     ) -> list[Reject | None]:
@@ -102,16 +129,8 @@ class TeacherJudge:
         the teacher ranks them: a pair the student misses but the teacher confirms stays."""
         if not candidates:
             return []
-        student = self.index.scores(np.stack([c.vector for c in candidates]))
-        depth = min(POOL, student.shape[1])
-        tops = np.argpartition(-student, depth - 1, axis=1)[:, :depth]
-        items = []
-        for c, top in zip(candidates, tops, strict=True):
-            own = self.index.rows[c.doc.doc_id]
-            pool = [own, *(int(r) for r in top if r != own)]
-            items.append(self._scoring(c, [self.index.texts[r] for r in pool], list(pool)))
         verdicts: list[Reject | None] = []
-        for c, scores in zip(candidates, self.teacher.score(items), strict=True):
+        for c, (_, scores) in zip(candidates, self._rerank(candidates), strict=True):
             mine = scores[0]
             rank = sum(s is not None and mine is not None and s >= mine for s in scores)
             c.scores["round_trip_rank"] = rank
