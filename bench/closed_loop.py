@@ -109,6 +109,7 @@ def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
             chosen | {"negatives_count": 7},
             NEW | {"hard_negatives": 7},
         ),
+        "chosen defaults, negatives by the teacher": (chosen | {"negatives_by": "teacher"}, NEW),
         "chosen data, 4 epochs": (two | TEACHER, OLD | {"epochs": 4}),
         "chosen data, 8 epochs, margin-MSE alone": (
             two | TEACHER,
@@ -160,6 +161,7 @@ def job_for(base: Path, beir: Path, name: str, variant: dict[str, Any], work: Pa
     dedup["documents"] = {"exact": variant["dedup"], "near": variant["dedup"]}
     raw["negatives"]["enabled"] = variant["negatives"]
     raw["negatives"]["count"] = variant.get("negatives_count", raw["negatives"]["count"])
+    raw["negatives"]["ranked_by"] = variant.get("negatives_by", "embedder")
     for task in raw["tasks"]:
         task["queries_per_document"] = variant["queries"]
         task["samples"] = variant.get("samples", 1)
