@@ -61,8 +61,8 @@ def mine(
                 break
             score = float(scores[row, j])
             same = index.doc_ids[j] == candidate.doc.doc_id or index.keys[j] == own
-            unguarded = not (np.isfinite(score) and score <= ceiling)  # unranked, NaN
-            if rank < config.rank_start or same or unguarded:
+            guarded = not (np.isfinite(score) and score <= ceiling)  # also unranked, NaN
+            if rank < config.rank_start or same or guarded:
                 continue
             picked.append((index.texts[j], score))
         candidate.negatives = [text for text, _ in picked]

@@ -112,8 +112,9 @@ class TeacherJudge:
     def ranking(self, candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray]:
         """The teacher's order for mining (`negatives.ranked_by: teacher`): a (candidates,
         corpus) score table, -inf outside each re-ranked pool, and each positive's score.
-        Why: the student's own order only offers the negatives it already ranks high; the
-        teacher's adds those it misses, where the teacher's margins have the most to teach."""
+        Why offered: the student's own order only yields negatives it already ranks high.
+        Measured on Cranfield it hurts (README, closed loop): the teacher's top ranks hold
+        more unlabelled positives, so the embedder's order stays the default."""
         table = np.full((len(candidates), len(self.index.texts)), -np.inf, dtype=np.float32)
         positives = np.full(len(candidates), np.nan, dtype=np.float32)
         for n, (pool, scores) in enumerate(self._rerank(candidates)):
