@@ -161,7 +161,7 @@ def job_for(base: Path, beir: Path, name: str, variant: dict[str, Any], work: Pa
     dedup["documents"] = {"exact": variant["dedup"], "near": variant["dedup"]}
     raw["negatives"]["enabled"] = variant["negatives"]
     raw["negatives"]["count"] = variant.get("negatives_count", raw["negatives"]["count"])
-    raw["negatives"]["ranked_by"] = variant.get("negatives_by", "embedder")
+    raw["negatives"]["ranked_by"] = variant.get("negatives_by", raw["negatives"]["ranked_by"])
     for task in raw["tasks"]:
         task["queries_per_document"] = variant["queries"]
         task["samples"] = variant.get("samples", 1)

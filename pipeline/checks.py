@@ -236,11 +236,11 @@ def mining_checks(
         return []
 
     by_teacher = config.negatives.ranked_by == "teacher"  # the config checks there is one
+    ranking = context.teacher.ranking if context.teacher and by_teacher else None
 
     def run(candidates: list[Candidate]) -> list[Reject | None]:
         assert context.embedder is not None and context.index is not None
         embed_queries(candidates, context.embedder)
-        ranking = context.teacher.ranking if context.teacher and by_teacher else None
         context.without_negatives += mine(candidates, context.index, config.negatives, ranking)
         return [None] * len(candidates)
 

@@ -119,7 +119,8 @@ class TeacherJudge:
         positives = np.full(len(candidates), np.nan, dtype=np.float32)
         for n, (pool, scores) in enumerate(self._rerank(candidates)):
             for row, score in zip(pool, scores, strict=True):
-                table[n, row] = -np.inf if score is None else score
+                if score is not None:
+                    table[n, row] = score
             positives[n] = np.nan if scores[0] is None else scores[0]
         return table, positives
 
