@@ -27,13 +27,14 @@ from typing import Any
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+from pipeline.adapt.stage import finish_training
 from pipeline.cache.requests import CachingGenerator, RequestCache
 from pipeline.config import JobConfig, load_config
 from pipeline.embedding.data import load_examples, write_version
 from pipeline.embedding.evaluate import evaluate, load_collection
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import TrainConfig, load_train_config
-from pipeline.embedding.trainer import UNMERGED, Trainer
+from pipeline.embedding.trainer import UNADAPTED, UNMERGED, Trainer
 from pipeline.generate.vllm_offline import open_generator
 from pipeline.index.corpus import CorpusIndex
 from pipeline.index.embedder import open_embedder
@@ -220,7 +221,9 @@ def train_and_eval(
     max_steps: int | None,
 ) -> tuple[dict[str, Any], int]:  # fmt: skip
     """Scores of the final model; a recipe that merges with the base also gets the scores
-    of the model before the merge (`unmerged`), so one training gives both rows."""
+    of the model before the merge (`unmerged`), one with an adapter those of the model
+    before it (`unadapted`), so one training gives every row. A training finished earlier
+    in `out` is resumed at its end, not repeated (an adapter changed since is refitted)."""
     raw = deep(train.model_dump(mode="json"), recipe)
     if not any(e.teacher_scores for e in load_examples([data], 1)):
         # The titles have no negatives and no teacher scores: margin-MSE has no term there,
@@ -230,10 +233,12 @@ def train_and_eval(
             "epochs": 1000 if max_steps else raw["epochs"], "save_every": 0}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(TrainConfig.model_validate(raw))
-    final = trainer.train()
+    trainer.resume()
+    final = finish_training(trainer)
     scores: dict[str, Any] = evaluate(Embedder(final), collection)
-    if (out / UNMERGED).is_dir():
-        scores["unmerged"] = evaluate(Embedder(out / UNMERGED), collection)
+    for before in (UNMERGED, UNADAPTED):
+        if (out / before).is_dir():
+            scores[before] = evaluate(Embedder(out / before), collection)
     return scores, trainer.step
 
 
@@ -323,8 +328,9 @@ def print_table(results: dict[str, Any], steps: int) -> None:
         if name == "datasets":
             continue
         print_row(name, entry, lambda scores: scores)
-        if any("unmerged" in (entry.get(mode) or {}) for mode in ("one epoch", "equal steps")):
-            print_row(f"{name} (before the merge)", entry, lambda scores: scores["unmerged"])
+        for before, label in ((UNADAPTED, "adapter"), (UNMERGED, "merge")):
+            if any(before in (entry.get(mode) or {}) for mode in ("one epoch", "equal steps")):
+                print_row(f"{name} (before the {label})", entry, lambda s, b=before: s[b])
 
 
 def print_row(

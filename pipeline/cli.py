@@ -235,6 +235,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="continue from the latest checkpoint")] = False,
 ) -> None:
     """Train an embedding model on one or more dataset versions."""
+    from pipeline.adapt.stage import adapter_report, check_adapter, finish_training
     from pipeline.embedding.train_config import load_train_config
     from pipeline.embedding.trainer import FINAL, Trainer, checkpoints
 
@@ -244,6 +245,8 @@ def train(
             f"{settings.output_dir} already holds a training run; pass --resume or pick "
             "another output_dir"
         )
+    if settings.adapter is not None:
+        check_adapter(settings.adapter)  # before the model loads, and hours before it is used
     settings.output_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(settings)
     if resume:
@@ -254,9 +257,15 @@ def train(
             )
             return
         typer.echo(f"resuming at step {step} of {trainer.total_steps}")
-    final = trainer.train()
+    final = finish_training(trainer)
     last = trainer.history[-1]["loss"] if trainer.history else float("nan")
     typer.echo(f"trained {trainer.step} steps, last loss {last:.4f}; model: {final}")
+    report = adapter_report(settings.output_dir) if settings.adapter else None
+    if report:
+        typer.echo(
+            f"adapter: fitted on {report['queries']} queries, held-out KL "
+            f"{report['held_out_kl_before']:.4f} -> {report['held_out_kl_after']:.4f}"
+        )
 
 
 @app.command()

@@ -1,5 +1,5 @@
 """The Embedder: Matryoshka truncation, instruction override, and the vLLM pooling backend
-serving the same saved folder with the same vectors."""
+serving the same saved folder (a Dense layer after pooling included) with the same vectors."""
 
 import os
 import subprocess
@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from pipeline.embedding.dense import with_dense
 from pipeline.embedding.export import export_model
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.model import EmbeddingModel
@@ -18,8 +20,14 @@ TEXTS = ["how do wings make lift", "Lift comes from the pressure difference acro
 
 @pytest.fixture(scope="module")
 def saved_decoder(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Qwen3 saved as an embedder, with a Dense layer after pooling (as the adapter
+    stage writes one), which every loader must apply."""
     model = EmbeddingModel(tiny_model).eval()
-    return export_model(model, tmp_path_factory.mktemp("saved") / "qwen3-emb", "Find passages")
+    folder = tmp_path_factory.mktemp("saved")
+    plain = export_model(model, folder / "qwen3-emb-plain", "Find passages")
+    size = model.dimension
+    noise = torch.randn(size, size, generator=torch.Generator().manual_seed(0))
+    return with_dense(plain, torch.eye(size) + 0.3 * noise, folder / "qwen3-emb")
 
 
 def test_dimension_truncation_and_instruction_override(saved_decoder: Path) -> None:

@@ -2,7 +2,8 @@
 
 `Embedder` reads the sentence-transformers files our exporter writes (pooling, max length,
 query prompt) and runs the backbone itself, so its vectors are the ones a user gets from
-`SentenceTransformer(path)`. The vLLM pooling backend serves the same folder at scale.
+`SentenceTransformer(path)`, Dense layers after pooling included. The vLLM pooling backend
+serves the same folder at scale.
 """
 
 import json
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.console import OnDone
+from pipeline.embedding.dense import load_dense
 from pipeline.embedding.model import EmbeddingModel, Pooling, query_prompt
 from pipeline.errors import UserError
 
@@ -87,8 +89,10 @@ class Embedder:
                 max_model_len=max_length,
                 **apply_settings(self.settings, engine),
             )
+            # vLLM applies the folder's Dense layers itself (as sentence-transformers does).
+            dense = load_dense(self.path)
             config = _read_json(self.path / "config.json")
-            self.dimension = int(config.get("hidden_size", 0))
+            self.dimension = dense.dimension if dense else int(config.get("hidden_size", 0))
         else:
             self.model = EmbeddingModel(self.path, pooling, max_length).eval()
             self.dimension = self.model.dimension

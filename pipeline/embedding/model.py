@@ -1,4 +1,5 @@
-"""The embedding model wrapper: a Hugging Face backbone, pooling and L2 normalization.
+"""The embedding model wrapper: a Hugging Face backbone, pooling, the folder's Dense layers
+if it has any (pipeline.embedding.dense) and L2 normalization.
 
 Encoders (BERT, MiniLM, ...) are mean-pooled over real tokens. Decoders such as Qwen3 are
 pooled on the last real token, found through the attention mask so left and right padding
@@ -20,6 +21,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
+from pipeline.embedding.dense import load_dense
 from pipeline.errors import UserError
 
 Pooling = Literal["mean", "lasttoken"]
@@ -103,9 +105,12 @@ class EmbeddingModel(nn.Module):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.backbone = AutoModel.from_pretrained(path, dtype=torch.float32)
+        self.head = load_dense(Path(path))
 
     @property
     def dimension(self) -> int:
+        if self.head is not None:
+            return self.head.dimension
         return int(self.backbone.config.hidden_size)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -127,7 +132,8 @@ class EmbeddingModel(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Unit-length embeddings of a tokenized batch."""
         hidden = self.backbone(**batch).last_hidden_state
-        return F.normalize(pool(hidden, batch["attention_mask"], self.pooling).float(), dim=-1)
+        pooled = pool(hidden, batch["attention_mask"], self.pooling).float()
+        return F.normalize(pooled if self.head is None else self.head(pooled), dim=-1)
 
     def embed(self, texts: list[str]) -> torch.Tensor:
         """Tokenize and embed in one call (with gradients if enabled)."""

@@ -34,6 +34,22 @@ class LoraConfig(Strict):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
+class AdapterConfig(Strict):
+    """A linear map after pooling, fitted after training to the job's fused teacher over
+    the job's whole corpus (pipeline.adapt): a few margins per query cannot teach what the
+    teacher's ranking of every document can."""
+
+    job: Path = Field(description="the job config whose corpus and fused teacher it learns from")
+    reg: float = Field(0.03, gt=0, description="weight of ||W - I||^2: how far W may leave I")
+    steps: int = Field(300, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    temperature: float = Field(0.05, gt=0, description="of both softmaxes over the corpus")
+    batch_size: int = Field(1024, gt=0, description="queries per step, each against every doc")
+    crops: int = Field(
+        3, ge=0, description="sentences per document used as queries beside the generated ones"
+    )
+
+
 class TrainConfig(Strict):
     """A training run."""
 
@@ -83,6 +99,11 @@ class TrainConfig(Strict):
         description="the base model's share in a slerp of the trained model with it; the final "
         "model is the merged one, the trained one is kept in `unmerged`",
     )
+    adapter: AdapterConfig | None = Field(
+        None,
+        description="fit a linear adapter after training (and the merge); the model before "
+        "it is kept in `unadapted`",
+    )
     seed: int = 0
 
     @model_validator(mode="after")
@@ -101,4 +122,6 @@ def load_train_config(path: Path) -> TrainConfig:
     config.data = [resolve_path(base, p) for p in config.data]
     config.output_dir = resolve_path(base, config.output_dir)
     config.model = resolve_model(base, config.model)
+    if config.adapter is not None:
+        config.adapter.job = resolve_path(base, config.adapter.job)
     return config

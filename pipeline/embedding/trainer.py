@@ -42,6 +42,7 @@ STATE_FILE = "trainer_state.pt"
 LOG_FILE = "train_log.jsonl"
 FINAL = "final"
 UNMERGED = "unmerged"  # the trained model, when the final one is merged with the base
+UNADAPTED = "unadapted"  # the model before the adapter stage, when there is one
 # A replayed chunk differs from its cached pass by float noise; a different dropout mask
 # moves vectors by far more than this.
 REPLAY_TOLERANCE = 1e-2
@@ -100,6 +101,11 @@ class Trainer:
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
         self.model = EmbeddingModel(config.model, config.pooling, config.max_length)
+        if self.model.head is not None:
+            raise UserError(
+                f"{config.model} has Dense layers after pooling, which the trainer would drop; "
+                "train from the model without them (an adapted model's `unadapted` folder)"
+            )
         too_big = [d for d in config.loss.mrl_dims if d > self.model.dimension]
         if too_big:
             raise UserError(
@@ -135,9 +141,17 @@ class Trainer:
         return self.config.output_dir / FINAL
 
     @property
+    def trained_dir(self) -> Path:
+        """Where `train` puts its model: the final one, or the adapter stage's input."""
+        return self.config.output_dir / (UNADAPTED if self.config.adapter else FINAL)
+
+    @property
     def origin(self) -> dict[str, object]:
         """What a checkpoint was made from; resuming with anything else is refused."""
-        settings = self.config.model_dump(mode="json", exclude={"output_dir", "save_every"})
+        # The adapter is fitted after training, so changing it keeps the checkpoints valid.
+        settings = self.config.model_dump(
+            mode="json", exclude={"output_dir", "save_every", "adapter"}
+        )
         blob = json.dumps(settings, sort_keys=True).encode()
         return {
             "config_hash": hashlib.sha256(blob).hexdigest()[:16],
@@ -258,7 +272,8 @@ class Trainer:
         return loss
 
     def train(self) -> Path:
-        """Train to the end (from the current step), checkpoint, and export the final model."""
+        """Train to the end (from the current step), checkpoint, and export the model (to
+        `trained_dir`; the adapter stage, pipeline.adapt, makes the final one from it)."""
         self.config.output_dir.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step")
         # A fresh run starts a fresh log; a resumed one continues the log cut at its step.
@@ -283,10 +298,10 @@ class Trainer:
         self.save_checkpoint()
         share = self.config.merge_with_base
         if share is None:
-            return export_model(self.model, self.final_dir, self.instruction)
+            return export_model(self.model, self.trained_dir, self.instruction)
         # The report's last stage: slerp back toward the base keeps what it knew.
         trained = export_model(self.model, self.config.output_dir / UNMERGED, self.instruction)
-        return merge_models([trained, Path(self.config.model)], self.final_dir, t=share)
+        return merge_models([trained, Path(self.config.model)], self.trained_dir, t=share)
 
     def save_checkpoint(self) -> Path:
         """Write checkpoints/step-NNNNNN: a loadable model plus the trainer state."""

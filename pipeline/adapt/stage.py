@@ -1,0 +1,120 @@
+"""The adapter stage: after training (and the merge), fit the linear adapter on the trained
+model and write the final model with it as a Dense layer (pipeline.embedding.dense).
+
+Why a stage of its own: margin-MSE on a pair's few mined negatives moves the model little,
+while the job's fused teacher (the embedder with BM25) ranks the whole corpus better than
+the student on some collections. With the corpus embedded once, a map after pooling can be
+fitted to that whole ranking, for the generated queries and for sentences of the corpus,
+in minutes on a CPU. It knows no executor: it reads a job config and a model folder.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline.adapt.crops import crops
+from pipeline.adapt.linear import Fit, fit_linear
+from pipeline.config import JobConfig, load_config
+from pipeline.embedding.dense import with_dense
+from pipeline.embedding.inference import Embedder
+from pipeline.embedding.train_config import AdapterConfig
+from pipeline.embedding.trainer import Trainer
+from pipeline.errors import UserError
+from pipeline.index.corpus import CorpusIndex
+from pipeline.manifest import write_json_atomic
+from pipeline.reader import check_corpus, read_batches
+from pipeline.teacher.scorers import FusedTeacher
+
+REPORT = "adapter.json"  # beside the checkpoints: what the fit saw and how far it got
+
+
+def check_adapter(settings: AdapterConfig) -> JobConfig:
+    """The adapter's job, checked before any training: its corpus must be readable and
+    its teacher fused (the only teacher that scores every document of the corpus)."""
+    job = load_config(settings.job)
+    if job.teacher.kind != "fused":
+        raise UserError(
+            f"adapter.job {settings.job}: teacher.kind is {job.teacher.kind}; the adapter "
+            "learns the fused teacher's ranking of the whole corpus (teacher.kind: fused)"
+        )
+    check_corpus(job.input)
+    return job
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """What the adapter learns from: the model's vectors of every corpus document and of
+    each query (the given ones, then the corpus crops), and the teacher's scores of every
+    document for each query."""
+
+    index: CorpusIndex
+    texts: list[str]
+    vectors: np.ndarray
+    targets: np.ndarray
+
+
+def lesson(model: Path, queries: list[str], settings: AdapterConfig, seed: int = 0) -> Lesson:
+    """Embed the adapter job's corpus and the queries with `model`; score them by the job's
+    fused teacher (z scale: the softmax over the corpus needs the mix itself)."""
+    job = check_adapter(settings)
+    documents = [doc for docs, _ in read_batches(job.input) for doc in docs]
+    if not documents:
+        raise UserError(f"adapter.job {settings.job}: its corpus has no documents")
+    embedder = Embedder(model)
+    with tqdm(total=len(documents), desc="adapter: corpus", unit="doc") as bar:
+        index = CorpusIndex.build(documents, embedder, on_done=bar.update)
+    texts = queries + crops(index.texts, settings.crops, seed)
+    with tqdm(total=len(texts), desc="adapter: queries", unit="query") as bar:
+        vectors = embedder.encode_queries(texts, on_done=bar.update)
+    teacher = FusedTeacher(index, job.teacher.embedder_weight, job.teacher.bm25_weight, "z")
+    return Lesson(index, texts, vectors, teacher.corpus_scores(texts, vectors))
+
+
+def fit(taught: Lesson, settings: AdapterConfig, seed: int, device: torch.device) -> Fit:
+    """The adapter `settings` describe, fitted on a lesson."""
+    return fit_linear(
+        taught.vectors,
+        taught.index.vectors,
+        taught.targets,
+        reg=settings.reg,
+        steps=settings.steps,
+        learning_rate=settings.learning_rate,
+        temperature=settings.temperature,
+        batch_size=settings.batch_size,
+        seed=seed,
+        device=device,
+    )
+
+
+def finish_training(trainer: Trainer) -> Path:
+    """Train (from the trainer's current step), then run the adapter stage if the config
+    has one; returns the final model. The adapter's job is checked before training."""
+    settings = trainer.config.adapter
+    if settings is not None:
+        check_adapter(settings)
+    trained = trainer.train()
+    if settings is None:
+        return trained
+    queries = [example.query for example in trainer.examples]
+    taught = lesson(trained, queries, settings, trainer.config.seed)
+    fitted = fit(taught, settings, trainer.config.seed, trainer.device)
+    final = with_dense(trained, fitted.weight, trainer.final_dir)
+    report = {
+        "queries": len(taught.texts),
+        "generated": len(queries),
+        "held_out_kl_before": fitted.held_out_before,
+        "held_out_kl_after": fitted.held_out_after,
+        **settings.model_dump(mode="json"),
+    }
+    write_json_atomic(report, trainer.config.output_dir / REPORT)
+    return final
+
+
+def adapter_report(output_dir: Path) -> dict[str, object] | None:
+    """The last adapter stage's report in a training output folder, if there is one."""
+    path = output_dir / REPORT
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

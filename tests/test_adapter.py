@@ -1,0 +1,116 @@
+"""The adapter stage: the fit learns a ranking a linear map can express and stays at the
+identity when held there; corpus crops; `embsynth train` with an adapter writes a final
+model whose Dense layer sentence-transformers and our Embedder both apply; bad input."""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from sentence_transformers import SentenceTransformer
+
+from pipeline.adapt.crops import crops
+from pipeline.adapt.linear import fit_linear
+from pipeline.adapt.stage import REPORT
+from pipeline.embedding.inference import Embedder
+from tests.conftest import cli
+
+TEXTS = ["how do wings make lift", "Lift comes from the pressure difference across a wing."]
+
+
+def fit(queries: np.ndarray, docs: np.ndarray, targets: np.ndarray, reg: float) -> object:
+    settings = {"steps": 150, "learning_rate": 1e-2, "temperature": 0.05, "batch_size": 64}
+    return fit_linear(queries, docs, targets, reg=reg, seed=0, device=torch.device("cpu"),
+                      **settings)  # fmt: skip
+
+
+def test_the_fit_learns_a_linear_teachers_ranking_and_the_penalty_holds_it_at_identity() -> None:
+    rng = np.random.default_rng(0)
+    queries = rng.normal(size=(300, 8)).astype(np.float32)
+    docs = rng.normal(size=(200, 8)).astype(np.float32)
+    # A teacher whose ranking a map can express: cosines after a fixed W*.
+    star = torch.eye(8) + 0.8 * torch.from_numpy(rng.normal(size=(8, 8)).astype(np.float32))
+    q, d = (F.normalize(torch.from_numpy(x) @ star.T, dim=-1) for x in (queries, docs))
+    targets = (q @ d.T).numpy()
+    learned = fit(queries, docs, targets, reg=1e-4)
+    assert learned.held_out_after < 0.5 * learned.held_out_before  # on queries it never saw
+    held = fit(queries, docs, targets, reg=1e3)
+    torch.testing.assert_close(held.weight, torch.eye(8), atol=2e-3, rtol=0)
+
+
+def test_crops_take_sentences_after_the_first_or_a_window() -> None:
+    text = (
+        "Wings and lift. Lift comes from the pressure difference. Too short. "
+        "The air above the wing moves faster than below. A fourth sentence is not taken here."
+    )
+    assert crops([text], 2, seed=0) == ["Lift comes from the pressure difference"]
+    words = " ".join(f"w{i}" for i in range(40))  # no sentence breaks
+    (window,) = crops([words], 2, seed=0)
+    assert 6 <= len(window.split()) <= 14 and window in words
+    assert crops([text, words], 0, seed=0) == []
+
+
+@pytest.fixture
+def adapter_run(
+    tiny_encoder: Path, title_pairs: Path, tmp_path: Path, job_file: Callable[..., Path]
+) -> Callable[..., tuple[Path, object]]:
+    """Write a training YAML with an adapter whose job has the given teacher; run it."""
+
+    def run(teacher: dict[str, object]) -> tuple[Path, object]:
+        job = job_file(teacher=teacher)
+        settings = {
+            "model": str(tiny_encoder),
+            "data": [str(title_pairs)],
+            "output_dir": str(tmp_path / "run"),
+            "batch_size": 8,
+            "max_steps": 2,
+            "merge_with_base": 0.5,
+            "adapter": {"job": str(job), "steps": 30, "crops": 1, "learning_rate": 1e-2},
+        }
+        path = tmp_path / "train.yaml"
+        path.write_text(yaml.safe_dump(settings))
+        return tmp_path / "run", cli("train", path)
+
+    return run
+
+
+def test_train_with_an_adapter_writes_a_dense_layer_that_every_loader_applies(
+    adapter_run: Callable[..., tuple[Path, object]], title_pairs: Path, tmp_path: Path
+) -> None:
+    out, done = adapter_run({"kind": "fused"})
+    assert done.exit_code == 0, done.output
+    final, before = out / "final", out / "unadapted"
+    assert (out / "unmerged").is_dir() and before.is_dir()
+    modules = json.loads((final / "modules.json").read_text())
+    assert [m["path"] for m in modules] == ["", "1_Pooling", "2_Dense", "2_Normalize"]
+    report = json.loads((out / REPORT).read_text())
+    assert report["generated"] == 48 and report["queries"] > 48  # pairs' queries + crops
+    assert report["held_out_kl_after"] < report["held_out_kl_before"]
+    assert "held-out KL" in done.stdout
+    # The map is the saved weight: the final vectors are the unadapted ones through it.
+    weight = SentenceTransformer(str(final), device="cpu")[2].linear.weight.detach()
+    assert not torch.allclose(weight, torch.eye(weight.shape[0]))
+    ours = Embedder(final).encode_documents(TEXTS)
+    by_hand = F.normalize(torch.from_numpy(Embedder(before).encode_documents(TEXTS)) @ weight.T)
+    np.testing.assert_allclose(ours, by_hand.numpy(), atol=1e-5)
+    st = SentenceTransformer(str(final), device="cpu").encode(TEXTS)
+    np.testing.assert_allclose(st, ours, atol=1e-5)
+    # Training on from the adapted model would drop its Dense layer: refused.
+    again = tmp_path / "again.yaml"
+    again.write_text(yaml.safe_dump({"model": str(final), "data": [str(title_pairs)],
+                                     "output_dir": str(tmp_path / "again")}))  # fmt: skip
+    refused = cli("train", again)
+    assert refused.exit_code == 2 and "Dense layers" in refused.stderr
+
+
+def test_an_adapter_without_a_fused_teacher_is_refused_before_training(
+    adapter_run: Callable[..., tuple[Path, object]],
+) -> None:
+    out, done = adapter_run({"kind": "none"})
+    assert done.exit_code == 2
+    assert done.stderr.strip().count("\n") == 0 and "teacher.kind is none" in done.stderr
+    assert not out.exists()  # refused before anything was written
