@@ -4,8 +4,9 @@ model without it (the baseline, same script), with the held-out KL of each fit.
 
 The training config's `adapter` fits one `reg` after training; this probes several on a
 model trained once (a `final` without an adapter, or an `unadapted` folder), the corpus
-embedded once. What the held-out KL (a fifth of the fit's own queries, never the real
-ones) would choose is printed last.
+embedded once. Without `--data` the adapter learns from the corpus crops alone: what it
+gives a model (the base itself, say) with no generated query at all. What the held-out KL
+(a fifth of the fit's own queries, never the real ones) would choose is printed last.
 
     python bench/adapter_probe.py ../shared/data/eval/cranfield \\
         --train configs/train-cranfield.yaml --data out/loop-cranfield/data/4c78edadd7/v0001 \\
@@ -43,7 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("beir", type=Path, help="BEIR folder: corpus.jsonl, queries.jsonl, qrels")
     parser.add_argument("--train", type=Path, required=True, help="training config (adapter)")
-    parser.add_argument("--data", type=Path, required=True, help="a dataset version (queries)")
+    parser.add_argument("--data", type=Path, help="a dataset version (queries); none: crops only")
     parser.add_argument("--model", type=Path, required=True, help="the trained model to adapt")
     parser.add_argument("--reg", type=float, nargs="+", default=[0.3, 0.1, 0.03, 0.01])
     args = parser.parse_args()
@@ -51,8 +52,10 @@ def main() -> None:
     if config.adapter is None:
         parser.error(f"{args.train} has no adapter section")
     collection = load_collection(args.beir)
-    table = pq.read_table(sorted((args.data / "data").glob("*.parquet")))
-    generated = [str(q) for q in table.column("query").to_pylist()]
+    generated: list[str] = []
+    if args.data is not None:
+        table = pq.read_table(sorted((args.data / "data").glob("*.parquet")))
+        generated = [str(q) for q in table.column("query").to_pylist()]
     taught = lesson(args.model, generated, config.adapter, config.seed)
     embedder = Embedder(args.model)
     real = embedder.encode_queries([collection.queries[q] for q in collection.queries])
