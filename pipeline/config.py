@@ -227,6 +227,8 @@ class TeacherConfig(Strict):
     scale: Literal["z", "rank"] = Field(
         "z", description="fused: how its mix returns to the embedder's cosine scale"
     )
+    feedback_docs: int = Field(0, ge=0, description="fused: its top k move the query (0: off)")
+    feedback_weight: float = Field(0.5, gt=0, description="fused: the top k's mean's weight")
     batch_size: int = Field(32, gt=0)
     on_preferred_negative: Literal["keep", "drop_negative", "drop_pair", "relabel"] = Field(
         "drop_negative", description="what a negative the teacher scores above the positive does"
@@ -238,8 +240,8 @@ class TeacherConfig(Strict):
             raise ValueError("kind cross_encoder needs teacher.model (a CrossEncoder folder)")
         if self.kind != "cross_encoder" and self.model:
             raise ValueError(f"teacher.model is only for kind cross_encoder, not {self.kind}")
-        if self.kind != "fused" and self.scale != "z":
-            raise ValueError(f"teacher.scale is only for kind fused, not {self.kind}")
+        if self.kind != "fused" and (self.scale != "z" or self.feedback_docs):
+            raise ValueError(f"teacher.scale and feedback are for kind fused, not {self.kind}")
         if self.kind == "fused" and self.embedder_weight + self.bm25_weight <= 0:
             raise ValueError("teacher weights must have a positive sum")
         return self

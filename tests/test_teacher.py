@@ -1,8 +1,8 @@
 """The teacher: fused scores equal a hand computation and are stored positive first; the rank
 scale gives the embedder's scores in the teacher's order; what a preferred negative does
 under each policy; the round trip judged by the teacher keeps a pair the student misses;
-negatives mined in the teacher's order; a CrossEncoder folder scores too; a job writes the
-column."""
+negatives mined in the teacher's order; feedback moves the query as defined; a CrossEncoder
+folder scores too; a job writes the column."""
 
 import json
 from collections.abc import Callable
@@ -107,6 +107,27 @@ def test_rank_scale_gives_the_embedder_scores_in_the_teacher_order(
     # Without BM25 the order is the embedder's own: rank scale gives back the cosines.
     alone = FusedTeacher(index, 1.0, 0.0, "rank").corpus_scores([QUERY], vector[None])[0]
     np.testing.assert_allclose(alone, cosines, atol=1e-6)
+
+
+def test_feedback_moves_the_query_toward_the_top_documents_of_the_mix(
+    embedder: Embedder, index: CorpusIndex
+) -> None:
+    vector = pair(embedder).vector
+    config = TeacherConfig(kind="fused", feedback_docs=2, feedback_weight=0.5)
+    fed = FusedTeacher.from_config(index, config, "z").corpus_scores([QUERY], vector[None])[0]
+    # By hand: the mix's top 2, the query vector moved half their mean's way and renormalized,
+    # the mix taken again with the moved cosines, back on the original query's cosine scale.
+    plain = by_hand(QUERY, vector, index, (0.7, 0.3))
+    top = np.argsort(-plain, kind="stable")[:2]
+    moved = vector + 0.5 * index.vectors[top].mean(axis=0)
+    moved /= np.linalg.norm(moved)
+    again, moved_cos = by_hand(QUERY, moved, index, (0.7, 0.3)), index.vectors @ moved
+    mix = (again - moved_cos.mean()) / moved_cos.std()
+    cos = index.vectors @ vector
+    np.testing.assert_allclose(fed, cos.mean() + cos.std() * mix, atol=1e-5)
+    assert not np.allclose(fed, plain, atol=1e-3)  # the feedback changed the scores
+    with pytest.raises(ValueError, match="feedback are for kind fused"):
+        TeacherConfig(kind="llm", feedback_docs=3)
 
 
 def test_a_preferred_negative_under_each_policy(embedder: Embedder, index: CorpusIndex) -> None:

@@ -70,7 +70,7 @@ def lesson(model: Path, queries: list[str], settings: AdapterConfig, seed: int =
     texts = queries + crops(index.texts, settings.crops, seed)
     with tqdm(total=len(texts), desc="adapter: queries", unit="query") as bar:
         vectors = embedder.encode_queries(texts, on_done=bar.update)
-    teacher = FusedTeacher(index, job.teacher.embedder_weight, job.teacher.bm25_weight, "z")
+    teacher = FusedTeacher.from_config(index, job.teacher, "z")
     return Lesson(index, texts, vectors, teacher.corpus_scores(texts, vectors))
 
 

@@ -9,8 +9,12 @@ the student's (see pipeline.embedding.loss.margin_mse).
   document, whose words BM25 finds again, gets margins wider than any the embedder gives,
   so margin-MSE mostly teaches a wider scale; with `rank` the targets are the embedder's
   own scores in the teacher's order, and a margin differs from the student's only where
-  the teacher reorders the corpus. It runs offline wherever the job runs and scores
-  corpus documents only (a written text has no BM25 statistics: None).
+  the teacher reorders the corpus. With `feedback_docs` k (pseudo-relevance feedback,
+  Rocchio's on the dense side) the query vector moves toward the mean of the mix's top k
+  documents and the mix is taken again: a short query's vector then carries the words its
+  best documents share (on Cranfield that ranks better than the mix; the README's teacher
+  section). It runs offline wherever the job runs and scores corpus documents only (a
+  written text has no BM25 statistics: None).
 - `cross_encoder`: a sentence-transformers `CrossEncoder` folder, scores through its
   activation (sigmoid for one label); any text.
 - `llm`: the job's own generator as a yes/no judge under the pair's instruction
@@ -82,11 +86,20 @@ class FusedTeacher:
         embedder_weight: float,
         bm25_weight: float,
         scale: Literal["z", "rank"] = "z",
+        feedback: tuple[int, float] = (0, 0.5),
     ) -> None:
         self.index = index
         total = embedder_weight + bm25_weight
         self.weights = (embedder_weight / total, bm25_weight / total)
         self.scale = scale
+        self.feedback = feedback
+
+    @classmethod
+    def from_config(
+        cls, index: CorpusIndex, config: TeacherConfig, scale: Literal["z", "rank"]
+    ) -> "FusedTeacher":
+        feedback = (config.feedback_docs, config.feedback_weight)
+        return cls(index, config.embedder_weight, config.bm25_weight, scale, feedback)
 
     @cached_property
     def bm25(self) -> Bm25Index:
@@ -98,6 +111,12 @@ class FusedTeacher:
         dense, mean, std = _z(cosines)
         lexical, _, _ = _z(self.bm25.scores(queries))
         fused = self.weights[0] * dense + self.weights[1] * lexical
+        docs, weight = self.feedback
+        if docs:
+            top = np.argsort(-fused, axis=1, kind="stable")[:, : min(docs, fused.shape[1])]
+            moved = vectors + weight * self.index.vectors[top].mean(axis=1)
+            moved /= np.linalg.norm(moved, axis=1, keepdims=True)
+            fused = self.weights[0] * _z(self.index.scores(moved))[0] + self.weights[1] * lexical
         if self.scale == "z":
             return mean[:, None] + std[:, None] * fused
         out = np.empty_like(cosines)
@@ -168,7 +187,7 @@ def open_teacher(
         return None
     if config.kind == "fused":
         assert index is not None
-        return FusedTeacher(index, config.embedder_weight, config.bm25_weight, config.scale)
+        return FusedTeacher.from_config(index, config, config.scale)
     if config.kind == "llm":
         assert generator is not None
         return LlmTeacher(generator)
