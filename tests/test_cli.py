@@ -68,7 +68,11 @@ def bad_input_cases(tmp_path: Path, tiny_model: Path) -> dict[str, tuple[dict[st
         ),
         "teacher scale": (
             {"teacher": {"kind": "llm", "scale": "rank"}},
-            "teacher.scale is only for kind fused, not llm",
+            "teacher.scale and feedback are for kind fused, not llm",
+        ),
+        "teacher feedback": (
+            {"teacher": {"kind": "fused", "feedback_docs": -3}},
+            "'teacher.feedback_docs'",
         ),
         "teacher policy": (
             {"teacher": {"kind": "fused", "on_preferred_negative": "swap"}},
@@ -96,8 +100,8 @@ def bad_input_cases(tmp_path: Path, tiny_model: Path) -> dict[str, tuple[dict[st
 @pytest.mark.parametrize(
     "case",
     ["missing corpus", "broken line", "corrupt parquet", "no text column", "missing model",
-     "teacher folder", "teacher weight", "teacher scale", "teacher policy", "judge without teacher",
-     "mining without teacher", "judge threshold", "evaluation queries"],
+     "teacher folder", "teacher weight", "teacher scale", "teacher feedback", "teacher policy",
+     "judge without teacher", "mining without teacher", "judge threshold", "evaluation queries"],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_writes_nothing(
     case: str, tmp_path: Path, tiny_model: Path, job_file: Callable[..., Path]
