@@ -86,7 +86,7 @@ class FusedTeacher:
         embedder_weight: float,
         bm25_weight: float,
         scale: Literal["z", "rank"] = "z",
-        feedback: tuple[int, float] = (0, 0.5),
+        feedback: tuple[int, float] = (0, 0.0),
     ) -> None:
         self.index = index
         total = embedder_weight + bm25_weight
@@ -101,6 +101,10 @@ class FusedTeacher:
         feedback = (config.feedback_docs, config.feedback_weight)
         return cls(index, config.embedder_weight, config.bm25_weight, scale, feedback)
 
+    def _mix(self, dense: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+        """The weighted sum of the two z-scored tables."""
+        return self.weights[0] * dense + self.weights[1] * lexical
+
     @cached_property
     def bm25(self) -> Bm25Index:
         return Bm25Index(self.index.texts)
@@ -110,13 +114,13 @@ class FusedTeacher:
         cosines = self.index.scores(vectors)
         dense, mean, std = _z(cosines)
         lexical, _, _ = _z(self.bm25.scores(queries))
-        fused = self.weights[0] * dense + self.weights[1] * lexical
+        fused = self._mix(dense, lexical)
         docs, weight = self.feedback
         if docs:
             top = np.argsort(-fused, axis=1, kind="stable")[:, : min(docs, fused.shape[1])]
             moved = vectors + weight * self.index.vectors[top].mean(axis=1)
             moved /= np.linalg.norm(moved, axis=1, keepdims=True)
-            fused = self.weights[0] * _z(self.index.scores(moved))[0] + self.weights[1] * lexical
+            fused = self._mix(_z(self.index.scores(moved))[0], lexical)
         if self.scale == "z":
             return mean[:, None] + std[:, None] * fused
         out = np.empty_like(cosines)
