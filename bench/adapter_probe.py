@@ -61,7 +61,8 @@ def main() -> None:
     real = embedder.encode_queries([collection.queries[q] for q in collection.queries])
     evaluated = embedder.encode_documents(collection.doc_texts)  # title + text, as eval does
     base = scores(collection, real, evaluated, torch.eye(real.shape[1]))
-    print(f"{len(generated)} generated queries + {len(taught.texts) - len(generated)} crops, "
+    cropped = len(taught.texts) - len(generated) - taught.logged
+    print(f"{len(generated)} generated + {taught.logged} logged queries + {cropped} crops, "
           f"{len(taught.index.doc_ids)} documents")  # fmt: skip
     print(f"{'model':<22} {'held-out KL':>11} {'nDCG@10':>8} {'R@100':>7} {'MRR@10':>7}")
     print(f"{'without adapter':<22} {'':>11} {base['ndcg@10']:8.4f} {base['recall@100']:7.4f} "

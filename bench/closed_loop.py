@@ -9,7 +9,10 @@ from the cache without loading the model. Each row is trained at one epoch and, 
 quality is not confounded with quantity, at an equal number of steps (smaller sets repeat
 epochs). Zero-shot is the first row. Where the corpus has titles, reference rows train on
 (title, text) pairs of the same documents: specific, on-topic queries by construction,
-which tells a generator's limits apart from the trainer's.
+which tells a generator's limits apart from the trainer's. With --query-log, half the
+collection's judged queries (alternate ones, their texts only) become the adapter's query
+log and every row is evaluated on the other half: a user's unlabelled log, measured
+without fitting the queries it is scored on.
 
     python bench/closed_loop.py ../shared/data/eval/cranfield --job configs/cranfield.yaml \\
         --train configs/train-cranfield.yaml --limit 300 --steps 30 --work out/loop-cranfield
@@ -21,6 +24,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,7 @@ from pipeline.adapt.stage import finish_training
 from pipeline.cache.requests import CachingGenerator, RequestCache
 from pipeline.config import JobConfig, load_config
 from pipeline.embedding.data import load_examples, write_version
-from pipeline.embedding.evaluate import evaluate, load_collection
+from pipeline.embedding.evaluate import Collection, evaluate, load_collection
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import TrainConfig, load_train_config
 from pipeline.embedding.trainer import UNADAPTED, UNMERGED, Trainer
@@ -83,15 +87,24 @@ FAST_DISTILL = deep(
 NEW: dict[str, Any] = {}  # the bundled training config as it is: the chosen defaults
 
 
-def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+def rows(log: Path | None = None) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     """Every row: (data variant, recipe). The old row is the old data (one query per
     document) with the old recipe; the training levers are each applied alone to the data
     of two queries per document, whose one epoch is the equal-steps budget where it can be
-    (fewer runs on a slow machine)."""
+    (fewer runs on a slow machine). With a query `log`, rows whose adapter also learns from
+    it (beside the corpus crops, and instead of them)."""
     two = PIPELINE | {"queries": 2}
     sampled = two | TEACHER | {"samples": 3}
     chosen = sampled | {"teacher_scale": "rank"}
-    return {
+    logged: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    if log is not None:
+        logging = {"adapter": {"queries": [str(log)]}}
+        no_crops = deep(logging, {"adapter": {"crops": 0}})
+        logged = {
+            "chosen defaults + query log": (chosen, logging),
+            "chosen defaults + query log, no crops": (chosen, no_crops),
+        }
+    return logged | {
         "unfiltered, old recipe": (UNFILTERED, OLD),
         "old recipe (pipeline)": (PIPELINE, OLD),
         "+ 2 queries per doc": (two, OLD),
@@ -104,6 +117,8 @@ def rows() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         "earlier defaults (old recipe)": (two | TEACHER, OLD),
         "chosen defaults": (chosen, NEW),
         "chosen defaults, seed 1": (chosen, NEW | {"seed": 1}),  # the spread of one seed
+        # The adapter on the generated queries alone: the control of the query log's rows.
+        "chosen defaults, adapter without crops": (chosen, {"adapter": {"crops": 0}}),
         "chosen defaults, 4 epochs": (chosen, NEW | {"epochs": 4}),  # does more training add?
         # More of the teacher's ranking per query instead of more passes over the queries.
         "chosen defaults, 7 negatives": (
@@ -242,6 +257,15 @@ def train_and_eval(
     return scores, trainer.step
 
 
+def split_queries(collection: Collection, work: Path) -> tuple[Collection, Path]:
+    """The collection with every other judged query (the evaluated half), and a query log
+    of the rest's texts (JSONL, no ids, no judgements) in `work`."""
+    ids = list(collection.queries)  # the file's order
+    log = work / "query-log.jsonl"
+    log.write_text("".join(json.dumps({"query": collection.queries[q]}) + "\n" for q in ids[1::2]))
+    return replace(collection, queries={q: collection.queries[q] for q in ids[::2]}), log
+
+
 def slug(variant: dict[str, Any]) -> str:
     """A data variant's folder name: variants with the same switches share one dataset."""
     return hashlib.sha256(json.dumps(variant, sort_keys=True).encode()).hexdigest()[:10]
@@ -257,11 +281,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, required=True, help="the equal-steps budget")
     parser.add_argument("--rows", nargs="*", help="subset of rows to run (default: all)")
     parser.add_argument("--title-docs", type=int, help="documents of the titles rows (--limit)")
+    parser.add_argument("--query-log", action="store_true",
+                        help="half the queries: the adapter's log, half: evaluated")  # fmt: skip
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    collection = load_collection(args.beir)
+    collection, log = load_collection(args.beir), None
+    if args.query_log:
+        collection, log = split_queries(collection, args.work)
     train = load_train_config(args.train)
-    table = rows()
+    table = rows(log)
     chosen = args.rows or list(table)
     unknown = sorted(set(chosen) - set(table))
     if unknown:
@@ -274,7 +302,7 @@ def main() -> None:
         base.seed,
         opener=lambda: open_generator(base.generator, base.seed),
     )
-    results_file = args.work / "results.json"
+    results_file = args.work / ("results-query-log.json" if log else "results.json")
     results: dict[str, Any] = json.loads(results_file.read_text()) if results_file.is_file() else {}
     if "zero-shot" not in results:
         results["zero-shot"] = {

@@ -263,7 +263,8 @@ def train(
     report = adapter_report(settings.output_dir) if settings.adapter else None
     if report:
         typer.echo(
-            f"adapter: fitted on {report['queries']} queries, held-out KL "
+            f"adapter: fitted on {report['queries']} queries ({report['logged']} from "
+            f"adapter.queries), held-out KL "
             f"{report['held_out_kl_before']:.4f} -> {report['held_out_kl_after']:.4f}"
         )
 

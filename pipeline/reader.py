@@ -1,4 +1,5 @@
-"""Read a corpus (JSONL, Parquet or a folder of .txt/.md files) as batches of Documents.
+"""Read a corpus (JSONL, Parquet or a folder of .txt/.md files) as batches of Documents,
+and query files (JSONL or a BEIR folder) as texts.
 
 Reading streams: Parquet by record batch, JSONL by line, folders by file, so memory does
 not grow with the corpus. Empty and oversized documents are skipped as counted rejects.
@@ -20,6 +21,7 @@ from pipeline.errors import UserError
 from pipeline.records import Document, Reject, content_hash
 
 TEXT_SUFFIXES = (".txt", ".md")
+QUERY_FIELDS = ("text", "query")
 
 
 def detect_format(config: InputConfig) -> str:
@@ -92,6 +94,29 @@ def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{number}: expected a JSON object per line")
             yield number, row
+
+
+def query_file(path: Path, setting: str) -> Path:
+    """The JSONL file behind a configured query path (a BEIR folder's queries.jsonl);
+    `setting` names the config key in the error."""
+    if path.is_dir():
+        path = path / "queries.jsonl"
+    if not path.is_file():
+        raise UserError(f"{setting}: no such query file: {path}")
+    return path
+
+
+def read_queries(path: Path, setting: str) -> list[str]:
+    """Every query text of one file (objects with `text` or `query`, one per line, as BEIR
+    and most query logs write them); a line without a query field is an error."""
+    texts = []
+    source = query_file(path, setting)
+    for number, row in jsonl_rows(source):
+        text = next((row[f] for f in QUERY_FIELDS if f in row), None)
+        if not isinstance(text, str):
+            raise UserError(f"{source}:{number}: no 'text' or 'query' field")
+        texts.append(text)
+    return texts
 
 
 def _text_files(folder: Path) -> Iterator[Path]:

@@ -42,8 +42,14 @@ from pipeline.personas.library import load_personas
 from pipeline.personas.retrieval import PersonaChooser
 from pipeline.planner import plan
 from pipeline.prompts.library import PromptLibrary
-from pipeline.quality.decontamination import read_queries
-from pipeline.reader import check_corpus, corpus_digest, count_rows, read_batches
+from pipeline.quality.decontamination import SETTING as DECONTAMINATION
+from pipeline.reader import (
+    check_corpus,
+    corpus_digest,
+    count_rows,
+    read_batches,
+    read_queries,
+)
 from pipeline.records import (
     PAIR_SCHEMA,
     REJECT_SCHEMA,
@@ -99,7 +105,7 @@ def prepare(config: JobConfig) -> PromptLibrary:
         )
     check_corpus(config.input)
     for path in config.filters.decontamination.files:
-        read_queries(path)
+        read_queries(path, DECONTAMINATION)
     check_teacher(config.teacher)
     if config.generator.backend == "vllm" or config.generator.server.launch:
         check_model(config.generator.model)  # a server's model is a name it serves

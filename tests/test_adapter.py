@@ -1,6 +1,7 @@
 """The adapter stage: the fit learns a ranking a linear map can express and stays at the
-identity when held there; corpus crops; `embsynth train` with an adapter writes a final
-model whose Dense layer sentence-transformers and our Embedder both apply; bad input."""
+identity when held there; corpus crops; query logs; `embsynth train` with an adapter
+writes a final model whose Dense layer sentence-transformers and our Embedder both apply;
+bad input."""
 
 import json
 from collections.abc import Callable
@@ -15,8 +16,9 @@ from sentence_transformers import SentenceTransformer
 
 from pipeline.adapt.crops import crops
 from pipeline.adapt.linear import fit_linear
-from pipeline.adapt.stage import REPORT
+from pipeline.adapt.stage import REPORT, logged_queries
 from pipeline.embedding.inference import Embedder
+from pipeline.embedding.train_config import AdapterConfig
 from tests.conftest import cli
 
 TEXTS = ["how do wings make lift", "Lift comes from the pressure difference across a wing."]
@@ -54,13 +56,31 @@ def test_crops_take_sentences_after_the_first_or_a_window() -> None:
     assert crops([text, words], 0, seed=0) == []
 
 
+def test_logged_queries_are_read_once_each_without_blanks_or_generated_ones(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "log.jsonl"
+    rows = [{"query": "wing flutter onset"}, {"query": "Wing flutter onset?"}, {"text": "  "},
+            {"query": "how do wings make lift"}, {"query": "shock stall"}]  # fmt: skip
+    log.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    beir = tmp_path / "beir"
+    beir.mkdir()
+    (beir / "queries.jsonl").write_text('{"_id": "1", "text": "boundary layer heat"}\n')
+    settings = AdapterConfig(job=tmp_path / "job.yaml", queries=[log, beir])
+    assert logged_queries(settings, [TEXTS[0]]) == [
+        "wing flutter onset",
+        "shock stall",
+        "boundary layer heat",
+    ]
+
+
 @pytest.fixture
 def adapter_run(
     tiny_encoder: Path, title_pairs: Path, tmp_path: Path, job_file: Callable[..., Path]
 ) -> Callable[..., tuple[Path, object]]:
     """Write a training YAML with an adapter whose job has the given teacher; run it."""
 
-    def run(teacher: dict[str, object]) -> tuple[Path, object]:
+    def run(teacher: dict[str, object], queries: tuple[Path, ...] = ()) -> tuple[Path, object]:
         job = job_file(teacher=teacher)
         settings = {
             "model": str(tiny_encoder),
@@ -69,7 +89,13 @@ def adapter_run(
             "batch_size": 8,
             "max_steps": 2,
             "merge_with_base": 0.5,
-            "adapter": {"job": str(job), "steps": 30, "crops": 1, "learning_rate": 1e-2},
+            "adapter": {
+                "job": str(job),
+                "steps": 30,
+                "crops": 1,
+                "learning_rate": 1e-2,
+                "queries": [str(path) for path in queries],
+            },
         }
         path = tmp_path / "train.yaml"
         path.write_text(yaml.safe_dump(settings))
@@ -81,14 +107,17 @@ def adapter_run(
 def test_train_with_an_adapter_writes_a_dense_layer_that_every_loader_applies(
     adapter_run: Callable[..., tuple[Path, object]], title_pairs: Path, tmp_path: Path
 ) -> None:
-    out, done = adapter_run({"kind": "fused"})
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"query": "pressure above a wing"}\n{"query": "history of printing"}\n')
+    out, done = adapter_run({"kind": "fused"}, (log,))
     assert done.exit_code == 0, done.output
     final, before = out / "final", out / "unadapted"
     assert (out / "unmerged").is_dir() and before.is_dir()
     modules = json.loads((final / "modules.json").read_text())
     assert [m["path"] for m in modules] == ["", "1_Pooling", "2_Dense", "2_Normalize"]
     report = json.loads((out / REPORT).read_text())
-    assert report["generated"] == 48 and report["queries"] > 48  # pairs' queries + crops
+    assert report["generated"] == 48 and report["logged"] == 2
+    assert report["queries"] > 50 and report["query_files"] == [str(log)]  # and crops
     assert report["held_out_kl_after"] < report["held_out_kl_before"]
     assert "held-out KL" in done.stdout
     # The map is the saved weight: the final vectors are the unadapted ones through it.
@@ -114,3 +143,13 @@ def test_an_adapter_without_a_fused_teacher_is_refused_before_training(
     assert done.exit_code == 2
     assert done.stderr.strip().count("\n") == 0 and "teacher.kind is none" in done.stderr
     assert not out.exists()  # refused before anything was written
+
+
+def test_a_missing_query_log_is_refused_before_training(
+    adapter_run: Callable[..., tuple[Path, object]], tmp_path: Path
+) -> None:
+    out, done = adapter_run({"kind": "fused"}, (tmp_path / "no-log.jsonl",))
+    assert done.exit_code == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "adapter.queries: no such query file" in done.stderr
+    assert not out.exists()

@@ -5,7 +5,9 @@ Why a stage of its own: margin-MSE on a pair's few mined negatives moves the mod
 while the job's fused teacher (the embedder with BM25) ranks the whole corpus better than
 the student on some collections. With the corpus embedded once, a map after pooling can be
 fitted to that whole ranking, for the generated queries and for sentences of the corpus,
-in minutes on a CPU. It knows no executor: it reads a job config and a model folder.
+in minutes on a CPU. Where the user has a log of the collection's own queries (no
+judgements needed), those teach the map best: they are the queries it will be asked. It
+knows no executor: it reads a job config, query files and a model folder.
 """
 
 import json
@@ -19,6 +21,7 @@ from tqdm import tqdm
 from pipeline.adapt.crops import crops
 from pipeline.adapt.linear import Fit, fit_linear
 from pipeline.config import JobConfig, load_config
+from pipeline.dedup.text import normalize
 from pipeline.embedding.dense import with_dense
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import AdapterConfig
@@ -26,15 +29,17 @@ from pipeline.embedding.trainer import Trainer
 from pipeline.errors import UserError
 from pipeline.index.corpus import CorpusIndex
 from pipeline.manifest import write_json_atomic
-from pipeline.reader import check_corpus, read_batches
+from pipeline.reader import check_corpus, read_batches, read_queries
 from pipeline.teacher.scorers import FusedTeacher
 
 REPORT = "adapter.json"  # beside the checkpoints: what the fit saw and how far it got
+QUERIES = "adapter.queries"  # the setting named in a query file's errors
 
 
 def check_adapter(settings: AdapterConfig) -> JobConfig:
     """The adapter's job, checked before any training: its corpus must be readable and
-    its teacher fused (the only teacher that scores every document of the corpus)."""
+    its teacher fused (the only teacher that scores every document of the corpus); its
+    query files must read."""
     job = load_config(settings.job)
     if job.teacher.kind != "fused":
         raise UserError(
@@ -42,24 +47,41 @@ def check_adapter(settings: AdapterConfig) -> JobConfig:
             "learns the fused teacher's ranking of the whole corpus (teacher.kind: fused)"
         )
     check_corpus(job.input)
+    logged_queries(settings, [])
     return job
+
+
+def logged_queries(settings: AdapterConfig, known: list[str]) -> list[str]:
+    """The query files' texts, each once (a log repeats its popular queries), without
+    blanks and without those in `known` (the generated ones), in the files' order."""
+    seen = {normalize(text) for text in known}
+    out = []
+    for path in settings.queries:
+        for text in read_queries(path, QUERIES):
+            key = normalize(text)
+            if key and key not in seen:
+                seen.add(key)
+                out.append(text.strip())
+    return out
 
 
 @dataclass(frozen=True)
 class Lesson:
     """What the adapter learns from: the model's vectors of every corpus document and of
-    each query (the given ones, then the corpus crops), and the teacher's scores of every
-    document for each query."""
+    each query (the given ones, the logged ones, then the corpus crops), and the teacher's
+    scores of every document for each query."""
 
     index: CorpusIndex
     texts: list[str]
     vectors: np.ndarray
     targets: np.ndarray
+    logged: int  # of the texts, how many came from the query files
 
 
 def lesson(model: Path, queries: list[str], settings: AdapterConfig, seed: int = 0) -> Lesson:
-    """Embed the adapter job's corpus and the queries with `model`; score them by the job's
-    fused teacher (z scale: the softmax over the corpus needs the mix itself)."""
+    """Embed the adapter job's corpus and the queries (the given ones, the query files',
+    the crops) with `model`; score them by the job's fused teacher (z scale: the softmax
+    over the corpus needs the mix itself)."""
     job = check_adapter(settings)
     documents = [doc for docs, _ in read_batches(job.input) for doc in docs]
     if not documents:
@@ -67,11 +89,12 @@ def lesson(model: Path, queries: list[str], settings: AdapterConfig, seed: int =
     embedder = Embedder(model)
     with tqdm(total=len(documents), desc="adapter: corpus", unit="doc") as bar:
         index = CorpusIndex.build(documents, embedder, on_done=bar.update)
-    texts = queries + crops(index.texts, settings.crops, seed)
+    logged = logged_queries(settings, queries)
+    texts = queries + logged + crops(index.texts, settings.crops, seed)
     with tqdm(total=len(texts), desc="adapter: queries", unit="query") as bar:
         vectors = embedder.encode_queries(texts, on_done=bar.update)
     teacher = FusedTeacher.from_config(index, job.teacher, "z")
-    return Lesson(index, texts, vectors, teacher.corpus_scores(texts, vectors))
+    return Lesson(index, texts, vectors, teacher.corpus_scores(texts, vectors), len(logged))
 
 
 def fit(taught: Lesson, settings: AdapterConfig, seed: int, device: torch.device) -> Fit:
@@ -106,9 +129,11 @@ def finish_training(trainer: Trainer) -> Path:
     report = {
         "queries": len(taught.texts),
         "generated": len(queries),
+        "logged": taught.logged,
         "held_out_kl_before": fitted.held_out_before,
         "held_out_kl_after": fitted.held_out_after,
-        **settings.model_dump(mode="json"),
+        **settings.model_dump(mode="json", exclude={"queries"}),
+        "query_files": [str(path) for path in settings.queries],
     }
     write_json_atomic(report, trainer.config.output_dir / REPORT)
     return final

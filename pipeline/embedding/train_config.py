@@ -48,6 +48,11 @@ class AdapterConfig(Strict):
     crops: int = Field(
         3, ge=0, description="sentences per document used as queries beside the generated ones"
     )
+    queries: list[Path] = Field(
+        default_factory=list,
+        description="query logs (JSONL with text or query, or a BEIR folder): unlabelled queries "
+        "the collection's users wrote, taught the teacher's ranking beside the generated ones",
+    )
 
 
 class TrainConfig(Strict):
@@ -124,4 +129,5 @@ def load_train_config(path: Path) -> TrainConfig:
     config.model = resolve_model(base, config.model)
     if config.adapter is not None:
         config.adapter.job = resolve_path(base, config.adapter.job)
+        config.adapter.queries = [resolve_path(base, p) for p in config.adapter.queries]
     return config

@@ -8,36 +8,12 @@ dedup uses (case, punctuation, spacing), as sets of word n-grams; a query shorte
 words is one n-gram, so it is caught only by an exact match.
 """
 
-from pathlib import Path
-
 from pipeline.config_filters import DecontaminationFilter
 from pipeline.dedup.text import normalize, shingles
-from pipeline.errors import UserError
-from pipeline.reader import jsonl_rows
+from pipeline.reader import read_queries
 from pipeline.records import Candidate, Reject
 
-QUERY_FIELDS = ("text", "query")
-
-
-def query_file(path: Path) -> Path:
-    """The JSONL file behind a configured path (a BEIR folder's queries.jsonl)."""
-    if path.is_dir():
-        path = path / "queries.jsonl"
-    if not path.is_file():
-        raise UserError(f"filters.decontamination: no such query file: {path}")
-    return path
-
-
-def read_queries(path: Path) -> list[str]:
-    """Every query text of one file; a line without a query field is an error."""
-    texts = []
-    source = query_file(path)
-    for number, row in jsonl_rows(source):
-        text = next((row[f] for f in QUERY_FIELDS if f in row), None)
-        if not isinstance(text, str):
-            raise UserError(f"{source}:{number}: no 'text' or 'query' field")
-        texts.append(text)
-    return texts
+SETTING = "filters.decontamination.files"
 
 
 class Decontaminator:
@@ -48,7 +24,7 @@ class Decontaminator:
         self.exact: set[str] = set()
         self.grams: set[str] = set()
         for path in config.files:
-            for text in read_queries(path):
+            for text in read_queries(path, SETTING):
                 normalized = normalize(text)
                 self.exact.add(normalized)
                 self.grams.update(shingles(normalized, config.ngram))
