@@ -36,10 +36,16 @@ REPORT = "adapter.json"  # beside the checkpoints: what the fit saw and how far 
 QUERIES = "adapter.queries"  # the setting named in a query file's errors
 
 
-def check_adapter(settings: AdapterConfig) -> JobConfig:
-    """The adapter's job, checked before any training: its corpus must be readable and
-    its teacher fused (the only teacher that scores every document of the corpus); its
-    query files must read."""
+def check_adapter(settings: AdapterConfig) -> None:
+    """Everything the adapter reads, checked before any training: its job and its query
+    files."""
+    adapter_job(settings)
+    logged_queries(settings, [])
+
+
+def adapter_job(settings: AdapterConfig) -> JobConfig:
+    """The adapter's job: its corpus must be readable and its teacher fused (the only
+    teacher that scores every document of the corpus)."""
     job = load_config(settings.job)
     if job.teacher.kind != "fused":
         raise UserError(
@@ -47,7 +53,6 @@ def check_adapter(settings: AdapterConfig) -> JobConfig:
             "learns the fused teacher's ranking of the whole corpus (teacher.kind: fused)"
         )
     check_corpus(job.input)
-    logged_queries(settings, [])
     return job
 
 
@@ -82,14 +87,14 @@ def lesson(model: Path, queries: list[str], settings: AdapterConfig, seed: int =
     """Embed the adapter job's corpus and the queries (the given ones, the query files',
     the crops) with `model`; score them by the job's fused teacher (z scale: the softmax
     over the corpus needs the mix itself)."""
-    job = check_adapter(settings)
+    job = adapter_job(settings)
+    logged = logged_queries(settings, queries)  # read once, before the corpus is embedded
     documents = [doc for docs, _ in read_batches(job.input) for doc in docs]
     if not documents:
         raise UserError(f"adapter.job {settings.job}: its corpus has no documents")
     embedder = Embedder(model)
     with tqdm(total=len(documents), desc="adapter: corpus", unit="doc") as bar:
         index = CorpusIndex.build(documents, embedder, on_done=bar.update)
-    logged = logged_queries(settings, queries)
     texts = queries + logged + crops(index.texts, settings.crops, seed)
     with tqdm(total=len(texts), desc="adapter: queries", unit="query") as bar:
         vectors = embedder.encode_queries(texts, on_done=bar.update)
