@@ -109,6 +109,20 @@ def rows(version: Path) -> dict[str, dict[str, Any]]:
     return {row["pair_id"]: row for row in table.to_pylist()}
 
 
+def to_float_precision(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with its scores compared to float32 precision, every other column exactly:
+    an embedder's score depends in its last bits on the batch it was encoded with (padding
+    length), and a retried batch on a restarted actor is encoded beside other texts."""
+
+    def near(value: Any) -> Any:
+        return pytest.approx(value, rel=1e-5, abs=1e-6) if isinstance(value, float) else value
+
+    return {
+        column: [near(v) for v in value] if isinstance(value, list) else near(value)
+        for column, value in row.items()
+    }
+
+
 def cache_keys(version: Path) -> list[str]:
     """Every stored request key, once per time it was generated."""
     return [
@@ -154,7 +168,8 @@ def test_ray_dataset_equals_the_local_one_even_with_an_engine_actor_killed(
     assert killed, "no engine actor process was found to kill"
     expected, got = rows(local_run), rows(summary.version_dir)
     assert len(expected) >= 8 and sorted(got) == sorted(expected)
-    assert got == expected  # every column: queries, scores, mined negatives
+    # every column: queries, scores, mined negatives
+    assert got == {key: to_float_precision(row) for key, row in expected.items()}
     assert any(row["negatives"] for row in got.values())
     manifest = json.loads((summary.version_dir / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["executor"] == "ray" and manifest["engine"]["device"] == "cpu"
