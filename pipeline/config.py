@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import Stemmer
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
@@ -224,6 +225,9 @@ class TeacherConfig(Strict):
     model: str | None = Field(None, description="a CrossEncoder folder (kind: cross_encoder)")
     embedder_weight: float = Field(0.7, ge=0, description="fused: the job's embedder's weight")
     bm25_weight: float = Field(0.3, ge=0, description="fused: BM25's weight")
+    bm25_stemmer: str = Field(
+        "english", description="fused: BM25's Snowball stemmer (PyStemmer's names), or none"
+    )
     scale: Literal["z", "rank"] = Field(
         "z", description="fused: how its mix returns to the embedder's cosine scale"
     )
@@ -244,6 +248,10 @@ class TeacherConfig(Strict):
             raise ValueError(f"teacher.scale and feedback are for kind fused, not {self.kind}")
         if self.kind == "fused" and self.embedder_weight + self.bm25_weight <= 0:
             raise ValueError("teacher weights must have a positive sum")
+        stemmers = Stemmer.algorithms()
+        if self.bm25_stemmer != "none" and self.bm25_stemmer not in stemmers:
+            named = ", ".join(stemmers)
+            raise ValueError(f"teacher.bm25_stemmer {self.bm25_stemmer!r}: none or one of {named}")
         return self
 
 

@@ -66,6 +66,10 @@ def bad_input_cases(tmp_path: Path, tiny_model: Path) -> dict[str, tuple[dict[st
             {"teacher": {"kind": "fused", "bm25_weight": -1}},
             "'teacher.bm25_weight'",
         ),
+        "teacher stemmer": (
+            {"teacher": {"kind": "fused", "bm25_stemmer": "klingon"}},
+            "teacher.bm25_stemmer 'klingon': none or one of arabic,",
+        ),
         "teacher scale": (
             {"teacher": {"kind": "llm", "scale": "rank"}},
             "teacher.scale and feedback are for kind fused, not llm",

@@ -1,8 +1,9 @@
 """The teacher: fused scores equal a hand computation and are stored positive first; the rank
 scale gives the embedder's scores in the teacher's order; what a preferred negative does
 under each policy; the round trip judged by the teacher keeps a pair the student misses;
-negatives mined in the teacher's order; feedback moves the query as defined; a CrossEncoder
-folder scores too; a job writes the column."""
+negatives mined in the teacher's order; feedback moves the query as defined; BM25 stems
+(a query's "electrons" meets a document's "electron"); a CrossEncoder folder scores too; a job
+writes the column."""
 
 import json
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import Stemmer
 
 from pipeline.config import NegativesConfig, TeacherConfig, load_config
 from pipeline.config_filters import RoundTripFilter
@@ -23,7 +25,7 @@ from pipeline.quality.consistency import embed_queries
 from pipeline.records import Candidate, Document
 from pipeline.run import run_job
 from pipeline.teacher.judge import TeacherJudge
-from pipeline.teacher.lexical import bm25s_module
+from pipeline.teacher.lexical import Bm25Index, bm25s_module
 from pipeline.teacher.scorers import CrossEncoderTeacher, FusedTeacher
 from tests.test_negatives import CORPUS
 
@@ -52,22 +54,32 @@ def by_hand(query: str, vector: np.ndarray, index: CorpusIndex, weights: tuple[f
     """The fused score of every document, computed here from its definition."""
     cos = index.vectors @ vector
     bm25s = bm25s_module()
-    tokens = bm25s.tokenize(list(index.texts), stopwords="en", return_ids=False,
+    stem = Stemmer.Stemmer("english")
+    tokens = bm25s.tokenize(list(index.texts), stopwords="en", stemmer=stem, return_ids=False,
                             show_progress=False)  # fmt: skip
     bm25 = bm25s.BM25()
     bm25.index(tokens, show_progress=False)
-    query_tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)
+    query_tokens = bm25s.tokenize([query], stopwords="en", stemmer=stem, return_ids=False,
+                                  show_progress=False)  # fmt: skip
     lexical = bm25.get_scores(query_tokens[0])
     z_cos = (cos - cos.mean()) / cos.std()
     z_bm25 = (lexical - lexical.mean()) / lexical.std()
     return cos.mean() + cos.std() * (weights[0] * z_cos + weights[1] * z_bm25)
 
 
+def test_bm25_stems_query_and_documents_alike() -> None:
+    texts = ["An electron orbits the nucleus of the atom.", "Tides follow the moon."]
+    query = ["electrons orbiting"]  # neither word as written is in any document
+    stemmed = Bm25Index(texts, "english").scores(query)[0]
+    assert stemmed[0] > 0 and stemmed[1] == 0
+    assert not Bm25Index(texts, "none").scores(query).any()
+
+
 def test_fused_scores_match_a_hand_computation_and_are_stored_in_order(
     embedder: Embedder, index: CorpusIndex
 ) -> None:
     config = TeacherConfig(kind="fused", on_preferred_negative="keep")
-    fused = FusedTeacher(index, 0.7, 0.3)
+    fused = FusedTeacher(index, 0.7, 0.3, stemmer="english")
     judge = TeacherJudge(fused, config, index)
     assert "bm25" not in vars(fused)  # indexed on first use (a Ray driver never scores)
     negatives = [CORPUS["herd"], CORPUS["bread"], "a written text outside the corpus"]
@@ -81,7 +93,7 @@ def test_fused_scores_match_a_hand_computation_and_are_stored_in_order(
     np.testing.assert_allclose(scores[:3], expected[rows], atol=1e-6)
     assert scores[0] > scores[1] > scores[2]  # positive first; the vaccine text beats bread
     # Without BM25 the fused teacher is the embedder itself: its scores are the cosines.
-    alone = TeacherJudge(FusedTeacher(index, 1.0, 0.0), config, index)
+    alone = TeacherJudge(FusedTeacher(index, 1.0, 0.0, stemmer="english"), config, index)
     alone.score([candidate])
     cosines = index.vectors[rows] @ candidate.vector
     np.testing.assert_allclose(candidate.teacher_scores[:3], cosines, atol=1e-6)
@@ -92,8 +104,12 @@ def test_rank_scale_gives_the_embedder_scores_in_the_teacher_order(
 ) -> None:
     vector = pair(embedder).vector
     # BM25 alone as the mix: on this small corpus a lighter share leaves the order as it is.
-    z_scaled = FusedTeacher(index, 0.0, 1.0).corpus_scores([QUERY], vector[None])[0]
-    ranked = FusedTeacher(index, 0.0, 1.0, "rank").corpus_scores([QUERY], vector[None])[0]
+    z_scaled = FusedTeacher(index, 0.0, 1.0, stemmer="english").corpus_scores(
+        [QUERY], vector[None]
+    )[0]
+    ranked = FusedTeacher(index, 0.0, 1.0, "rank", stemmer="english").corpus_scores(
+        [QUERY], vector[None]
+    )[0]
     cosines = index.vectors @ vector
     # The same values as the embedder's cosines, the same order as the fused mix: the
     # document the mix ranks k-th gets the embedder's k-th highest cosine.
@@ -105,7 +121,9 @@ def test_rank_scale_gives_the_embedder_scores_in_the_teacher_order(
     assert list(np.argsort(-cosines)) != list(np.argsort(-z_scaled))
     assert not np.allclose(ranked, cosines)
     # Without BM25 the order is the embedder's own: rank scale gives back the cosines.
-    alone = FusedTeacher(index, 1.0, 0.0, "rank").corpus_scores([QUERY], vector[None])[0]
+    alone = FusedTeacher(index, 1.0, 0.0, "rank", stemmer="english").corpus_scores(
+        [QUERY], vector[None]
+    )[0]
     np.testing.assert_allclose(alone, cosines, atol=1e-6)
 
 
@@ -133,7 +151,7 @@ def test_feedback_moves_the_query_toward_the_top_documents_of_the_mix(
 def test_a_preferred_negative_under_each_policy(embedder: Embedder, index: CorpusIndex) -> None:
     # The query fits the paraphrase at least as well as the positive (planted false negative).
     negatives = [CORPUS["paraphrase"], CORPUS["bread"]]
-    teacher = FusedTeacher(index, 0.5, 0.5)
+    teacher = FusedTeacher(index, 0.5, 0.5, stemmer="english")
     query = "teaches the body's immune defences with a harmless fragment of a germ"
 
     def judged(policy: str) -> tuple[Candidate, Any]:
@@ -172,7 +190,9 @@ def test_round_trip_by_the_teacher_keeps_what_the_student_misses(
     # A rare exact term ("B cells") that BM25 weighs and the small embedder does not.
     candidate = pair(embedder, "proteins made by B cells", doc="antibodies")
     student_rank = int(index.ranks(candidate.vector[None], ["antibodies"])[0])
-    judge = TeacherJudge(FusedTeacher(index, 0.3, 0.7), TeacherConfig(kind="fused"), index)
+    judge = TeacherJudge(
+        FusedTeacher(index, 0.3, 0.7, stemmer="english"), TeacherConfig(kind="fused"), index
+    )
     [verdict] = judge.round_trip([candidate], RoundTripFilter(top_k=1, judge="teacher"))
     assert verdict is None and candidate.scores["round_trip_rank"] == 1
     assert student_rank >= 1
@@ -184,7 +204,7 @@ def test_round_trip_by_the_teacher_keeps_what_the_student_misses(
 def test_negatives_ranked_by_the_teacher_come_in_its_order_with_its_scores(
     embedder: Embedder, index: CorpusIndex
 ) -> None:
-    teacher = FusedTeacher(index, 0.3, 0.7)
+    teacher = FusedTeacher(index, 0.3, 0.7, stemmer="english")
     judge = TeacherJudge(teacher, TeacherConfig(kind="fused"), index)
     config = NegativesConfig(count=3, rank_start=0, rank_end=8, ranked_by="teacher")
     query = "immune system infection"

@@ -2,19 +2,19 @@
 (None where it cannot score that text), on the scale of a cosine, so margins compare with
 the student's (see pipeline.embedding.loss.margin_mse).
 
-- `fused`: the job's embedder and BM25 over the job's corpus, each z-normalized over the
-  corpus for the query, mixed by weight, and mapped back onto the embedder's cosine scale
-  for that query: `z` (mean + std x fused z) or `rank` (the document the mix ranks k-th
-  gets the embedder's k-th highest score for the query). With `z` a generated query's own
-  document, whose words BM25 finds again, gets margins wider than any the embedder gives,
-  so margin-MSE mostly teaches a wider scale; with `rank` the targets are the embedder's
-  own scores in the teacher's order, and a margin differs from the student's only where
-  the teacher reorders the corpus. With `feedback_docs` k (pseudo-relevance feedback,
-  Rocchio's on the dense side) the query vector moves toward the mean of the mix's top k
-  documents and the mix is taken again: a short query's vector then carries the words its
-  best documents share (on Cranfield that ranks better than the mix; the README's teacher
-  section). It runs offline wherever the job runs and scores corpus documents only (a
-  written text has no BM25 statistics: None).
+- `fused`: the job's embedder and BM25 (stemmed: pipeline.teacher.lexical) over the job's
+  corpus, each z-normalized over the corpus for the query, mixed by weight, and mapped back
+  onto the embedder's cosine scale for that query: `z` (mean + std x fused z) or `rank` (the
+  document the mix ranks k-th gets the embedder's k-th highest score for the query). With
+  `z` a generated query's own document, whose words BM25 finds again, gets margins wider
+  than any the embedder gives, so margin-MSE mostly teaches a wider scale; with `rank` the
+  targets are the embedder's own scores in the teacher's order, and a margin differs from
+  the student's only where the teacher reorders the corpus. With `feedback_docs` k
+  (pseudo-relevance feedback, Rocchio's on the dense side) the query vector moves toward the
+  mean of the mix's top k documents and the mix is taken again: a short query's vector then
+  carries the words its best documents share (on Cranfield that ranks better than the mix;
+  the README's teacher section). It runs offline wherever the job runs and scores corpus
+  documents only (a written text has no BM25 statistics: None).
 - `cross_encoder`: a sentence-transformers `CrossEncoder` folder, scores through its
   activation (sigmoid for one label); any text.
 - `llm`: the job's own generator as a yes/no judge under the pair's instruction
@@ -87,8 +87,11 @@ class FusedTeacher:
         bm25_weight: float,
         scale: Literal["z", "rank"] = "z",
         feedback: tuple[int, float] = (0, 0.0),
+        *,
+        stemmer: str,
     ) -> None:
         self.index = index
+        self.stemmer = stemmer
         total = embedder_weight + bm25_weight
         self.weights = (embedder_weight / total, bm25_weight / total)
         self.scale = scale
@@ -99,7 +102,8 @@ class FusedTeacher:
         cls, index: CorpusIndex, config: TeacherConfig, scale: Literal["z", "rank"]
     ) -> "FusedTeacher":
         feedback = (config.feedback_docs, config.feedback_weight)
-        return cls(index, config.embedder_weight, config.bm25_weight, scale, feedback)
+        weights = (config.embedder_weight, config.bm25_weight)
+        return cls(index, *weights, scale, feedback, stemmer=config.bm25_stemmer)
 
     def _mix(self, dense: np.ndarray, lexical: np.ndarray) -> np.ndarray:
         """The weighted sum of the two z-scored tables."""
@@ -107,7 +111,7 @@ class FusedTeacher:
 
     @cached_property
     def bm25(self) -> Bm25Index:
-        return Bm25Index(self.index.texts)
+        return Bm25Index(self.index.texts, self.stemmer)
 
     def corpus_scores(self, queries: list[str], vectors: np.ndarray) -> np.ndarray:
         """The fused score of every corpus document for each query, on the cosine scale."""
