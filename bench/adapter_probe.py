@@ -6,7 +6,9 @@ The training config's `adapter` fits one `reg` after training; this probes sever
 model trained once (a `final` without an adapter, or an `unadapted` folder), the corpus
 embedded once. Without `--data` the adapter learns from the corpus crops alone: what it
 gives a model (the base itself, say) with no generated query at all. What the held-out KL
-(a fifth of the fit's own queries, never the real ones) would choose is printed last.
+(a fifth of the fit's own queries, never the real ones) would choose is printed last. The
+teacher the adapter learns from is ranked on the real queries too, with BM25 stemmed as
+configured and as written: the ceiling the adapter reaches for.
 
     python bench/adapter_probe.py ../shared/data/eval/cranfield \\
         --train configs/train-cranfield.yaml --data out/loop-cranfield/data/4c78edadd7/v0001 \\
@@ -21,10 +23,11 @@ import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 
-from pipeline.adapt.stage import fit, lesson
+from pipeline.adapt.stage import Lesson, adapter_job, fit, lesson
 from pipeline.embedding.evaluate import Collection, load_collection, metrics, search
 from pipeline.embedding.inference import Embedder
-from pipeline.embedding.train_config import load_train_config
+from pipeline.embedding.train_config import AdapterConfig, load_train_config
+from pipeline.teacher.scorers import FusedTeacher
 
 
 def scores(
@@ -38,6 +41,28 @@ def scores(
     qids = list(collection.queries)
     run = search(mapped(queries), mapped(docs), qids, collection.doc_ids)
     return metrics(collection.qrels, run)
+
+
+def teacher_scores(
+    collection: Collection, queries: np.ndarray, taught: Lesson, settings: AdapterConfig
+) -> dict[str, dict[str, float]]:
+    """The real queries' metrics as the adapter's fused teacher ranks its corpus, with the
+    configured stemmer and without one."""
+    config = adapter_job(settings).teacher
+    texts = [collection.queries[q] for q in collection.queries]
+    out = {}
+    for stemmer in dict.fromkeys([config.bm25_stemmer, "none"]):
+        teacher = FusedTeacher.from_config(
+            taught.index, config.model_copy(update={"bm25_stemmer": stemmer}), "z"
+        )
+        table = teacher.corpus_scores(texts, queries)
+        top = np.argsort(-table, axis=1)[:, :100]
+        run = {
+            qid: {taught.index.doc_ids[j]: float(table[row, j]) for j in top[row]}
+            for row, qid in enumerate(collection.queries)
+        }
+        out[stemmer] = metrics(collection.qrels, run)
+    return out
 
 
 def main() -> None:
@@ -67,6 +92,9 @@ def main() -> None:
     print(f"{'model':<22} {'held-out KL':>11} {'nDCG@10':>8} {'R@100':>7} {'MRR@10':>7}")
     print(f"{'without adapter':<22} {'':>11} {base['ndcg@10']:8.4f} {base['recall@100']:7.4f} "
           f"{base['mrr@10']:7.4f}")  # fmt: skip
+    for stemmer, got in teacher_scores(collection, real, taught, config.adapter).items():
+        print(f"{'teacher, stemmer ' + stemmer:<22} {'':>11} {got['ndcg@10']:8.4f} "
+              f"{got['recall@100']:7.4f} {got['mrr@10']:7.4f}")  # fmt: skip
     fitted = []
     for reg in args.reg:
         settings = config.adapter.model_copy(update={"reg": reg})
