@@ -93,7 +93,7 @@ def main() -> None:
     print(f"{'without adapter':<22} {'':>11} {base['ndcg@10']:8.4f} {base['recall@100']:7.4f} "
           f"{base['mrr@10']:7.4f}")  # fmt: skip
     for stemmer, got in teacher_scores(collection, real, taught, config.adapter).items():
-        print(f"{'teacher, stemmer ' + stemmer:<22} {'':>11} {got['ndcg@10']:8.4f} "
+        print(f"{'teacher (' + stemmer + ')':<22} {'':>11} {got['ndcg@10']:8.4f} "
               f"{got['recall@100']:7.4f} {got['mrr@10']:7.4f}")  # fmt: skip
     fitted = []
     for reg in args.reg:
