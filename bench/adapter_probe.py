@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.adapt.stage import Lesson, adapter_job, fit, lesson
-from pipeline.embedding.evaluate import Collection, load_collection, metrics, search
+from pipeline.embedding.evaluate import Collection, load_collection, metrics, search, top_k
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import AdapterConfig, load_train_config
 from pipeline.teacher.scorers import FusedTeacher
@@ -56,11 +56,7 @@ def teacher_scores(
             taught.index, config.model_copy(update={"bm25_stemmer": stemmer}), "z"
         )
         table = teacher.corpus_scores(texts, queries)
-        top = np.argsort(-table, axis=1)[:, :100]
-        run = {
-            qid: {taught.index.doc_ids[j]: float(table[row, j]) for j in top[row]}
-            for row, qid in enumerate(collection.queries)
-        }
+        run = top_k(table, list(collection.queries), taught.index.doc_ids)
         out[stemmer] = metrics(collection.qrels, run)
     return out
 

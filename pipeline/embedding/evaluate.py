@@ -97,14 +97,21 @@ def search(
 ) -> Run:
     """Top-k documents per query by cosine similarity, `block` queries at a time so the
     score matrix never holds more than block x documents."""
-    k = min(k, len(doc_ids))
     run: Run = {}
     for start in range(0, len(query_ids), block):
         scores = query_vectors[start : start + block] @ doc_vectors.T
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        for row, qid in enumerate(query_ids[start : start + block]):
-            run[qid] = {doc_ids[j]: float(scores[row, j]) for j in top[row]}
+        run |= top_k(scores, query_ids[start : start + block], doc_ids, k)
     return run
+
+
+def top_k(scores: np.ndarray, query_ids: list[str], doc_ids: list[str], k: int = 100) -> Run:
+    """The run of a score table (queries x documents): each query's k best documents."""
+    k = min(k, len(doc_ids))
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return {
+        qid: {doc_ids[j]: float(scores[row, j]) for j in top[row]}
+        for row, qid in enumerate(query_ids)
+    }
 
 
 def _ranked(docs: dict[str, float]) -> list[str]:
