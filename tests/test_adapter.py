@@ -1,7 +1,7 @@
 """The adapter stage: the fit learns a ranking a linear map can express and stays at the
-identity when held there; corpus crops; query logs; `embsynth train` with an adapter
-writes a final model whose Dense layer sentence-transformers and our Embedder both apply;
-bad input."""
+identity when held there; the encoder fit learns a ranking by the queries' words; corpus
+crops; query logs; `embsynth train` with an adapter writes a final model whose Dense layer
+(or refitted encoder) sentence-transformers and our Embedder both apply; bad input."""
 
 import json
 from collections.abc import Callable
@@ -15,10 +15,14 @@ import yaml
 from sentence_transformers import SentenceTransformer
 
 from pipeline.adapt.crops import crops
+from pipeline.adapt.encoder import fit_encoder
+from pipeline.adapt.lesson import Lesson
 from pipeline.adapt.linear import fit_linear
 from pipeline.adapt.stage import REPORT, logged_queries
 from pipeline.embedding.inference import Embedder
-from pipeline.embedding.train_config import AdapterConfig
+from pipeline.embedding.train_config import AdapterConfig, EncoderFit
+from pipeline.index.corpus import CorpusIndex
+from pipeline.records import Document
 from tests.conftest import cli
 
 TEXTS = ["how do wings make lift", "Lift comes from the pressure difference across a wing."]
@@ -42,6 +46,37 @@ def test_the_fit_learns_a_linear_teachers_ranking_and_the_penalty_holds_it_at_id
     assert learned.held_out_after < 0.5 * learned.held_out_before  # on queries it never saw
     held = fit(queries, docs, targets, reg=1e3)
     torch.testing.assert_close(held.weight, torch.eye(8), atol=2e-3, rtol=0)
+
+
+def test_the_encoder_fit_learns_a_ranking_by_the_queries_words(
+    tiny_encoder: Path, tmp_path: Path
+) -> None:
+    # Four documents; each query names its topic's words among filler, and the teacher puts
+    # the topic's document first. A random encoder cannot rank them; the fitted one learns
+    # which words point where, on held-out queries too.
+    topics = ["wing lift pressure", "printing press ink", "spruce bark beetle", "tax law court"]
+    filler = ["about", "notes on", "what is", "history of", "the", "facts"]
+    texts = [f"{filler[i % 6]} {topics[i % 4]} {filler[(i // 4) % 6]}" for i in range(60)]
+    embedder = Embedder(tiny_encoder)
+    documents = [Document(str(n), f"{t} " * 5) for n, t in enumerate(topics)]
+    index = CorpusIndex.build(documents, embedder)
+    targets = np.full((len(texts), 4), 0.1, dtype=np.float32)
+    targets[np.arange(len(texts)), np.arange(len(texts)) % 4] = 0.9
+    taught = Lesson(index, texts, embedder.encode_queries(texts), targets, logged=0)
+    encoder = EncoderFit(learning_rate=2e-3, epochs=4, batch_size=8)
+    settings = AdapterConfig(job=tmp_path / "job.yaml", fit="encoder", encoder=encoder)
+    out = tmp_path / "fitted"
+    before, after = fit_encoder(
+        tiny_encoder, taught, settings, instruction=None, seed=0, device=torch.device("cpu"),
+        out=out,
+    )  # fmt: skip
+    assert after < 0.5 * before  # on the held-out fifth
+    modules = json.loads((out / "modules.json").read_text())
+    assert [m["path"] for m in modules] == ["", "1_Pooling", "2_Normalize"]  # no Dense layer
+    ours = Embedder(out).encode_queries(texts)
+    st = SentenceTransformer(str(out), device="cpu").encode(texts)
+    np.testing.assert_allclose(st, ours, atol=1e-5)
+    assert (np.argmax(ours @ index.vectors.T, axis=1) == np.arange(len(texts)) % 4).mean() > 0.9
 
 
 def test_crops_take_sentences_after_the_first_or_a_window() -> None:
@@ -80,7 +115,9 @@ def adapter_run(
 ) -> Callable[..., tuple[Path, object]]:
     """Write a training YAML with an adapter whose job has the given teacher; run it."""
 
-    def run(teacher: dict[str, object], queries: tuple[Path, ...] = ()) -> tuple[Path, object]:
+    def run(
+        teacher: dict[str, object], queries: tuple[Path, ...] = (), **adapter: object
+    ) -> tuple[Path, object]:
         job = job_file(teacher=teacher)
         settings = {
             "model": str(tiny_encoder),
@@ -95,6 +132,7 @@ def adapter_run(
                 "crops": 1,
                 "learning_rate": 1e-2,
                 "queries": [str(path) for path in queries],
+                **adapter,
             },
         }
         path = tmp_path / "train.yaml"
@@ -134,6 +172,39 @@ def test_train_with_an_adapter_writes_a_dense_layer_that_every_loader_applies(
                                      "output_dir": str(tmp_path / "again")}))  # fmt: skip
     refused = cli("train", again)
     assert refused.exit_code == 2 and "Dense layers" in refused.stderr
+
+
+def test_train_with_an_encoder_adapter_refits_the_encoder_and_writes_no_dense_layer(
+    adapter_run: Callable[..., tuple[Path, object]],
+) -> None:
+    encoder = {"learning_rate": 1e-3, "epochs": 2, "batch_size": 8}
+    out, done = adapter_run({"kind": "fused"}, fit="encoder", encoder=encoder)
+    assert done.exit_code == 0, done.output
+    final, before = out / "final", out / "unadapted"
+    modules = json.loads((final / "modules.json").read_text())
+    assert [m["path"] for m in modules] == ["", "1_Pooling", "2_Normalize"]
+    report = json.loads((out / REPORT).read_text())
+    assert report["fit"] == "encoder" and report["encoder"] == encoder
+    # The tiny random model's teacher is near uniform (KL ~1e-3): learning is shown above.
+    assert 0 <= report["held_out_kl_after"] < 1 and 0 <= report["held_out_kl_before"] < 1
+    ours = Embedder(final).encode_documents(TEXTS)
+    assert not np.allclose(ours, Embedder(before).encode_documents(TEXTS), atol=1e-3)
+    st = SentenceTransformer(str(final), device="cpu").encode(TEXTS)
+    np.testing.assert_allclose(st, ours, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [({"fit": "map"}, "adapter.fit"), ({"encoder": {"epochs": 0}}, "adapter.encoder.epochs")],
+    ids=["unknown-fit", "no-epochs"],
+)
+def test_bad_adapter_fit_settings_are_one_line_errors_before_training(
+    adapter_run: Callable[..., tuple[Path, object]], setting: dict[str, object], named: str
+) -> None:
+    out, done = adapter_run({"kind": "fused"}, **setting)
+    assert done.exit_code == 2
+    assert done.stderr.strip().count("\n") == 0 and named in done.stderr
+    assert not out.exists()
 
 
 def test_an_adapter_without_a_fused_teacher_is_refused_before_training(

@@ -17,6 +17,20 @@ import torch.nn.functional as F
 HELD_OUT = 5  # one query in five is held out
 
 
+def held_out_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows held out of the fit (one in HELD_OUT) and the rows it learns from."""
+    order = np.random.default_rng(seed).permutation(n)
+    return order[: n // HELD_OUT], order[n // HELD_OUT :]
+
+
+def listwise_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean KL(teacher || student) between the softmaxes of two (queries x docs) score
+    tables, both on the cosine scale, at one temperature."""
+    target = torch.log_softmax(teacher / temperature, dim=-1)
+    learned = torch.log_softmax(student / temperature, dim=-1)
+    return (target.exp() * (target - learned)).sum(-1).mean()
+
+
 @dataclass(frozen=True)
 class Fit:
     """The fitted map and the held-out KL with the identity (before) and with it (after)."""
@@ -41,8 +55,7 @@ def fit_linear(
 ) -> Fit:
     """W for query vectors (n x dim), document vectors (docs x dim) and the teacher's
     scores of every document per query (n x docs), on the cosine scale."""
-    order = np.random.default_rng(seed).permutation(len(queries))
-    held, train = order[: len(order) // HELD_OUT], order[len(order) // HELD_OUT :]
+    held, train = held_out_split(len(queries), seed)
     eye = torch.eye(docs.shape[1], device=device)
     weight = torch.nn.Parameter(eye.clone())
     optimizer = torch.optim.Adam([weight], lr=learning_rate)
@@ -53,9 +66,7 @@ def fit_linear(
     def kl(rows: np.ndarray) -> torch.Tensor:
         q = F.normalize(q_all[rows] @ weight.T, dim=-1)
         d = F.normalize(d_all @ weight.T, dim=-1)
-        student = torch.log_softmax(q @ d.T / temperature, dim=-1)
-        teacher = torch.log_softmax(t_all[rows] / temperature, dim=-1)
-        return (teacher.exp() * (teacher - student)).sum(-1).mean()
+        return listwise_kl(q @ d.T, t_all[rows], temperature)
 
     with torch.no_grad():
         before = float(kl(held)) if len(held) else float("nan")

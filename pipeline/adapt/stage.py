@@ -1,5 +1,7 @@
-"""The adapter stage: after training (and the merge), fit the linear adapter on the trained
-model and write the final model with it as a Dense layer (pipeline.embedding.dense).
+"""The adapter stage: after training (and the merge), fit the trained model to the teacher's
+ranking of the corpus and write the final model: with a linear map as a Dense layer
+(pipeline.embedding.dense, `fit: linear`) or with every weight refitted (`fit: encoder`,
+pipeline.adapt.encoder).
 
 Why a stage of its own: margin-MSE on a pair's few mined negatives moves the model little,
 while the job's fused teacher (the embedder with BM25) ranks the whole corpus better than
@@ -11,14 +13,14 @@ knows no executor: it reads a job config, query files and a model folder.
 """
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from pipeline.adapt.crops import crops
+from pipeline.adapt.encoder import fit_encoder
+from pipeline.adapt.lesson import Lesson
 from pipeline.adapt.linear import Fit, fit_linear
 from pipeline.config import JobConfig, load_config
 from pipeline.dedup.text import normalize
@@ -70,19 +72,6 @@ def logged_queries(settings: AdapterConfig, known: list[str]) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class Lesson:
-    """What the adapter learns from: the model's vectors of every corpus document and of
-    each query (the given ones, the logged ones, then the corpus crops), and the teacher's
-    scores of every document for each query."""
-
-    index: CorpusIndex
-    texts: list[str]
-    vectors: np.ndarray
-    targets: np.ndarray
-    logged: int  # of the texts, how many came from the query files
-
-
 def lesson(model: Path, queries: list[str], settings: AdapterConfig, seed: int = 0) -> Lesson:
     """Embed the adapter job's corpus and the queries (the given ones, the query files',
     the crops) with `model`; score them by the job's fused teacher (z scale: the softmax
@@ -128,15 +117,24 @@ def finish_training(trainer: Trainer) -> Path:
     if settings is None:
         return trained
     queries = [example.query for example in trainer.examples]
-    taught = lesson(trained, queries, settings, trainer.config.seed)
-    fitted = fit(taught, settings, trainer.config.seed, trainer.device)
-    final = with_dense(trained, fitted.weight, trainer.final_dir)
+    seed, device = trainer.config.seed, trainer.device
+    taught = lesson(trained, queries, settings, seed)
+    final = trainer.final_dir
+    if settings.fit == "encoder":
+        before, after = fit_encoder(
+            trained, taught, settings, instruction=trainer.instruction, seed=seed, device=device,
+            out=final,
+        )  # fmt: skip
+    else:
+        fitted = fit(taught, settings, seed, device)
+        with_dense(trained, fitted.weight, final)
+        before, after = fitted.held_out_before, fitted.held_out_after
     report = {
         "queries": len(taught.texts),
         "generated": len(queries),
         "logged": taught.logged,
-        "held_out_kl_before": fitted.held_out_before,
-        "held_out_kl_after": fitted.held_out_after,
+        "held_out_kl_before": before,
+        "held_out_kl_after": after,
         **settings.model_dump(mode="json", exclude={"queries"}),
         "query_files": [str(path) for path in settings.queries],
     }

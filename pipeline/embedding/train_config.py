@@ -34,17 +34,33 @@ class LoraConfig(Strict):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
+class EncoderFit(Strict):
+    """The whole encoder fitted to the lesson (adapter `fit: encoder`): the queries in
+    batches, each against every corpus document, for a number of epochs."""
+
+    learning_rate: float = Field(1e-4, gt=0)
+    epochs: int = Field(1, gt=0)
+    batch_size: int = Field(32, gt=1, description="queries per step")
+
+
 class AdapterConfig(Strict):
-    """A linear map after pooling, fitted after training to the job's fused teacher over
+    """After training (and the merge), the model is fitted to the job's fused teacher over
     the job's whole corpus (pipeline.adapt): a few margins per query cannot teach what the
-    teacher's ranking of every document can."""
+    teacher's ranking of every document can. `fit: linear` learns a map after pooling (the
+    settings below); `fit: encoder` fine-tunes every weight on the same lesson (`encoder`)."""
 
     job: Path = Field(description="the job config whose corpus and fused teacher it learns from")
+    fit: Literal["linear", "encoder"] = Field(
+        "linear", description="what is fitted: a map after pooling, or the whole encoder"
+    )
+    encoder: EncoderFit = Field(default_factory=EncoderFit)
     reg: float = Field(0.03, gt=0, description="weight of ||W - I||^2: how far W may leave I")
-    steps: int = Field(300, gt=0)
-    learning_rate: float = Field(1e-3, gt=0)
+    steps: int = Field(300, gt=0, description="of the linear fit")
+    learning_rate: float = Field(1e-3, gt=0, description="of the linear fit")
     temperature: float = Field(0.05, gt=0, description="of both softmaxes over the corpus")
-    batch_size: int = Field(1024, gt=0, description="queries per step, each against every doc")
+    batch_size: int = Field(
+        1024, gt=0, description="linear fit: queries per step, each against every doc"
+    )
     crops: int = Field(
         3, ge=0, description="sentences per document used as queries beside the generated ones"
     )
@@ -106,7 +122,8 @@ class TrainConfig(Strict):
     )
     adapter: AdapterConfig | None = Field(
         None,
-        description="fit a linear adapter after training (and the merge); the model before "
+        description="fit the adapter after training (and the merge): a map after pooling or the "
+        "whole encoder, taught the fused teacher's ranking of the corpus; the model before "
         "it is kept in `unadapted`",
     )
     seed: int = 0
