@@ -155,6 +155,7 @@ def test_train_with_an_adapter_writes_a_dense_layer_that_every_loader_applies(
     assert [m["path"] for m in modules] == ["", "1_Pooling", "2_Dense", "2_Normalize"]
     report = json.loads((out / REPORT).read_text())
     assert report["generated"] == 48 and report["logged"] == 2
+    assert report["fit"] == "linear" and report["steps"] == 30 and "encoder" not in report
     assert report["queries"] > 50 and report["query_files"] == [str(log)]  # and crops
     assert report["held_out_kl_after"] < report["held_out_kl_before"]
     assert "held-out KL" in done.stdout
@@ -185,6 +186,7 @@ def test_train_with_an_encoder_adapter_refits_the_encoder_and_writes_no_dense_la
     assert [m["path"] for m in modules] == ["", "1_Pooling", "2_Normalize"]
     report = json.loads((out / REPORT).read_text())
     assert report["fit"] == "encoder" and report["encoder"] == encoder
+    assert "reg" not in report and "steps" not in report  # the linear fit's settings
     # The tiny random model's teacher is near uniform (KL ~1e-3): learning is shown above.
     assert 0 <= report["held_out_kl_after"] < 1 and 0 <= report["held_out_kl_before"] < 1
     ours = Embedder(final).encode_documents(TEXTS)

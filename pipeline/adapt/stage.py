@@ -36,6 +36,8 @@ from pipeline.teacher.scorers import FusedTeacher
 
 REPORT = "adapter.json"  # beside the checkpoints: what the fit saw and how far it got
 QUERIES = "adapter.queries"  # the setting named in a query file's errors
+# The settings the other fit reads, left out of the report.
+UNUSED = {"linear": {"encoder"}, "encoder": {"reg", "steps", "learning_rate", "batch_size"}}
 
 
 def check_adapter(settings: AdapterConfig) -> None:
@@ -135,7 +137,7 @@ def finish_training(trainer: Trainer) -> Path:
         "logged": taught.logged,
         "held_out_kl_before": before,
         "held_out_kl_after": after,
-        **settings.model_dump(mode="json", exclude={"queries"}),
+        **settings.model_dump(mode="json", exclude={"queries", *UNUSED[settings.fit]}),
         "query_files": [str(path) for path in settings.queries],
     }
     write_json_atomic(report, trainer.config.output_dir / REPORT)
