@@ -1,10 +1,15 @@
-"""One run per dataset at a time: a lock file in the dataset folder.
+"""One run per dataset at a time: an exclusive `flock` on the dataset's lock file, held
+for the run's life.
 
-The lock holds the owner's pid and host. A second run finds it and stops with
-`DatasetBusy`; a lock whose owner is gone (killed, machine rebooted) is stale and taken
-over, so a crashed cron run never blocks the next one.
+The kernel releases the lock when its holder's process dies, however it dies (`kill -9`,
+an OOM kill, a container torn down), so there is no stale lock to detect and nothing a
+second starter can misread: the pid and host written into the file are information for a
+person, never a test of liveness (a pid means nothing across pid namespaces, a hostname
+nothing across containers). A second run finds the lock held and stops with `DatasetBusy`.
 """
 
+import errno
+import fcntl
 import json
 import os
 import socket
@@ -13,27 +18,40 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.errors import DatasetBusy
+from pipeline.manifest import now
 
 LOCK = ".lock"
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
+def _holder(path: Path) -> str:
+    """Who holds the lock, as far as its file says (it may be mid-write)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
+        owner = json.loads(path.read_text())
+        return f"pid {owner['pid']} on {owner['host']}, since {owner['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "details not written yet"
 
 
-def _owner(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # half-written by a killed run: stale
+def _take(path: Path) -> int | None:
+    """An open descriptor on `path` holding its exclusive lock, or None when another
+    process holds it. A file unlinked by its releasing holder between our open and our
+    flock is not the lock any more: open the new one and try again."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return None
+            raise
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
 
 
 @contextmanager
@@ -44,30 +62,19 @@ def dataset_lock(root: Path) -> Iterator[None]:
     made = [p for p in (root, *root.parents) if not p.exists()]
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK
-    me = {"pid": os.getpid(), "host": socket.gethostname()}
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            owner = _owner(path)
-            # Another host's process cannot be checked from here: it counts as live.
-            live = owner is not None and (
-                owner.get("host") != me["host"] or _alive(int(owner.get("pid", 0)))
-            )
-            if live and owner is not None:
-                raise DatasetBusy(
-                    f"another run (pid {owner['pid']}) is writing {root}; "
-                    f"try again when it ends (or remove {path} if it is not running)"
-                ) from None
-            path.unlink(missing_ok=True)  # stale: its owner is gone
-            continue
-        with os.fdopen(fd, "w") as handle:
-            json.dump(me, handle)
-        break
+    fd = _take(path)
+    if fd is None:
+        raise DatasetBusy(
+            f"another run ({_holder(path)}) is writing {root}; try again when it ends"
+        )
     try:
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": now()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(owner).encode(), 0)
         yield
     finally:
-        path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # before the release: a waiter then opens a new file
+        os.close(fd)
         for folder in made:  # innermost first
             try:
                 folder.rmdir()

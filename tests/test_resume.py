@@ -8,7 +8,6 @@ signal it; the rest reuse the session's engine."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,12 @@ from pipeline.errors import DatasetBusy, NothingToDo
 from pipeline.run import run_job
 
 EMBSYNTH = [sys.executable, "-m", "pipeline.cli"]
+# A process that takes a dataset's lock, says so, and holds it until it is killed.
+HOLD_LOCK = (
+    "import sys, time; from pathlib import Path; from pipeline.lock import dataset_lock\n"
+    "with dataset_lock(Path(sys.argv[1])):\n"
+    "    print('held', flush=True); time.sleep(120)\n"
+)
 
 
 def job(job_file: Callable[..., Path], out: Path) -> Path:
@@ -107,24 +112,22 @@ def test_a_rerun_of_a_finished_job_generates_nothing(
     assert sorted(p.name for p in first.version_dir.parent.iterdir()) == ["v0001"]
 
 
-def test_one_run_per_dataset_and_a_stale_lock_is_taken_over(
+def test_one_run_per_dataset_and_a_dead_holders_lock_is_taken_over(
     generator: Any, job_file: Callable[..., Path], tmp_path: Path
 ) -> None:
     path = job(job_file, tmp_path / "out")
     root = tmp_path / "out" / "t"
-    root.mkdir(parents=True)
-    holder = subprocess.Popen(["sleep", "60"])
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(root)], stdout=subprocess.PIPE)
     try:
-        lock = {"pid": holder.pid, "host": socket.gethostname()}
-        (root / ".lock").write_text(json.dumps(lock))
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
         with pytest.raises(DatasetBusy, match=f"pid {holder.pid}"):
             run_job(load_config(path), generator=generator, limit=4, progress=False)
         result = CliRunner().invoke(app, ["run", str(path), "--limit", "4"])
         assert result.exit_code == 3 and "another run" in result.output
     finally:
-        holder.kill()
+        holder.kill()  # SIGKILL: its lock file stays, the kernel's lock goes
         holder.wait()
-    # Its owner is gone: the lock is stale, taken over, and released at the end.
+    assert (root / ".lock").exists()
     summary = run_job(load_config(path), generator=generator, limit=4, progress=False)
     assert summary.version_dir.name == "v0001" and not (root / ".lock").exists()
 

@@ -6,6 +6,11 @@ a Ray job) under a temp name, fsynced and renamed, so a `kill -9` at any moment 
 segments and at most a stray temp file, never a torn one; no two writers name the same file.
 A result is keyed by everything that determines it: rendered messages, schema, sampling,
 model and seed.
+
+Lines are split on b"\n" alone: JSON escapes that byte inside strings, but not U+2028,
+U+0085 or the other characters `str.splitlines` also breaks on, which documents carry. A
+line that does not parse (a disk that filled up, a file damaged by hand) costs only its
+own result, which is generated again; it never makes the cache unreadable.
 """
 
 import hashlib
@@ -44,6 +49,7 @@ class RequestCache:
         self.own = re.compile(rf"seg-{re.escape(self.writer)}\d{{6}}\.jsonl")
         self.loaded: set[str] = set()
         self.segments = 0  # this writer's, so its next segment never replaces one
+        self.dropped = 0  # lines that did not parse: their results are generated again
         self.refresh()
 
     def refresh(self) -> None:
@@ -54,10 +60,17 @@ class RequestCache:
                 continue
             self.loaded.add(segment.name)
             self.segments += bool(self.own.fullmatch(segment.name))
-            for line in segment.read_text(encoding="utf-8").splitlines():
-                row = json.loads(line)
-                key = row.pop("key")
-                self.results[key] = Result(**row)
+            for line in segment.read_bytes().split(b"\n"):
+                if line.strip():
+                    self._load(line)
+
+    def _load(self, line: bytes) -> None:
+        try:
+            row = json.loads(line.decode("utf-8"))
+            key = row.pop("key")
+            self.results[key] = Result(**row)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            self.dropped += 1
 
     def add(self, keys: list[str], results: list[Result]) -> None:
         """Persist one call's results as a new segment, atomically."""
