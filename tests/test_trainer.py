@@ -12,16 +12,11 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
+from pipeline.embedding.checkpoint import CHECKPOINTS, checkpoints
 from pipeline.embedding.data import INSTRUCTION
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import TrainConfig
-from pipeline.embedding.trainer import (
-    CHECKPOINTS,
-    Trainer,
-    checkpoints,
-    length_passes,
-    schedule,
-)
+from pipeline.embedding.trainer import Trainer, length_passes, schedule
 
 QUERIES = ["How does photosynthesis work?", "chess opening principles"]
 DOCS = ["Plants turn light into sugar.", "Control the centre and develop your pieces early."]

@@ -6,7 +6,8 @@ compute the loss on the cached embeddings, then re-run each chunk with a graph a
 cached embedding gradients through it. The RNG state (CPU and GPU) is replayed per chunk so
 dropout masks match between the two passes, and the replay is checked against the cache.
 Checkpoints hold everything a resumed run needs (trainable weights, optimizer, schedule,
-RNG, step) plus what it was made from (config hash and data versions), and the data order
+RNG, step) plus what it was made from (config hash and data versions), written so a kill
+never tears one (pipeline.embedding.checkpoint), and the data order
 is a function of (seed, epoch), so a resumed run takes the same next step as an
 uninterrupted one. Each side's texts are sorted by length and embedded in passes of
 `pass_size`, so a pass pads to texts of about its own length.
@@ -16,7 +17,6 @@ import contextlib
 import hashlib
 import json
 import math
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,8 +27,10 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
+from pipeline.embedding import checkpoint
+from pipeline.embedding.checkpoint import checkpoints as checkpoints  # re-exported for the CLI
 from pipeline.embedding.data import Example, epoch_order, load_examples
-from pipeline.embedding.export import export_model
+from pipeline.embedding.export import export_model, write_model
 from pipeline.embedding.instructions import use_instructions
 from pipeline.embedding.loss import LossTerms, margin_mse, matryoshka
 from pipeline.embedding.merge import merge_models
@@ -37,9 +39,6 @@ from pipeline.embedding.train_config import TrainConfig
 from pipeline.errors import UserError
 from pipeline.writer import chosen_versions
 
-CHECKPOINTS = "checkpoints"
-STATE_FILE = "trainer_state.pt"
-LOG_FILE = "train_log.jsonl"
 FINAL = "final"
 UNMERGED = "unmerged"  # the trained model, when the final one is merged with the base
 UNADAPTED = "unadapted"  # the model before the adapter stage, when there is one
@@ -277,7 +276,7 @@ class Trainer:
         self.config.output_dir.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step")
         # A fresh run starts a fresh log; a resumed one continues the log cut at its step.
-        log = (self.config.output_dir / LOG_FILE).open("a" if self.step else "w", encoding="utf-8")
+        log = checkpoint.open_log(self.config.output_dir, append=bool(self.step))
         try:
             for batch in self.batches():
                 start = time.perf_counter()
@@ -304,9 +303,8 @@ class Trainer:
         return merge_models([trained, Path(self.config.model)], self.trained_dir, t=share)
 
     def save_checkpoint(self) -> Path:
-        """Write checkpoints/step-NNNNNN: a loadable model plus the trainer state."""
-        folder = self.config.output_dir / CHECKPOINTS / f"step-{self.step:06d}"
-        export_model(self.model, folder, self.instruction)
+        """Write checkpoints/step-NNNNNN, whole or not at all: a loadable model plus the
+        trainer state."""
         state = {
             "step": self.step,
             "origin": self.origin,
@@ -315,24 +313,23 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "rng": rng_state(),
         }
-        torch.save(state, folder / STATE_FILE)
-        self._prune()
-        return folder
-
-    def _prune(self) -> None:
-        kept = checkpoints(self.config.output_dir)
-        for old in kept[: -self.config.keep_checkpoints]:
-            shutil.rmtree(old)
+        return checkpoint.save(
+            self.config.output_dir,
+            self.step,
+            lambda folder: write_model(self.model, folder, self.instruction),
+            state,
+            self.config.keep_checkpoints,
+        )
 
     def resume(self) -> int:
-        """Load the latest checkpoint, if any; returns the step it resumes from."""
-        found = checkpoints(self.config.output_dir)
-        if not found:
+        """Load the newest checkpoint that loads, if any; returns the step it resumes from."""
+        found = checkpoint.load_newest(self.config.output_dir)
+        if found is None:
             return 0
-        state = torch.load(found[-1] / STATE_FILE, weights_only=False, map_location="cpu")
+        folder, state = found
         if state["origin"] != self.origin:
             raise UserError(
-                f"{found[-1]} was made with another config or data "
+                f"{folder} was made with another config or data "
                 f"({state['origin']} vs now {self.origin}); train into a new output_dir"
             )
         with torch.no_grad():
@@ -342,16 +339,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         self.step = state["step"]
-        self._cut_log(self.step)
+        checkpoint.cut_log(self.config.output_dir, self.step)
         return self.step
-
-    def _cut_log(self, step: int) -> None:
-        """Keep the log's lines up to `step`, so a resumed run does not repeat steps."""
-        path = self.config.output_dir / LOG_FILE
-        if path.is_file():
-            lines = path.read_text(encoding="utf-8").splitlines()
-            kept = [line for line in lines if json.loads(line)["step"] <= step]
-            path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
 
 def length_passes(counts: list[int], queries: int, size: int | None) -> list[list[int]]:
@@ -380,11 +369,3 @@ def teacher_column(batch: list[Example]) -> list[float]:
     for example in batch:
         column += [score(example, 1 + j) for j in range(len(example.negatives))]
     return column
-
-
-def checkpoints(output_dir: Path) -> list[Path]:
-    """Complete checkpoints (with trainer state), oldest first."""
-    root = output_dir / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.glob("step-*") if (p / STATE_FILE).is_file())
