@@ -1,8 +1,12 @@
 """Turn raw generations into validated JSON objects, or into rejects with a reason code.
 
 A generation never silently becomes None: it is either a dict that satisfies the stage's
-schema or a reject saying why not (generation_error, truncated, invalid_json,
-schema_mismatch), with the raw text kept for inspection.
+schema or a reject saying why not (generation_error, prompt_too_long, truncated,
+invalid_json, schema_mismatch), with the raw text kept for inspection.
+
+A backend marks a failure that is a property of the request itself, and so comes back the
+same on every retry, by starting `Result.error` with its code and ": " (see
+PERMANENT_ERRORS); any other error is transient (a server that timed out, an engine error).
 """
 
 import json
@@ -11,6 +15,12 @@ from typing import Any
 import jsonschema
 
 from pipeline.generate.backend import Result
+
+# The request's prompt, after the chat template, leaves no room in the engine's
+# `max_model_len` for even one answer token: the same document fails the same way on every
+# run, so it is a reject of its own (and the document counts as done), not a retry.
+PROMPT_TOO_LONG = "prompt_too_long"
+PERMANENT_ERRORS = frozenset({PROMPT_TOO_LONG})
 
 
 class ParseFailure(Exception):
@@ -22,10 +32,19 @@ class ParseFailure(Exception):
         self.detail = detail
 
 
+def permanent_error(result: Result) -> str | None:
+    """The code of a failure that retrying cannot fix (e.g. `prompt_too_long`), or None for
+    a success or a transient error."""
+    if result.error is None:
+        return None
+    code, separator, _ = result.error.partition(": ")
+    return code if separator and code in PERMANENT_ERRORS else None
+
+
 def parse_result(result: Result, schema: dict[str, Any]) -> dict[str, Any]:
     """The JSON object in `result`, checked against `schema`; raises ParseFailure."""
     if result.error is not None:
-        raise ParseFailure("generation_error", result.error)
+        raise ParseFailure(permanent_error(result) or "generation_error", result.error)
     try:
         # strict=False accepts a raw tab or newline inside a string: the guided grammar lets
         # them through and they do not change the text's meaning, so rejecting the whole

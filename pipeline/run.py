@@ -354,9 +354,9 @@ def _generate(
     }
     manifest["tokens"] = token_report(tokens, pairs.rows)
     manifest["finished_at"] = now()
-    rows = card_rows(staging)
-    manifest["mix"] = mix_report(config, library, rows)
-    write_card(staging, manifest, rows)
+    card = card_rows(staging)  # column counts, score arrays and a few example rows
+    manifest["mix"] = mix_report(config, library, card.mix)
+    write_card(staging, manifest, card)
     write_json_atomic(manifest, staging / "manifest.json")
     publish(staging, version_dir)
     return RunSummary(

@@ -5,11 +5,19 @@ request carries a seed derived from its content (see `seeded_requests`). Engines
 cached per process and settings, so a test session or a benchmark that runs several jobs
 pays for one engine load. A batch is enqueued whole (vLLM keeps its own batch full) and
 completions are counted as the engine finishes them, so progress moves within a batch.
+
+Prompts are rendered and tokenized here, as vLLM's chat path would (the chat template, then
+the tokenizer without added special tokens), and handed to vLLM as token ids, so each is
+tokenized once and measured before it is enqueued: one that leaves no room in
+`max_model_len` would make vLLM refuse the whole batch, so it comes back as its own error
+Result, coded `prompt_too_long` (a permanent failure, see pipeline/parse.py), and the rest
+stay batched.
 """
 
 import hashlib
 import io
 import json
+import re
 from functools import lru_cache, partial
 from typing import Any
 
@@ -20,6 +28,12 @@ from pipeline.engine_settings import apply_settings, choose_settings
 from pipeline.errors import UserError
 from pipeline.generate.backend import OnDone, Request, Result
 from pipeline.generate.model_check import check_model
+from pipeline.parse import PROMPT_TOO_LONG
+
+CHAT_TEMPLATE_KWARGS = {"enable_thinking": False}
+# What vLLM 0.32 says when it refuses a prompt for its length (the renderer's check and the
+# engine's: a prompt must leave one token of `max_model_len` for the answer).
+VLLM_TOO_LONG = re.compile(r"longer than the maximum model length|maximum context length is")
 
 # Without this, random-weight models pad structured JSON with whitespace until max_tokens.
 STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
@@ -79,7 +93,55 @@ class VllmGenerator:
         """Enqueue all requests at once so vLLM batches them; `on_done` sees each finish."""
         if not requests:
             return []
+        limit = self.max_model_len
+        prompts = self.prompt_ids(requests)
+        lengths = [0] * len(requests) if prompts is None else [len(ids) for ids in prompts]
+        fits = [i for i, n in enumerate(lengths) if n < limit]
+        results = {i: too_long(n, limit) for i, n in enumerate(lengths) if n >= limit}
+        if on_done is not None and results:
+            on_done(len(results))
+        if fits:
+            chosen = None if prompts is None else [prompts[i] for i in fits]
+            done = self._generate([requests[i] for i in fits], chosen, sampling, on_done)
+            results.update(zip(fits, done, strict=True))
+        return [results[i] for i in range(len(requests))]
+
+    @property
+    def max_model_len(self) -> int:
+        """The engine's context: a prompt must leave room for at least one answer token."""
+        return int(self.llm.llm_engine.model_config.max_model_len)
+
+    def prompt_ids(self, requests: list[Request]) -> list[list[int]] | None:
+        """Each request's prompt token ids, as `LLM.enqueue_chat` makes them: the chat
+        template applied, then tokenized without added special tokens. Requests with the
+        same messages (samples of one plan) are tokenized once. None when the tokenizer has
+        no chat template of its own (vLLM's chat path then renders with its fallback)."""
+        tokenizer = self.llm.get_tokenizer()
+        keys = [json.dumps(r.messages, sort_keys=True) for r in requests]
+        unique = dict(zip(keys, (r.messages for r in requests), strict=True))
+        try:
+            texts = [
+                tokenizer.apply_chat_template(
+                    messages, tokenize=False, add_generation_prompt=True, **CHAT_TEMPLATE_KWARGS
+                )
+                for messages in unique.values()
+            ]
+        except Exception:  # no template of the tokenizer's own: vLLM's fallback decides
+            return None
+        encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        by_key = dict(zip(unique, encoded, strict=True))
+        return [by_key[key] for key in keys]
+
+    def _generate(
+        self,
+        requests: list[Request],
+        prompts: list[list[int]] | None,
+        sampling: StageSampling,
+        on_done: OnDone | None,
+    ) -> list[Result]:
+        """Generate requests that fit the context, all in one enqueue."""
         from vllm import SamplingParams
+        from vllm.exceptions import VLLMClientError
         from vllm.sampling_params import StructuredOutputsParams
 
         ids = {labels: self.label_ids(labels) for labels in {r.labels for r in requests}}
@@ -98,14 +160,16 @@ class VllmGenerator:
             for request in requests
         ]
         try:
-            outputs = self._chat([r.messages for r in requests], params, on_done)
-        except ValueError:
-            # One bad request (e.g. a prompt over max_model_len) fails vLLM's whole batch
-            # (the requests already queued are aborted by vLLM); retry one by one so only
-            # that request carries the error.
+            outputs = self._chat(requests, prompts, params, on_done)
+        except (ValueError, VLLMClientError):
+            # A request vLLM refuses all the same (one the length check above missed, or
+            # another validation; vLLM 0.32 raises VLLMValidationError, not a ValueError)
+            # fails its whole batch (the requests already queued are aborted by vLLM);
+            # retry one by one so only that request carries the error.
+            singles = [None] * len(requests) if prompts is None else prompts
             return [
-                self._one(request, param, ids[request.labels], on_done)
-                for request, param in zip(requests, params, strict=True)
+                self._one(request, prompt, param, ids[request.labels], on_done)
+                for request, prompt, param in zip(requests, singles, params, strict=True)
             ]
         return [
             _result(output, ids[request.labels])
@@ -119,25 +183,45 @@ class VllmGenerator:
         return {tokenizer.encode(label, add_special_tokens=False)[0]: label for label in labels}
 
     def _chat(
-        self, conversations: list[list[dict[str, str]]], params: list[Any], on_done: OnDone | None
+        self,
+        requests: list[Request],
+        prompts: list[list[int]] | None,
+        params: list[Any],
+        on_done: OnDone | None,
     ) -> list[Any]:
-        self.llm.enqueue_chat(
-            conversations,
-            sampling_params=params,
-            use_tqdm=False,
-            chat_template_kwargs={"enable_thinking": False},
-        )
+        """Enqueue the requests (as token ids when they were rendered here) and wait."""
+        if prompts is None:
+            self.llm.enqueue_chat(
+                [r.messages for r in requests],
+                sampling_params=params,
+                use_tqdm=False,
+                chat_template_kwargs=dict(CHAT_TEMPLATE_KWARGS),
+            )
+        else:
+            tokens = [{"prompt_token_ids": list(ids)} for ids in prompts]
+            self.llm.enqueue(tokens, sampling_params=params, use_tqdm=False)
         return self.llm.wait_for_completion(use_tqdm=completion_counter(on_done) or False)
 
     def _one(
-        self, request: Request, param: Any, labels: dict[int, str], on_done: OnDone | None
+        self,
+        request: Request,
+        prompt: list[int] | None,
+        param: Any,
+        labels: dict[int, str],
+        on_done: OnDone | None,
     ) -> Result:
+        from vllm.exceptions import VLLMClientError
+
+        prompts = None if prompt is None else [prompt]
         try:
-            return _result(self._chat([request.messages], [param], on_done)[0], labels)
-        except ValueError as exc:
+            return _result(self._chat([request], prompts, [param], on_done)[0], labels)
+        except (ValueError, VLLMClientError) as exc:
             if on_done is not None:
                 on_done(1)
-            return Result("", None, 0, 0, error=str(exc).splitlines()[0][:500])
+            message = str(exc).splitlines()[0][:500]
+            if VLLM_TOO_LONG.search(message):  # vLLM's own length checks (renderer, engine)
+                message = f"{PROMPT_TOO_LONG}: {message}"
+            return Result("", None, 0, 0, error=message)
 
 
 class _CountingBar(tqdm):
@@ -157,6 +241,22 @@ class _CountingBar(tqdm):
 def completion_counter(on_done: OnDone | None) -> partial[_CountingBar] | None:
     """What `LLM.wait_for_completion(use_tqdm=...)` takes to report finished requests."""
     return None if on_done is None else partial(_CountingBar, on_done=on_done)
+
+
+def too_long(prompt_tokens: int, max_model_len: int) -> Result:
+    """The error Result of a prompt that leaves no room for an answer: coded
+    `prompt_too_long` so the parser rejects it as such and callers can tell it is
+    permanent (pipeline.parse.permanent_error)."""
+    return Result(
+        "",
+        None,
+        prompt_tokens,
+        0,
+        error=(
+            f"{PROMPT_TOO_LONG}: {prompt_tokens} prompt tokens (chat template applied) leave no "
+            f"room for an answer in max_model_len {max_model_len}"
+        ),
+    )
 
 
 def _result(output: Any, labels: dict[int, str]) -> Result:
