@@ -1,4 +1,4 @@
-"""The job configuration: one YAML file, validated by pydantic.
+"""The job configuration: one YAML file, validated by pydantic (loaded by config_base).
 
 Unknown keys and bad values are errors that name the key and the file, so a typo never
 silently falls back to a default. Relative paths are resolved against the config file's
@@ -9,31 +9,18 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import Stemmer
-import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from pipeline.config_base import Strict
+from pipeline.config_base import Strict, load_yaml_model
 from pipeline.config_filters import FiltersConfig
-from pipeline.errors import UserError
+from pipeline.config_input import InputConfig
+from pipeline.langid import identifiable
+from pipeline.prompts.languages import check_language_names
 
 LANGUAGE_CODE = re.compile(r"^[a-z]{2}$")
-M = TypeVar("M", bound=BaseModel)
-
-
-class InputConfig(Strict):
-    """Where the corpus is and which columns hold what."""
-
-    path: Path
-    format: Literal["auto", "jsonl", "parquet", "text"] = "auto"
-    id_column: str | None = "id"
-    text_column: str = "text"
-    title_column: str | None = "title"
-    language_column: str | None = "language"
-    max_chars: int = Field(8000, gt=0, description="longer documents are skipped as too_long")
-    batch_size: int = Field(512, gt=0, description="documents per streamed batch")
 
 
 Weights = dict[str, float]
@@ -157,6 +144,13 @@ class GeneratorConfig(Strict):
         description="passed to vllm.LLM, or as --flags to a launched server",
     )
     server: ServerConfig = ServerConfig()
+    max_failed_share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="share of documents whose requests may fail (after retries) in a run "
+        "that is still published; past it the run stops unfinished, to be resumed",
+    )
 
 
 class NearDedup(Strict):
@@ -322,6 +316,29 @@ class JobConfig(Strict):
     executor: Literal["local", "ray"] = "local"
     ray: RayConfig = RayConfig()
 
+    @field_validator("name")
+    @classmethod
+    def _inside_the_output_folder(cls, value: str) -> str:
+        # The pattern keeps path separators out; these two would name output.dir itself
+        # or its parent, where versions and the lock of other datasets live.
+        if value in (".", ".."):
+            raise ValueError(f"{value!r} names no folder of its own (versions: output.dir/NAME)")
+        return value
+
+    @model_validator(mode="after")
+    def _languages_are_identifiable(self) -> "JobConfig":
+        # The language filter asks lingua about every query language: one it does not know
+        # would crash the job at its first batch, after the engine has loaded.
+        if self.filters.language.enabled:
+            for code in self.languages.query:
+                if not identifiable(code):
+                    raise ValueError(
+                        f"languages.query {code!r}: lingua cannot identify it, so "
+                        "filters.language cannot check its queries (drop the code or set "
+                        "filters.language.enabled: false)"
+                    )
+        return self
+
     @model_validator(mode="after")
     def _filters_admit_requested_lengths(self) -> "JobConfig":
         if self.filters.min_query_words > self.filters.max_query_words:
@@ -346,15 +363,6 @@ class JobConfig(Strict):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _describe(error: dict[str, Any]) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        return f"unknown key '{key}'"
-    if error["type"] == "missing":
-        return f"missing key '{key}'"
-    return f"'{key}': {error['msg']}"
-
-
 def resolve_path(base: Path, path: Path) -> Path:
     """`path` with ~ expanded, resolved against `base` when relative."""
     path = path.expanduser()
@@ -372,23 +380,6 @@ def resolve_model(base: Path, model: str) -> str:
     return model
 
 
-def load_yaml_model(path: Path, model: type[M]) -> M:
-    """Read a YAML file and validate it as `model`; errors name the file and the key."""
-    if not path.is_file():
-        raise UserError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: expected a mapping of keys at the top level")
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(_describe(err) for err in exc.errors())
-        raise UserError(f"{path}: {problems}") from exc
-
-
 def load_config(path: Path) -> JobConfig:
     """Read and validate a job YAML file; relative paths are resolved next to it."""
     config = load_yaml_model(path, JobConfig)
@@ -398,6 +389,7 @@ def load_config(path: Path) -> JobConfig:
     contamination = config.filters.decontamination
     contamination.files = [resolve_path(base, path) for path in contamination.files]
     config.prompts_dir = _resolve(base, config.prompts_dir)
+    check_language_names(list(config.languages.query), config.prompts_dir, path)
     config.output.dir = resolve_path(base, config.output.dir)
     config.generator.model = resolve_model(base, config.generator.model)
     config.embedder.model = resolve_model(base, config.embedder.model)

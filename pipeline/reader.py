@@ -2,9 +2,14 @@
 and query files (JSONL or a BEIR folder) as texts.
 
 Reading streams: Parquet by record batch, JSONL by line, folders by file, so memory does
-not grow with the corpus. Empty and oversized documents are skipped as counted rejects.
-The corpus is checked up front (`check_corpus`) so that a wrong path or column fails in a
-second, before a model is loaded.
+not grow with the corpus (only the set of ids does: see pipeline.doc_ids). Empty and
+oversized documents are skipped as counted rejects.
+
+The corpus is checked up front (`check_corpus`, one pass over it) so that bad input fails
+before a model is loaded: a wrong path, format or column, a column the config names that
+the corpus lacks, a text that is not text, a repeated id, a corpus without documents. The
+reader checks rows again as it streams, so a caller that skips the check still never gets
+a document of a repeated id or a str()'d number as text.
 """
 
 import hashlib
@@ -16,7 +21,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.config import InputConfig
+from pipeline.config_input import InputConfig
+from pipeline.doc_ids import SUFFIX, DocumentIds, describe, id_text
 from pipeline.errors import UserError
 from pipeline.records import Document, Reject, content_hash
 
@@ -49,15 +55,37 @@ def _wanted_columns(config: InputConfig) -> list[str]:
 
 
 def check_corpus(config: InputConfig) -> str:
-    """Fail fast on a missing corpus, a corrupt file or a missing text column."""
+    """Fail fast on anything wrong with the corpus (see the module docstring): the layout
+    first, then one pass over every row. Returns the format."""
+    fmt = _check_layout(config)
+    _check_rows(config, fmt)
+    return fmt
+
+
+def _check_layout(config: InputConfig) -> str:
+    """What a glance tells: a missing corpus, a corrupt file, a missing text column, a
+    Parquet text column of another type, a named Parquet column that is not there."""
     fmt = detect_format(config)
     if fmt == "parquet":
-        names = _parquet_file(config.path).schema_arrow.names
+        schema = _parquet_file(config.path).schema_arrow
+        names = schema.names
         if config.text_column not in names:
             raise UserError(
                 f"{config.path}: no column '{config.text_column}' (has: {', '.join(names)}); "
                 "set input.text_column"
             )
+        kind = schema.field(config.text_column).type
+        if not _is_text(kind):
+            raise UserError(
+                f"{config.path}: column '{config.text_column}' holds {kind}, not text; "
+                "set input.text_column"
+            )
+        for setting, column in config.named_columns().items():
+            if column not in names:
+                raise UserError(
+                    f"{config.path}: input.{setting} '{column}': no such column "
+                    f"(has: {', '.join(names)})"
+                )
     elif fmt == "jsonl":
         first = next(jsonl_rows(config.path), None)
         if first is not None and config.text_column not in first[1]:
@@ -68,6 +96,51 @@ def check_corpus(config: InputConfig) -> str:
     elif not any(_text_files(config.path)):
         raise UserError(f"{config.path}: no .txt or .md files in this folder")
     return fmt
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    string_view = getattr(pa.types, "is_string_view", lambda _: False)  # pyarrow >= 16
+    return any(
+        test(kind)
+        for test in (pa.types.is_null, pa.types.is_string, pa.types.is_large_string, string_view)
+    )
+
+
+def _check_rows(config: InputConfig, fmt: str) -> None:
+    """One pass over every row: texts are text, ids are unique (under the error policy),
+    JSONL rows somewhere hold each field the config names, and some row is a document."""
+    ids = DocumentIds(config.path, UNITS[fmt], "error")
+    fields: dict[str, None] = {}  # every JSONL field seen, in order of first sight
+    rows = empty = long = 0
+    for number, row in _rows(config, fmt, ids_only=True):
+        rows += 1
+        if fmt == "jsonl":
+            fields.update(dict.fromkeys(row))
+        text = _text(row, config, fmt, number)
+        empty += not text
+        long += len(text) > config.max_chars
+        if config.id_column:
+            value = row.get(config.id_column)
+            given = _id_of(value, config, fmt, number)
+            if config.duplicate_ids == "error":
+                ids.assign(given, isinstance(value, str), number, text)
+    if fmt == "jsonl":
+        for setting, column in config.named_columns().items():
+            if column not in fields:
+                raise UserError(
+                    f"{config.path}: input.{setting} '{column}': no such field in any line "
+                    f"(has: {', '.join(fields)})"
+                )
+    if rows == empty + long:
+        found = (
+            f"of its {rows} rows, {empty} have no text and {long} are longer than "
+            f"input.max_chars ({config.max_chars})"
+            if rows
+            else "it holds no rows"
+        )
+        raise UserError(f"no documents in {config.path}: {found}")
 
 
 def _parquet_file(path: Path) -> pq.ParquetFile:
@@ -125,34 +198,109 @@ def _text_files(folder: Path) -> Iterator[Path]:
             yield path
 
 
-def _rows(config: InputConfig, fmt: str) -> Iterator[dict[str, Any]]:
+UNITS = {"jsonl": "line", "parquet": "row", "text": "file"}
+
+
+def _rows(
+    config: InputConfig, fmt: str, ids_only: bool = False
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(number, row) in corpus order: JSONL line numbers, Parquet and folder rows counted
+    from 1. `ids_only` reads just the id and text columns of a Parquet file."""
     if fmt == "jsonl":
         # A later row without the text field is skipped as `empty`, like a null text.
-        for _number, row in jsonl_rows(config.path):
-            yield row
+        yield from jsonl_rows(config.path)
     elif fmt == "parquet":
         parquet = _parquet_file(config.path)
         names = parquet.schema_arrow.names
-        columns = [c for c in _wanted_columns(config) if c in names]
+        wanted = [config.text_column, config.id_column] if ids_only else _wanted_columns(config)
+        columns = [c for c in dict.fromkeys(wanted) if c in names]
+        number = 0
         try:
             for batch in parquet.iter_batches(batch_size=config.batch_size, columns=columns):
-                yield from batch.to_pylist()
+                for row in batch.to_pylist():
+                    number += 1
+                    yield number, row
         except (pa.ArrowInvalid, OSError) as exc:
             raise UserError(f"{config.path}: corrupt Parquet data ({exc})") from exc
     else:
-        for path in _text_files(config.path):
+        for number, path in enumerate(_text_files(config.path), start=1):
             text = path.read_text(encoding="utf-8", errors="replace")
-            yield {config.text_column: text, "__title__": path.stem}
+            yield number, {config.text_column: text, "__title__": path.stem}
 
 
-def _document(row: dict[str, Any], config: InputConfig) -> Document:
+def _where(config: InputConfig, fmt: str, number: int) -> str:
+    return f"{config.path}:{number}" if fmt == "jsonl" else f"{config.path} {UNITS[fmt]} {number}"
+
+
+def _text(row: dict[str, Any], config: InputConfig, fmt: str, number: int) -> str:
+    """A row's text, stripped; a missing or null text is empty (skipped as `empty`), any
+    other value than a string an error: str() of a number or a list is no passage."""
     text = row.get(config.text_column)
-    text = "" if text is None else str(text).strip()
-    given_id = row.get(config.id_column) if config.id_column else None
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        where = _where(config, fmt, number)
+        raise UserError(f"{where}: '{config.text_column}' is {describe(text)}, not text")
+    return text.strip()
+
+
+def _id_of(value: Any, config: InputConfig, fmt: str, number: int) -> str | None:
+    """A row's given id as text (None: none given), its value checked."""
+    try:
+        return id_text(value)
+    except ValueError as exc:
+        where = _where(config, fmt, number)
+        raise UserError(f"{where}: '{config.id_column}' is {exc}, not an id") from None
+
+
+def _reserved(config: InputConfig, fmt: str) -> frozenset[str]:
+    """Every given id of the whole corpus that holds the suffix mark, so that renaming a
+    repeat never takes a real id (read cheaply: JSONL lines without the mark are skipped
+    unparsed, Parquet reads the id column alone)."""
+    if not config.id_column or fmt == "text":
+        return frozenset()
+    found: set[str] = set()
+    if fmt == "parquet":
+        parquet = _parquet_file(config.path)
+        if config.id_column not in parquet.schema_arrow.names:
+            return frozenset()
+        for batch in parquet.iter_batches(batch_size=65536, columns=[config.id_column]):
+            values = batch.column(0).to_pylist()
+            found.update(v for v in map(_plain_id, values) if v and SUFFIX in v)
+        return frozenset(found)
+    with config.path.open("rb") as handle:
+        for raw in handle:
+            if SUFFIX.encode() in raw or b"\\u0023" in raw:
+                try:
+                    row = json.loads(raw)
+                except ValueError:
+                    continue  # the read itself reports a broken line, with its number
+                value = _plain_id(row.get(config.id_column) if isinstance(row, dict) else None)
+                if value and SUFFIX in value:
+                    found.add(value)
+    return frozenset(found)
+
+
+def _plain_id(value: Any) -> str | None:
+    try:
+        return id_text(value)
+    except ValueError:
+        return None  # not an id at all: the read reports it
+
+
+def _document(
+    row: dict[str, Any], number: int, config: InputConfig, fmt: str, ids: DocumentIds
+) -> Document:
+    text = _text(row, config, fmt, number)
+    given_id = None
+    if config.id_column:
+        value = row.get(config.id_column)
+        given = _id_of(value, config, fmt, number)
+        given_id = ids.assign(given, isinstance(value, str), number, text)
     title = row.get(config.title_column) if config.title_column else row.get("__title__")
     language = row.get(config.language_column) if config.language_column else None
     return Document(
-        doc_id=str(given_id) if given_id not in (None, "") else content_hash(text),
+        doc_id=given_id if given_id is not None else content_hash(text),
         text=text,
         title=str(title) if title else row.get("__title__"),
         language=str(language) if language else None,
@@ -164,14 +312,16 @@ def read_batches(
 ) -> Iterator[tuple[list[Document], list[Reject]]]:
     """Yield (documents, skipped) batches of at most `config.batch_size` documents and
     skips together, stopping after `limit` documents (skips past that point are not read)."""
-    fmt = check_corpus(config)
+    fmt = _check_layout(config)
+    reserved = _reserved(config, fmt) if config.duplicate_ids == "suffix" else frozenset()
+    ids = DocumentIds(config.path, UNITS[fmt], config.duplicate_ids, reserved)
     documents: list[Document] = []
     skipped: list[Reject] = []
     taken = 0
-    for row in _rows(config, fmt):
+    for number, row in _rows(config, fmt):
         if limit is not None and taken >= limit:
             break
-        doc = _document(row, config)
+        doc = _document(row, number, config, fmt, ids)
         if not doc.text:
             skipped.append(Reject(doc.doc_id, None, "read", "empty", "no text", None))
         elif len(doc.text) > config.max_chars:
@@ -191,7 +341,7 @@ def read_batches(
 def count_rows(config: InputConfig, limit: int | None = None) -> int:
     """How many rows the corpus holds (at most `limit`), cheaply: Parquet metadata, a
     line count, a file count. Progress bars use it for their total and ETA."""
-    fmt = check_corpus(config)
+    fmt = _check_layout(config)
     if fmt == "parquet":
         rows = _parquet_file(config.path).metadata.num_rows
     elif fmt == "jsonl":

@@ -42,8 +42,7 @@ class CorpusIndex:
         """The index of documents embedded elsewhere (a Ray job's workers)."""
         texts = [d.text for d in documents]
         ids = [d.doc_id for d in documents]
-        rows = {doc_id: i for i, doc_id in enumerate(ids)}
-        return cls(ids, texts, vectors, rows, [text_key(t) for t in texts])
+        return cls(ids, texts, vectors, _rows(documents), [text_key(t) for t in texts])
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
         """Cosine of each query against every document (queries x documents)."""
@@ -66,3 +65,18 @@ class CorpusIndex:
         scores = self.scores(queries)
         own = scores[np.arange(len(doc_ids)), [self.rows[d] for d in doc_ids]]
         return (scores >= own[:, None]).sum(axis=1)
+
+
+def _rows(documents: list[Document]) -> dict[str, int]:
+    """Row by document id. Two texts under one id would score one's queries against the
+    other (the reader lets no such corpus through: pipeline.doc_ids), so they are refused
+    here too; a twin (the same text under its content-hash id) keeps the first row, which
+    holds the same vector."""
+    rows: dict[str, int] = {}
+    for i, doc in enumerate(documents):
+        first = rows.setdefault(doc.doc_id, i)
+        if first != i and documents[first].text != doc.text:
+            raise ValueError(
+                f"duplicate document id {doc.doc_id!r} for two texts (rows {first} and {i})"
+            )
+    return rows

@@ -19,15 +19,21 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-import yaml
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    meta,
+)
 from jinja2.sandbox import SandboxedEnvironment
 
 from pipeline.config import PersonasConfig
 from pipeline.errors import UserError
 from pipeline.personas.library import load_personas
+from pipeline.prompts.languages import DEFAULT_PROMPTS_DIR, language_names, read_yaml
 
-DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent.parent.parent / "prompts"
 # The opening of a shared head's system text; each request's `**Task**` line names its stage.
 SHARED_HEAD = (
     "Each request shows a Passage, then names one of these tasks in its **Task** line.\n\n"
@@ -127,28 +133,21 @@ class PromptLibrary:
             raise UserError(f"prompts folder not found: {self.root}")
         # A user folder adds tasks and overrides whole bundled tasks of the same name.
         self.roots = list(dict.fromkeys([self.root, DEFAULT_PROMPTS_DIR]))
+        self.loader = FileSystemLoader(self.roots)
         self.env = SandboxedEnvironment(
-            loader=FileSystemLoader(self.roots),
+            loader=self.loader,
             undefined=StrictUndefined,
             autoescape=False,
             keep_trailing_newline=False,
         )
-        languages = self.find("languages.yaml") or self.root / "languages.yaml"
-        self.languages: dict[str, str] = self._yaml(languages)
-        if not all(isinstance(code, str) for code in self.languages):
-            raise UserError(f"{languages}: quote every code (YAML reads no as false)")
+        self.languages, _ = language_names(self.root)
         self.personas = personas if personas is not None else load_personas(PersonasConfig())
         self._tasks: dict[str, TaskSpec] = {}
         self._loading: set[str] = set()
 
     @staticmethod
     def _yaml(path: Path) -> Any:
-        if not path.is_file():
-            raise UserError(f"prompt data file not found: {path}")
-        try:
-            return yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+        return read_yaml(path)
 
     def find(self, relative: str) -> Path | None:
         """`relative` in the first root that has it (the user's folder before the bundled)."""
@@ -219,14 +218,46 @@ class PromptLibrary:
             tail=self._template(folder, entry["tail"], digest) if "tail" in entry else None,
         )
 
-    @staticmethod
-    def _template(folder: Path, name: str, digest: "hashlib._Hash") -> str:
-        """A family's template file as the loader names it, its bytes added to the hash."""
+    def _template(self, folder: Path, name: str, digest: "hashlib._Hash") -> str:
+        """A family's template file as the loader names it, its bytes added to the hash
+        with those of every template it pulls in."""
         template = folder / name
         if not template.is_file():
             raise UserError(f"task {folder.name}: template not found: {template}")
-        digest.update(template.read_bytes())
-        return f"{folder.name}/{name}"
+        source = template.read_bytes()
+        digest.update(source)
+        loader_name = f"{folder.name}/{name}"
+        self._hash_references(loader_name, source.decode("utf-8", "replace"), digest, set())
+        return loader_name
+
+    def _hash_references(
+        self, name: str, source: str, digest: "hashlib._Hash", seen: set[str]
+    ) -> None:
+        """Add every template `source` pulls in (`include`, `import`, `from`, `extends`),
+        and theirs in turn, to the hash: an edit to a shared passage block must not leave
+        a finished version looking complete. A name given by a variable cannot be
+        followed, so it is refused."""
+        try:
+            tree = self.env.parse(source, name)
+        except TemplateSyntaxError:
+            return  # the template cannot render: rendering reports it, naming the file
+        for reference in meta.find_referenced_templates(tree):
+            if reference is None:
+                raise UserError(
+                    f"prompt template {name} pulls in a template named by a variable: the "
+                    "template hash cannot follow it (name the template in quotes)"
+                )
+            if reference in seen:
+                continue
+            seen.add(reference)
+            try:
+                pulled, _, _ = self.loader.get_source(self.env, reference)
+            except TemplateNotFound as exc:
+                raise UserError(
+                    f"prompt template {name} pulls in {reference}, which no prompts folder has"
+                ) from exc
+            digest.update(f"\0{reference}\0{pulled}".encode())
+            self._hash_references(reference, pulled, digest, seen)
 
     def language_name(self, code: str | None) -> str:
         """English name of a language code, for prompts ('de' -> 'German')."""

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from pipeline.config_filters import LanguageFilter
 from pipeline.filters import words
-from pipeline.langid import language_confidence
+from pipeline.langid import language_confidence, same_language
 from pipeline.records import Candidate, Reject
 
 FALLBACK = "en"
@@ -47,7 +47,11 @@ def check_languages(
             continue
         code, confidence = detected
         candidate.scores["language_confidence"] = confidence
-        if code is None or code == candidate.query_language or confidence < config.min_confidence:
+        if (
+            code is None
+            or same_language(candidate.query_language, code)
+            or confidence < config.min_confidence
+        ):
             verdicts.append(None)
             continue
         verdicts.append(
