@@ -4,10 +4,15 @@ candidate, and counts what went in and out in the funnel.
 
 Order matters and is fixed: cheap text checks first (minimal filters, length, language,
 heuristics), then the embedding checks (consistency, round trip) and the LLM judge, then one
-sample per plan (the first that passed them all), then query dedup, then hard-negative
-mining on what is left. Checks are grouped into three executor stages
-(`filter`, `dedup`, `mine`) so the console shows three bars, while the manifest's funnel
-and the rejects name each check.
+sample per plan (the first that passed them all), then hard-negative mining and the
+teacher (which may drop a pair), and query dedup last. Dedup is last because its verdicts
+are remembered: a query it keeps blocks every later duplicate, in this run and in every
+refresh (its state), so it may only keep what is published; checked earlier, a pair the
+teacher then drops would still block its duplicates. The price: mining and the teacher also
+see the duplicates dedup then rejects (a few percent of pairs, cheap next to generation;
+the `llm` teacher's yes/no requests are the dearest part). Checks are grouped into
+executor stages (`filter`, `mine`, `teach` with a teacher, `dedup`) so the console shows a
+bar each, while the manifest's funnel and the rejects name each check.
 """
 
 from collections.abc import Callable
@@ -39,7 +44,6 @@ from pipeline.teacher.judge import TeacherJudge, judge_for
 from pipeline.teacher.llm_judge import judge_check
 
 Check = Callable[[list[Candidate]], list[Reject | None]]
-POST_STAGES = ("filter", "dedup", "mine")
 
 
 @dataclass
@@ -241,7 +245,7 @@ def mining_checks(
     def run(candidates: list[Candidate]) -> list[Reject | None]:
         assert context.embedder is not None and context.index is not None
         embed_queries(candidates, context.embedder)
-        context.without_negatives += mine(candidates, context.index, config.negatives, ranking)
+        mine(candidates, context.index, config.negatives, ranking)  # counted once published
         return [None] * len(candidates)
 
     return [("negatives", for_families(library, "negatives", run))]
@@ -287,24 +291,43 @@ def checks_stage(checks: list[tuple[str, Check]], funnel: Funnel) -> StageFn:
 def post_generation_stages(
     config: JobConfig, library: PromptLibrary, context: Context, funnel: Funnel
 ) -> list[tuple[str, StageFn]]:
-    """The executor stages after generation: filter, dedup, mine, and teach when the job
-    has a teacher."""
-    groups = [
-        filter_checks(config, library, context),
-        dedup_checks(context),
-        mining_checks(config, library, context),
-    ]
+    """The executor stages after generation: filter, mine, teach when the job has a
+    teacher, and dedup. The last one counts the kept pairs that got no mined negative."""
+    groups = [filter_checks(config, library, context), mining_checks(config, library, context)]
     if context.teacher is not None:
         groups.append(teacher_checks(library, context))
-    return [
+    groups.append(dedup_checks(context))
+    stages = [
         (name, checks_stage(checks, funnel))
         for name, checks in zip(post_stage_names(config), groups, strict=True)
     ]
+    name, last = stages[-1]
+    stages[-1] = (name, counting_without_negatives(last, config, library, context))
+    return stages
+
+
+def counting_without_negatives(
+    stage: StageFn, config: JobConfig, library: PromptLibrary, context: Context
+) -> StageFn:
+    """`stage`, adding to `context.without_negatives` its kept pairs of mining families that
+    have no mined negative: counted on what is published, not on what mining saw (a pair a
+    later check drops is no pair without negatives)."""
+    if not config.negatives.enabled or context.index is None:  # as mining_checks
+        return stage
+
+    def run(candidates: list[Candidate], on_done: OnDone) -> tuple[list[Candidate], list[Reject]]:
+        kept, rejects = stage(candidates, on_done)
+        context.without_negatives += sum(
+            not c.negatives and library.task(c.task).applies("negatives") for c in kept
+        )
+        return kept, rejects
+
+    return run
 
 
 def post_stage_names(config: JobConfig) -> tuple[str, ...]:
-    """The progress steps after generation (one bar each)."""
-    return POST_STAGES + (("teach",) if config.teacher.kind != "none" else ())
+    """The progress steps after generation (one bar each), in flow order."""
+    return ("filter", "mine", *(("teach",) if config.teacher.kind != "none" else ()), "dedup")
 
 
 def needs_embedder(config: JobConfig) -> bool:

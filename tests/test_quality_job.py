@@ -37,7 +37,7 @@ def test_funnel_adds_up_and_the_card_has_plots(
     funnel = manifest["funnel"]
     steps = [step["step"] for step in funnel]
     assert steps == ["read", "doc_dedup", "config", "query", "filter", "length", "language",
-                     "heuristics", "consistency", "round_trip", "dedup", "negatives"]  # fmt: skip
+                     "heuristics", "consistency", "round_trip", "negatives", "dedup"]  # fmt: skip
     assert funnel[0]["in"] == 24
     assert funnel[1]["rejected"] == {"duplicate_document": 1}
     for step, after in itertools.pairwise(funnel):

@@ -88,7 +88,7 @@ def test_a_job_with_samples_keeps_one_pair_per_plan(
     assert funnel["query"]["in"] <= 12 < funnel["query"]["out"] <= 3 * funnel["query"]["in"]
     assert manifest["tokens"]["stages"]["query"]["requests"] == 3 * funnel["query"]["in"]
     steps = list(funnel)
-    assert steps.index("one_per_plan") == steps.index("dedup") - 1  # after every filter
+    assert steps.index("one_per_plan") == steps.index("negatives") - 1  # after every filter
     for step in funnel.values():  # the query step answers each plan 3 times
         answers = 3 if step["step"] == "query" else 1
         assert answers * step["in"] == step["out"] + sum(step["rejected"].values()), step

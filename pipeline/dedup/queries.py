@@ -1,13 +1,19 @@
 """Query dedup for a job: exact, near (MinHash-LSH), semantic (embedding cosine), against
-this run's kept queries and every earlier version of the dataset.
+this run's published queries and every earlier version's.
 
-Each version saves its kept queries' normalized text and vectors in `state/` with the
-settings that made them; a later run rebuilds its indexes from every earlier version's
-state. Vectors from another embedder are not comparable, so that is an error, not a
-silent miss.
+It is the last check of a job (pipeline.checks), so what it keeps is what the version
+publishes: a query is only ever rejected as a duplicate of a pair that exists, and a pair
+a later check would drop never blocks its duplicates, in this run or a refresh.
+
+Each version saves its published queries' normalized text, document ids and vectors in
+`state/` with the settings that made them; a later run rebuilds its indexes from every
+earlier version's state, less the documents a later version superseded (changed or
+deleted: pipeline.refresh.documents), whose pairs no longer count. Vectors from another
+embedder are not comparable, so that is an error, not a silent miss.
 """
 
 import json
+from collections.abc import Set
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,7 @@ from pipeline.dedup.semantic import SemanticDuplicates
 from pipeline.dedup.text import normalize, text_key
 from pipeline.errors import UserError
 from pipeline.records import Candidate, Reject
+from pipeline.refresh.documents import superseded_later
 from pipeline.writer import write_atomic
 
 STATE = "state"
@@ -30,7 +37,8 @@ FORMAT = 1
 
 
 class QueryDedup:
-    """Rejects repeated queries; remembers the kept ones for the version's state."""
+    """Rejects repeated queries; remembers the kept (published) ones for the version's
+    state."""
 
     def __init__(self, config: DedupConfig, embedder: str | None, dimension: int) -> None:
         self.config = config
@@ -47,20 +55,25 @@ class QueryDedup:
             else None
         )
         self.kept_text: list[str] = []
+        self.kept_docs: list[str] = []
         self.kept_vectors: list[np.ndarray] = []
 
-    def load_versions(self, versions: list[Path]) -> int:
-        """Index the kept queries of earlier versions; returns how many were loaded."""
+    def load_versions(self, versions: list[Path], superseded: Set[str] = frozenset()) -> int:
+        """Index the published queries of earlier versions, except those of documents a
+        later version, or this run (`superseded`), retired; returns how many were loaded."""
         loaded = 0
+        retired = superseded_later(versions)
         for version in versions:
-            texts, vectors = read_state(version, self.settings, self.semantic is not None)
-            keys = [f"{version.name}:{i}" for i in range(len(texts))]
-            self.exact.update((text_key(t), k) for t, k in zip(texts, keys, strict=True))
+            texts, docs, vectors = read_published(version, self.settings, self.semantic is not None)
+            gone = retired[version] | superseded
+            rows = [i for i, doc in enumerate(docs) if doc not in gone]
+            keys = [f"{version.name}:{i}" for i in rows]
+            self.exact.update((text_key(texts[i]), k) for i, k in zip(rows, keys, strict=True))
             if self.near is not None:
-                self.near.add(texts, keys)
-            if self.semantic is not None and vectors is not None:
-                self.semantic.add(vectors, keys)
-            loaded += len(texts)
+                self.near.add([texts[i] for i in rows], keys)
+            if self.semantic is not None and vectors is not None and rows:
+                self.semantic.add(vectors[rows], keys)
+            loaded += len(rows)
         return loaded
 
     def check(self, candidates: list[Candidate]) -> list[Reject | None]:
@@ -97,6 +110,7 @@ class QueryDedup:
         for i, verdict in enumerate(verdicts):
             if verdict is None:
                 self.kept_text.append(texts[i])
+                self.kept_docs.append(candidates[i].doc.doc_id)
                 if candidates[i].vector is not None:
                     self.kept_vectors.append(candidates[i].vector)
         return verdicts
@@ -105,7 +119,10 @@ class QueryDedup:
         """Write the kept queries and the settings into the version's state folder."""
         folder = version / STATE
         folder.mkdir(parents=True, exist_ok=True)
-        columns: dict[str, Any] = {"query_norm": self.kept_text}
+        columns: dict[str, Any] = {
+            "query_norm": pa.array(self.kept_text, pa.string()),
+            "doc_id": pa.array(self.kept_docs, pa.string()),
+        }
         if self.kept_vectors and len(self.kept_vectors) == len(self.kept_text):
             flat = np.stack(self.kept_vectors).astype(np.float32)
             columns["vector"] = pa.FixedSizeListArray.from_arrays(
@@ -122,12 +139,22 @@ def _stack(candidates: list[Candidate], rows: list[int]) -> np.ndarray:
 def read_state(
     version: Path, settings: dict[str, Any], need_vectors: bool
 ) -> tuple[list[str], np.ndarray | None]:
-    """(normalized kept queries, their vectors or None) of an earlier version; versions
-    made before dedup state existed give their data's queries and no vectors."""
+    """(normalized published queries, their vectors or None) of an earlier version."""
+    texts, _, vectors = read_published(version, settings, need_vectors)
+    return texts, vectors
+
+
+def read_published(
+    version: Path, settings: dict[str, Any], need_vectors: bool
+) -> tuple[list[str], list[str | None], np.ndarray | None]:
+    """(normalized published queries, their doc_ids, their vectors or None) of an earlier
+    version. Versions made before dedup state existed give their data's queries and no
+    vectors; states without doc_ids (older ones, which could hold queries a later check
+    dropped) give their data's queries with the state's vector of each."""
     folder = version / STATE
     if not (folder / SETTINGS_FILE).is_file():
-        table = pq.read_table(version / "data", columns=["query"])
-        return [normalize(q) for q in table.column("query").to_pylist()], None
+        texts, docs = _data_queries(version)
+        return texts, docs, None
     try:
         saved = json.loads((folder / SETTINGS_FILE).read_text())
         table = pq.read_table(folder / QUERIES_FILE)
@@ -154,4 +181,17 @@ def read_state(
     if "vector" in table.column_names:
         flat = table.column("vector").combine_chunks()
         vectors = np.asarray(flat.values.to_numpy(zero_copy_only=False)).reshape(len(table), -1)
-    return table.column("query_norm").to_pylist(), vectors
+    texts = table.column("query_norm").to_pylist()
+    if "doc_id" in table.column_names:
+        return texts, table.column("doc_id").to_pylist(), vectors
+    published, docs = _data_queries(version)
+    row = {text: i for i, text in enumerate(texts)}
+    if vectors is None or any(text not in row for text in published):
+        return published, docs, None
+    return published, docs, vectors[[row[text] for text in published]]
+
+
+def _data_queries(version: Path) -> tuple[list[str], list[str | None]]:
+    table = pq.read_table(version / "data", columns=["query", "doc_id"])
+    texts = [normalize(q) for q in table.column("query").to_pylist()]
+    return texts, table.column("doc_id").to_pylist()

@@ -3,6 +3,9 @@
 A version folder is complete only when its manifest exists, so a half-written or crashed
 version is refused rather than silently trained on. Rows keep the columns the trainer uses:
 query, positive, hard negatives and instruction (texts themselves key the same-text mask).
+Read together, a later version of a dataset supersedes the earlier versions' pairs of the
+documents it lists as changed or deleted (pipeline.refresh.documents): their text is not
+the corpus's any more, so they are left out.
 """
 
 import random
@@ -15,10 +18,12 @@ import pyarrow.parquet as pq
 from pipeline.errors import UserError
 from pipeline.manifest import write_json_atomic
 from pipeline.records import PAIR_SCHEMA, pair_id
+from pipeline.refresh.documents import superseded_later
 from pipeline.writer import ShardWriter, data_shards, latest_version
 
 COLUMNS = ["query", "positive", "negatives", "instruction"]
 TEACHER = "teacher_scores"  # optional: the teacher's score of the positive, then each negative
+DOC_ID = "doc_id"  # optional: what a later version's superseded list names
 INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 
 
@@ -36,16 +41,21 @@ class Example:
 
 
 def load_examples(versions: list[Path], max_negatives: int) -> list[Example]:
-    """All pairs of the given dataset versions, in file order."""
+    """All pairs of the given dataset versions, in file order, but those a later version
+    among them superseded."""
     examples: list[Example] = []
-    for version in versions:
-        for shard in data_shards(latest_version(version)):
+    chosen = [latest_version(version) for version in versions]
+    retired = superseded_later(chosen)
+    for version in chosen:
+        for shard in data_shards(version):
             names = pq.read_schema(shard).names
             missing = [c for c in COLUMNS if c not in names]
             if missing:
                 raise UserError(f"{shard}: missing columns {', '.join(missing)}")
-            columns = COLUMNS + [TEACHER] * (TEACHER in names)
+            columns = COLUMNS + [TEACHER] * (TEACHER in names) + [DOC_ID] * (DOC_ID in names)
             for row in pq.read_table(shard, columns=columns).to_pylist():
+                if row.get(DOC_ID) in retired[version]:
+                    continue
                 negatives = tuple(row["negatives"] or ())[:max_negatives]
                 examples.append(
                     Example(

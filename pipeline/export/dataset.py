@@ -4,6 +4,10 @@ The export is built in a hidden folder beside `out` and renamed into place when 
 like a version: a folder named `out` is always a whole export. Rows stream shard by shard
 from the versions' Parquet (never the whole dataset in memory); the sentence-transformers
 layout first reads the negatives column alone to choose its number of negative columns.
+
+Exported together, a later version supersedes the earlier versions' pairs of documents it
+lists as changed or deleted (pipeline.refresh.documents): they are left out and counted, so
+`--all` trains on the corpus as it is now. Exporting one version by name keeps all of it.
 """
 
 import json
@@ -19,6 +23,7 @@ import pyarrow.parquet as pq
 from pipeline.errors import UserError
 from pipeline.export.formats import LINE_FORMATS, Instructions, sentence_transformers
 from pipeline.export.readme import readme_text
+from pipeline.refresh.documents import superseded_later
 from pipeline.writer import atomic_path, chosen_versions, data_shards, write_atomic
 
 SHARD = "part-{:05d}"
@@ -33,22 +38,39 @@ class ExportSummary:
     skipped: int  # rows left out: fewer negatives than the sentence-transformers columns
     shards: int
     negatives: int | None  # the sentence-transformers negative columns
+    superseded: int = 0  # rows left out: a later version retired their document
 
 
-def rows_of(versions: list[Path]) -> Iterator[dict[str, Any]]:
-    """Every pair of the versions, shard by shard."""
+def shards_of(versions: list[Path]) -> Iterator[tuple[Path, set[str]]]:
+    """Each shard of the versions, with the doc_ids whose pairs a later version superseded."""
+    retired = superseded_later(versions)
     for version in versions:
         for shard in data_shards(version):
-            yield from pq.read_table(shard).to_pylist()
+            yield shard, retired[version]
+
+
+def rows_of(versions: list[Path], summary: ExportSummary) -> Iterator[dict[str, Any]]:
+    """Every pair of the versions no later one superseded, shard by shard (those left out
+    are counted in `summary`)."""
+    for shard, retired in shards_of(versions):
+        for row in pq.read_table(shard).to_pylist():
+            if row.get("doc_id") in retired:
+                summary.superseded += 1
+            else:
+                yield row
 
 
 def negative_counts(versions: list[Path]) -> list[int]:
-    return [
-        len(n)
-        for version in versions
-        for shard in data_shards(version)
-        for n in pq.read_table(shard, columns=["negatives"]).column("negatives").to_pylist()
-    ]
+    """The negatives of each pair `rows_of` gives."""
+    counts = []
+    for shard, retired in shards_of(versions):
+        table = pq.read_table(shard, columns=["negatives", "doc_id"]).to_pydict()
+        counts += [
+            len(negatives)
+            for negatives, doc in zip(table["negatives"], table["doc_id"], strict=True)
+            if doc not in retired
+        ]
+    return counts
 
 
 def resolve(paths: list[Path], which: str) -> list[Path]:
@@ -81,12 +103,13 @@ def export(
     try:
         summary = _write(versions, fmt, staging, instructions, negatives, shard_size)
         text = readme_text(fmt, versions, summary.rows, summary.skipped, summary.negatives,
-                           instructions)  # fmt: skip
+                           instructions, summary.superseded)  # fmt: skip
         (staging / "README.md").write_text(text, encoding="utf-8")
         (staging / "export.json").write_text(
             json.dumps({"format": fmt, "versions": [str(v) for v in versions],
                         "rows": summary.rows, "skipped": summary.skipped,
-                        "negatives": summary.negatives, "instructions": instructions},
+                        "negatives": summary.negatives, "instructions": instructions,
+                        "superseded": summary.superseded},
                        indent=2), encoding="utf-8",
         )  # fmt: skip
         if out.exists():
@@ -113,6 +136,7 @@ def _write(
         columns = min(counts, default=0) if negatives is None else negatives
     shard: list[dict[str, Any]] = []
     rows = skipped = shards = 0
+    summary = ExportSummary(folder, 0, 0, 0, columns)
 
     def flush() -> None:
         nonlocal shards
@@ -128,7 +152,7 @@ def _write(
         shards += 1
         shard.clear()
 
-    for row in rows_of(versions):
+    for row in rows_of(versions, summary):
         if columns is not None:
             if len(row["negatives"]) < columns:
                 skipped += 1
@@ -142,5 +166,8 @@ def _write(
     flush()
     if rows == 0:
         why = f"every pair has fewer than {columns} negatives" if skipped else "no pairs"
+        if summary.superseded and not skipped:
+            why = f"every pair ({summary.superseded}) is superseded by a later version"
         raise UserError(f"nothing to export: {why}")
-    return ExportSummary(folder, rows, skipped, shards, columns)
+    summary.rows, summary.skipped, summary.shards = rows, skipped, shards
+    return summary

@@ -66,6 +66,7 @@ def readme_text(
     skipped: int,
     negatives: int | None,
     instructions: Instructions,
+    superseded: int = 0,
 ) -> str:
     lines = [
         f"# embsynth export: {fmt}",
@@ -78,6 +79,9 @@ def readme_text(
             "prompt field" if instructions == "inline" else "left out"
         ),
     ]  # fmt: skip
+    if superseded:
+        lines.append(f"- left out: {superseded} pairs of documents a later version changed "
+                     "or deleted (superseded)")  # fmt: skip
     if negatives is not None:
         lines.append(f"- negative columns: {negatives}")
     return "\n".join([*lines, "", "## Train on it", "", HOW[fmt], ""])
