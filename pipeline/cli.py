@@ -77,8 +77,9 @@ def run(
 ) -> None:
     """Generate a new dataset version from CONFIG, or resume the one a killed run left.
 
-    A rerun of a finished job with an unchanged config and corpus generates nothing. Exit
-    codes: 0 done (or nothing to do), 2 bad input, 3 another run holds the dataset.
+    A rerun of a finished job with an unchanged config and corpus generates nothing (but
+    the documents whose requests failed). Exit codes: 0 done (or nothing to do), 2 bad
+    input, 3 another run holds the dataset, 4 too many requests failed (run again to resume).
     """
     _generate_version(config, limit, out, verbose, refresh=False)
 
@@ -94,8 +95,8 @@ def refresh(
     ] = False,
 ) -> None:
     """A new version from only the documents that are new or changed since the dataset's
-    earlier versions (for cron). Nothing new: writes nothing, exits 0. Exit 3 when another
-    run holds the dataset."""
+    earlier versions, or whose requests failed (for cron). Nothing new: writes nothing, exits
+    0. Exit 3 when another run holds the dataset, 4 when too many requests failed."""
     _generate_version(config, limit, out, verbose, refresh=True)
 
 

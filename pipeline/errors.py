@@ -18,6 +18,14 @@ class DatasetBusy(UserError):
     exit_code = 3
 
 
+class GenerationFailed(UserError):
+    """Too many of a run's documents failed to generate (after the backend's retries): the
+    version is left unfinished and resumable, exit code 4, so a cron wrapper can tell it
+    from bad input (2) and a busy dataset (3)."""
+
+    exit_code = 4
+
+
 class NothingToDo(Exception):
     """The job's newest version is already complete for this config and corpus: the run
     generates nothing and exits 0 with this message."""

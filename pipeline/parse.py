@@ -22,6 +22,11 @@ from pipeline.generate.backend import Result
 PROMPT_TOO_LONG = "prompt_too_long"
 PERMANENT_ERRORS = frozenset({PROMPT_TOO_LONG})
 
+# Reject reasons that say nothing about the document, only that its request failed (a
+# server down, a timeout): the document stays uncovered, and the next run or refresh
+# generates it again, instead of losing it for good.
+TRANSIENT = frozenset({"generation_error"})
+
 
 class ParseFailure(Exception):
     """A generation that could not be used; `reason` is the reject code."""

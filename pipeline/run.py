@@ -28,7 +28,8 @@ from pipeline.console import Listener, StepProgress, engine_output_to
 from pipeline.dedup.documents import DocumentDedup
 from pipeline.dedup.queries import QueryDedup
 from pipeline.embedding.inference import Embedder
-from pipeline.errors import NothingToDo, UserError
+from pipeline.errors import GenerationFailed, NothingToDo, UserError
+from pipeline.executors.batches import Streamed
 from pipeline.executors.local import run_local
 from pipeline.generate.backend import Generator
 from pipeline.generate.model_check import check_model
@@ -54,7 +55,15 @@ from pipeline.records import (
     PAIR_SCHEMA,
     REJECT_SCHEMA,
 )
-from pipeline.refresh.documents import count_new, covered, write_covered
+from pipeline.refresh.documents import (
+    Superseded,
+    count_new,
+    covered,
+    find_superseded,
+    read_superseded,
+    write_covered,
+    write_superseded,
+)
 from pipeline.stages import TokenCount, pair_row
 from pipeline.teacher.scorers import check_teacher
 from pipeline.version_manifest import token_report, version_manifest
@@ -127,7 +136,9 @@ def run_job(
     """Generate a new dataset version from the job config and return its summary.
 
     With `refresh`, the version covers only documents no earlier version read (new ids, or
-    changed texts); with nothing new it raises NothingToDo before writing anything.
+    changed texts), and records the earlier-covered documents whose text changed or that
+    left the corpus (their old pairs are superseded: pipeline.refresh.documents); with
+    nothing new, changed or deleted it raises NothingToDo before writing anything.
 
     `quiet_engine` sends the engine's own output to `logs/engine.log` inside the version;
     `listener` sees every progress step (step name, documents done) as it happens.
@@ -165,20 +176,27 @@ def _run_locked(
     fingerprint = job_fingerprint(config, library, limit)
     unfinished = unfinished_version(root)
     seen = covered(parent) if refresh else set()
+    # Earlier-covered documents the corpus changed or dropped: their old pairs retire.
+    gone = find_superseded(config.input, limit, parent) if refresh else Superseded()
     if refresh and unfinished is None and parent:
         total = count_new(config.input, limit, seen)
-        if total == 0:
+        if total == 0 and not gone:
             raise NothingToDo(
                 f"no new or changed documents since {parent[-1].name}: nothing written"
             )
     elif unfinished is None and _same_job(parent, fingerprint):
-        raise NothingToDo(
-            f"{parent[-1]} is already complete for this job and corpus: nothing generated"
-        )
+        failed = manifest_of(parent[-1])["counts"].get("failed_documents", 0)
+        if not failed:
+            raise NothingToDo(
+                f"{parent[-1]} is already complete for this job and corpus: nothing generated"
+            )
+        seen = covered(parent)  # generate only what failed: the documents left uncovered
+        total = failed
     embedder = open_embedder(config.embedder) if needs_embedder(config) else None
-    dedup = _query_dedup(config, embedder, parent)
+    dedup = _query_dedup(config, embedder, parent, gone.ids)
     staging, version_dir = unfinished or new_version(root)
     reset_for_resume(staging)
+    write_superseded(staging, gone)
     log = staging / "logs" / "engine.log" if quiet_engine else None
     with ExitStack() as stack, engine_output_to(log) as console:
         say = (lambda line: print(line, file=console)) if progress else (lambda line: None)
@@ -218,16 +236,17 @@ def _run_locked(
 
 
 def _query_dedup(
-    config: JobConfig, embedder: Embedder | None, parent: list[Path]
+    config: JobConfig, embedder: Embedder | None, parent: list[Path], superseded: set[str]
 ) -> QueryDedup | None:
-    """The query dedup of this run, loaded with every earlier version's kept queries
-    (before anything is written: an incompatible state is a user error)."""
+    """The query dedup of this run, loaded with every earlier version's published queries
+    but those of `superseded` documents (before anything is written: an incompatible state
+    is a user error)."""
     dedup = config.dedup
     if not (dedup.exact or dedup.near.enabled or dedup.semantic.enabled):
         return None
     name = config.embedder.model if embedder is not None else None
     queries = QueryDedup(dedup, name, embedder.dimension if embedder is not None else 0)
-    queries.load_versions(parent)
+    queries.load_versions(parent, superseded)
     return queries
 
 
@@ -326,14 +345,16 @@ def _generate(
     read, documents = streamed.read, streamed.documents
     rejected, stage_seconds = streamed.rejected, streamed.stage_seconds
 
+    _check_failures(config, streamed, staging)
     if context.dedup is not None:
         context.dedup.save(staging)
-    write_covered(staging, read)
+    write_covered(staging, [doc for doc in read if doc.doc_id not in streamed.failed])
     manifest = version_manifest(config, library, generator, version_dir, parent, started_at)
     manifest["limit"] = limit
     manifest["job_fingerprint"] = fingerprint
     if seen:
         manifest["refresh"] = {"since": parent[-1].name, "new_documents": documents}
+    manifest["superseded"] = read_superseded(staging).counts()
     generated, cached = generator.generated + streamed.generated, generator.cached + streamed.cached
     manifest["requests"] = {"generated": generated, "cached": cached}
     manifest["executor"] = config.executor
@@ -347,6 +368,7 @@ def _generate(
         "kept": pairs.rows,
         "rejected": {stage: dict(reasons) for stage, reasons in rejected.items()},
         "pairs_without_negatives": context.without_negatives + streamed.without_negatives,
+        "failed_documents": len(streamed.failed),  # left uncovered: the next run retries them
     }
     manifest["funnel"] = funnel.report(rejected)
     manifest["timings"] = {"total_seconds": round(seconds, 3)} | {
@@ -371,6 +393,19 @@ def _generate(
         generated,
         cached,
     )
+
+
+def _check_failures(config: JobConfig, streamed: Streamed, staging: Path) -> None:
+    """Stop before publishing when too many documents failed to generate: the version stays
+    unfinished, and the next run resumes it, generating only the failed requests (every
+    other result is in the request cache)."""
+    failed, read = len(streamed.failed), streamed.documents
+    if read and failed / read > config.generator.max_failed_share:
+        raise GenerationFailed(
+            f"requests failed for {failed} of {read} documents (more than "
+            f"generator.max_failed_share {config.generator.max_failed_share:g}); "
+            f"the unfinished version is left in {staging}: run again to retry them"
+        )
 
 
 def _same_job(parent: list[Path], fingerprint: str) -> bool:

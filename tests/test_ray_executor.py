@@ -39,6 +39,9 @@ TOKEN.write_text(secrets.token_hex(32), encoding="utf-8")
 os.environ.update(
     RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(TOKEN)
 )
+RAY_FILES = Path(tempfile.gettempdir()) / "ray"  # Ray's own folder: sessions, logs, metadata
+# Credentials in the driver's environment that must travel nowhere (see the first test).
+PLANTED = {"HF_TOKEN": "hf_planted" + secrets.token_hex(8), "VLLM_API_KEY": secrets.token_hex(9)}
 
 
 @pytest.fixture(scope="module")
@@ -145,11 +148,19 @@ def local_run(
 
 
 def test_ray_dataset_equals_the_local_one_even_with_an_engine_actor_killed(
-    tmp_path: Path, cluster: str, corpus: Path, tiny_model: Path, local_run: Path
+    tmp_path: Path,
+    cluster: str,
+    corpus: Path,
+    tiny_model: Path,
+    local_run: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Two engine actors; after the first batch is back one is SIGKILLed: Ray restarts it,
     retries its batches, and the restarted actor answers what it had finished from the
-    cache. (One run for both claims: each engine start costs half a minute here.)"""
+    cache. Credentials in the driver's environment reach no file of the version nor of
+    Ray's. (One run for all three claims: each engine start costs half a minute here.)"""
+    for name, value in PLANTED.items():
+        monkeypatch.setenv(name, value)
     killed: list[int] = []
 
     def kill_an_engine(step: str, done: int) -> None:
@@ -181,6 +192,15 @@ def test_ray_dataset_equals_the_local_one_even_with_an_engine_actor_killed(
     assert writers == {"a0", "a1"}
     keys = cache_keys(summary.version_dir)
     assert len(keys) == len(set(keys)) and set(keys) == set(cache_keys(local_run))
+    files = [p for folder in (summary.version_dir, RAY_FILES) for p in folder.rglob("*")]
+    assert len(files) > 20
+    leaked = [
+        str(p)
+        for p in files
+        if p.is_file() and not p.is_socket()
+        and any(v.encode() in p.read_bytes() for v in PLANTED.values())
+    ]  # fmt: skip
+    assert not leaked
 
 
 def test_an_unreachable_cluster_is_one_line_and_nothing_is_written(

@@ -11,6 +11,7 @@ from typing import Any
 from pipeline.checks import Funnel
 from pipeline.console import OnDone, StepProgress
 from pipeline.job import JobSteps
+from pipeline.parse import TRANSIENT
 from pipeline.records import Candidate, Document, Reject, plan_count, reject_row
 from pipeline.stages import StageFn
 from pipeline.writer import ShardWriter
@@ -58,8 +59,9 @@ def run_stages(
 
 @dataclass
 class Streamed:
-    """What the executor saw: documents read, rejects by stage and reason, step times, and
-    what engines elsewhere did (a Ray job's actors: requests, negatives, engine settings)."""
+    """What the executor saw: documents read, rejects by stage and reason, the documents
+    whose requests failed, step times, and what engines elsewhere did (a Ray job's actors:
+    requests, negatives, engine settings)."""
 
     pairs: ShardWriter
     rejects: ShardWriter
@@ -71,6 +73,7 @@ class Streamed:
     cached: int = 0
     without_negatives: int = 0
     engine: dict[str, Any] | None = None
+    failed: set[str] = field(default_factory=set)  # ids of documents a request failed for
 
     @property
     def documents(self) -> int:
@@ -80,6 +83,8 @@ class Streamed:
     def record(self, rejects: list[Reject]) -> None:
         for reject in rejects:
             self.rejected[reject.stage][reject.reason] += 1
+            if reject.reason in TRANSIENT:
+                self.failed.add(reject.doc_id)
         self.rejects.add([reject_row(r) for r in rejects])
 
     def admit(

@@ -41,6 +41,10 @@ from pipeline.writer import ShardWriter
 # What engine actors need from the driver's environment on any node (engine and hub
 # settings; the cache folder of bundled models).
 FORWARDED_ENV = ("VLLM_", "HF_", "EMBSYNTH_", "TOKENIZERS_")
+# Never forwarded, whatever its prefix: a credential (HF_TOKEN, VLLM_API_KEY). The actors
+# load local models and call no API, and a runtime environment's variables are kept in
+# plain text in Ray's job metadata and logs.
+SECRET_WORDS = frozenset({"TOKEN", "KEY", "SECRET", "PASSWORD", "CREDENTIALS", "AUTH"})
 
 
 @contextmanager
@@ -112,7 +116,11 @@ def _reachable(address: str) -> None:
 
 
 def _forwarded_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith(FORWARDED_ENV) and not SECRET_WORDS & set(k.upper().split("_"))
+    }
 
 
 def _check_resources(settings: RayConfig, resources: dict[str, float]) -> None:
