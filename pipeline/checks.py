@@ -18,11 +18,11 @@ bar each, while the manifest's funnel and the rejects name each check.
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 from pipeline.config import JobConfig
 from pipeline.dedup.queries import QueryDedup
 from pipeline.dedup.text import text_key
-from pipeline.embedding.inference import Embedder
 from pipeline.filters import check_pair
 from pipeline.generate.backend import Generator, OnDone
 from pipeline.index.corpus import CorpusIndex
@@ -42,6 +42,9 @@ from pipeline.records import Candidate, Reject, plan_count
 from pipeline.stages import StageFn, example_queries, pair_instruction
 from pipeline.teacher.judge import TeacherJudge, judge_for
 from pipeline.teacher.llm_judge import judge_check
+
+if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
+    from pipeline.embedding.inference import Embedder
 
 Check = Callable[[list[Candidate]], list[Reject | None]]
 
@@ -70,7 +73,7 @@ class Context:
     """What the checks share: the embedder, the corpus index, the dedup state, the teacher
     and the generator (the LLM judge's)."""
 
-    embedder: Embedder | None
+    embedder: "Embedder | None"
     index: CorpusIndex | None
     dedup: QueryDedup | None
     teacher: TeacherJudge | None = None
@@ -82,7 +85,7 @@ class Context:
         cls,
         config: JobConfig,
         library: PromptLibrary,
-        embedder: Embedder | None,
+        embedder: "Embedder | None",
         index: CorpusIndex | None,
         dedup: QueryDedup | None,
         generator: Generator,

@@ -38,10 +38,16 @@ def _detector() -> LanguageDetector:
     return LanguageDetectorBuilder.from_all_languages().with_low_accuracy_mode().build()
 
 
+# A lingua code -> the job's code for it (a Bokmål document is `no`, as a job names it).
+JOB_CODE = {half: alias for alias, halves in ALIASES.items() for half in halves}
+
+
 def detect_languages(texts: list[str]) -> list[str | None]:
-    """ISO 639-1 codes for `texts` (None where lingua cannot tell)."""
+    """ISO 639-1 codes for `texts` (None where lingua cannot tell), in the job's codes, so
+    that a Norwegian document matches a job's `no` (`languages.match_document`)."""
     found = _detector().detect_languages_in_parallel_of(texts)
-    return [lang.iso_code_639_1.name.lower() if lang else None for lang in found]
+    codes = [lang.iso_code_639_1.name.lower() if lang else None for lang in found]
+    return [JOB_CODE.get(code, code) if code else None for code in codes]
 
 
 @lru_cache(maxsize=4)

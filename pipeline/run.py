@@ -3,20 +3,18 @@ version, open the engine (on the first cache miss), the embedder and the corpus 
 build the job's steps (pipeline.job), let the executor drive them (pipeline.executors),
 then write the manifest and card and publish the version."""
 
-import hashlib
-import json
 import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from tqdm import tqdm
 
 from pipeline.cache.requests import CachingGenerator, RequestCache
-from pipeline.card import card_rows, manifest_of, write_card
+from pipeline.card import card_rows, write_card
 from pipeline.checks import (
     Context,
     Funnel,
@@ -27,8 +25,7 @@ from pipeline.config import JobConfig
 from pipeline.console import Listener, StepProgress, engine_output_to
 from pipeline.dedup.documents import DocumentDedup
 from pipeline.dedup.queries import QueryDedup
-from pipeline.embedding.inference import Embedder
-from pipeline.errors import GenerationFailed, NothingToDo, UserError
+from pipeline.errors import GenerationFailed, UserError
 from pipeline.executors.batches import Streamed
 from pipeline.executors.local import run_local
 from pipeline.generate.backend import Generator
@@ -46,8 +43,6 @@ from pipeline.prompts.library import PromptLibrary
 from pipeline.quality.decontamination import SETTING as DECONTAMINATION
 from pipeline.reader import (
     check_corpus,
-    corpus_digest,
-    count_rows,
     read_batches,
     read_queries,
 )
@@ -56,14 +51,11 @@ from pipeline.records import (
     REJECT_SCHEMA,
 )
 from pipeline.refresh.documents import (
-    Superseded,
-    count_new,
-    covered,
-    find_superseded,
     read_superseded,
     write_covered,
     write_superseded,
 )
+from pipeline.refresh.scope import run_scope
 from pipeline.stages import TokenCount, pair_row
 from pipeline.teacher.scorers import check_teacher
 from pipeline.version_manifest import token_report, version_manifest
@@ -72,9 +64,10 @@ from pipeline.writer import (
     new_version,
     publish,
     reset_for_resume,
-    unfinished_version,
-    versions,
 )
+
+if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
+    from pipeline.embedding.inference import Embedder
 
 
 @dataclass
@@ -171,27 +164,8 @@ def _run_locked(
     listener: Listener | None,
     refresh: bool,
 ) -> RunSummary:
-    total = count_rows(config.input, limit)
-    parent = versions(root)
-    fingerprint = job_fingerprint(config, library, limit)
-    unfinished = unfinished_version(root)
-    seen = covered(parent) if refresh else set()
-    # Earlier-covered documents the corpus changed or dropped: their old pairs retire.
-    gone = find_superseded(config.input, limit, parent) if refresh else Superseded()
-    if refresh and unfinished is None and parent:
-        total = count_new(config.input, limit, seen)
-        if total == 0 and not gone:
-            raise NothingToDo(
-                f"no new or changed documents since {parent[-1].name}: nothing written"
-            )
-    elif unfinished is None and _same_job(parent, fingerprint):
-        failed = manifest_of(parent[-1])["counts"].get("failed_documents", 0)
-        if not failed:
-            raise NothingToDo(
-                f"{parent[-1]} is already complete for this job and corpus: nothing generated"
-            )
-        seen = covered(parent)  # generate only what failed: the documents left uncovered
-        total = failed
+    scope = run_scope(config, library, root, limit, refresh)
+    parent, gone, unfinished = scope.parent, scope.gone, scope.unfinished
     embedder = open_embedder(config.embedder) if needs_embedder(config) else None
     dedup = _query_dedup(config, embedder, parent, gone.ids)
     staging, version_dir = unfinished or new_version(root)
@@ -202,7 +176,8 @@ def _run_locked(
         say = (lambda line: print(line, file=console)) if progress else (lambda line: None)
         cache = RequestCache(staging / "cache")
         if unfinished is not None:
-            say(f"resuming {version_dir.name}: {len(cache.results)} generations cached")
+            lost = f" ({cache.dropped} unreadable lines: generated again)" if cache.dropped else ""
+            say(f"resuming {version_dir.name}: {len(cache.results)} generations cached{lost}")
         caching = CachingGenerator(
             cache,
             generator.model if generator is not None else config.generator.model,
@@ -214,13 +189,14 @@ def _run_locked(
             say(f"engine: {caching.settings.describe()}")
         index = None
         if embedder is not None:
-            index = _corpus_index(config, embedder, limit, total, console if progress else None)
+            shown = console if progress else None
+            index = _corpus_index(config, embedder, limit, scope.total, shown)
         context = Context.for_job(config, library, embedder, index, dedup, caching)
         personas = None
         if embedder is not None and config.personas.select == "retrieve":
             personas = PersonaChooser.for_job(config.tasks, library.personas, embedder, index)
         steps = ["read", *stage_names(config, library), *post_stage_names(config)]
-        progress_bars = StepProgress(steps, total, console if progress else None, listener)
+        progress_bars = StepProgress(steps, scope.total, console if progress else None, listener)
         summary = _generate(
             config,
             library,
@@ -230,13 +206,13 @@ def _run_locked(
             progress_bars,
             context,
             personas,
-            (fingerprint, seen),
+            (scope.fingerprint, scope.seen),
         )
     return summary
 
 
 def _query_dedup(
-    config: JobConfig, embedder: Embedder | None, parent: list[Path], superseded: set[str]
+    config: JobConfig, embedder: "Embedder | None", parent: list[Path], superseded: set[str]
 ) -> QueryDedup | None:
     """The query dedup of this run, loaded with every earlier version's published queries
     but those of `superseded` documents (before anything is written: an incompatible state
@@ -251,7 +227,7 @@ def _query_dedup(
 
 
 def _corpus_index(
-    config: JobConfig, embedder: Embedder, limit: int | None, total: int, console: TextIO | None
+    config: JobConfig, embedder: "Embedder", limit: int | None, total: int, console: TextIO | None
 ) -> CorpusIndex:
     """Every document of the job (up to the limit), embedded once for the whole run (on
     the cluster's workers, in slices, with `executor: ray`)."""
@@ -406,22 +382,3 @@ def _check_failures(config: JobConfig, streamed: Streamed, staging: Path) -> Non
             f"generator.max_failed_share {config.generator.max_failed_share:g}); "
             f"the unfinished version is left in {staging}: run again to retry them"
         )
-
-
-def _same_job(parent: list[Path], fingerprint: str) -> bool:
-    """Whether the newest complete version was made by this very job."""
-    newest = parent[-1] / "manifest.json" if parent else None
-    if newest is None or not newest.is_file():
-        return False
-    return manifest_of(parent[-1]).get("job_fingerprint") == fingerprint
-
-
-def job_fingerprint(config: JobConfig, library: PromptLibrary, limit: int | None) -> str:
-    """What makes two runs the same job: the config, the prompts (template hashes), the
-    limit and the corpus content. A rerun with the same fingerprint has nothing to do."""
-    templates = {task.type: library.task(task.type).template_hash for task in config.tasks}
-    blob = json.dumps(
-        [config.fingerprint(), templates, limit, corpus_digest(config.input, limit)],
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -22,7 +22,7 @@ from pipeline.config_filters import LanguageFilter
 from pipeline.dedup.documents import DocumentDedup
 from pipeline.errors import UserError
 from pipeline.index.corpus import CorpusIndex
-from pipeline.langid import identifiable, language_confidence
+from pipeline.langid import detect_languages, identifiable, language_confidence
 from pipeline.prompts.library import DEFAULT_PROMPTS_DIR, PromptLibrary
 from pipeline.quality.language import check_languages
 from pipeline.reader import check_corpus, corpus_digest, read_batches
@@ -173,6 +173,12 @@ def test_norwegian_queries_pass_for_no() -> None:
     verdicts = check_languages([asked, english], LanguageFilter(), ["en", "no"])
     assert verdicts[0] is None
     assert verdicts[1] is not None and verdicts[1].reason == "wrong_language"
+
+
+def test_a_norwegian_document_is_detected_as_the_job_code_no() -> None:
+    """Planning matches a document's language against the job's codes (`match_document`):
+    lingua's Bokmål must come back as `no`, the code the bundled languages use."""
+    assert detect_languages([NORWEGIAN, "The Danube is the second longest river."]) == ["no", "en"]
 
 
 def test_a_language_lingua_cannot_identify_is_a_config_error(job_file: Callable[..., Path]) -> None:

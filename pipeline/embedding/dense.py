@@ -10,13 +10,16 @@ copy of a saved model.
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from sentence_transformers.base.modules.dense import Dense
 from torch import nn
 
 from pipeline.errors import UserError
 from pipeline.models.folder import save_atomically
+
+if TYPE_CHECKING:  # imported where used: it costs seconds, and most folders have no Dense
+    from sentence_transformers.base.modules.dense import Dense
 
 MODULES = "modules.json"
 DENSE_TYPES = (
@@ -29,7 +32,7 @@ DENSE_TYPE = DENSE_TYPES[0]  # the name sentence-transformers 6 writes; vLLM rea
 class DenseHead(nn.Module):
     """The folder's Dense layers in order, on pooled vectors (before normalization)."""
 
-    def __init__(self, layers: list[Dense]) -> None:
+    def __init__(self, layers: list["Dense"]) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.dimension = int(layers[-1].get_embedding_dimension())
@@ -51,6 +54,8 @@ def load_dense(path: Path) -> DenseHead | None:
     found = [m for m in _modules(path) if m.get("type") in DENSE_TYPES]
     if not found:
         return None
+    from sentence_transformers.base.modules.dense import Dense
+
     try:
         layers = [Dense.load(str(path / m["path"])) for m in found]
     except (OSError, KeyError, ValueError) as exc:
@@ -64,6 +69,8 @@ def with_dense(model: Path, weight: torch.Tensor, out: Path) -> Path:
     modules = _modules(model)
     if not modules or any(m.get("type") in DENSE_TYPES for m in modules):
         raise UserError(f"{model}: not a sentence-transformers folder without Dense layers")
+    from sentence_transformers.base.modules.dense import Dense
+
     layer = Dense(weight.shape[1], weight.shape[0], bias=False, activation_function=nn.Identity())
     with torch.no_grad():
         layer.linear.weight.copy_(weight)

@@ -6,12 +6,15 @@ documents on a CPU; vectors are unit length, so scores are cosines.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.dedup.text import text_key
-from pipeline.embedding.inference import Embedder
 from pipeline.records import Document
+
+if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
+    from pipeline.embedding.inference import Embedder
 
 BLOCK = 512  # queries scored at once: bounds the score matrix to BLOCK x documents
 
@@ -31,7 +34,7 @@ class CorpusIndex:
     def build(
         cls,
         documents: list[Document],
-        embedder: Embedder,
+        embedder: "Embedder",
         on_done: Callable[[int], None] | None = None,
     ) -> "CorpusIndex":
         vectors = embedder.encode_documents([d.text for d in documents], on_done=on_done)

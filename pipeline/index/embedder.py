@@ -7,10 +7,13 @@ is a user error found before anything is written.
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.config import EmbedderConfig
-from pipeline.embedding.inference import Embedder
 from pipeline.errors import UserError
+
+if TYPE_CHECKING:  # loaded in _load: importing it costs seconds of start-up
+    from pipeline.embedding.inference import Embedder
 
 BUNDLED = "all-MiniLM-L6-v2"
 
@@ -32,10 +35,12 @@ def embedder_path(name: str) -> Path:
 
 
 @lru_cache(maxsize=2)
-def _load(path: str, batch_size: int, backend: str) -> Embedder:
+def _load(path: str, batch_size: int, backend: str) -> "Embedder":
+    from pipeline.embedding.inference import Embedder
+
     return Embedder(path, batch_size=batch_size, backend=backend)  # type: ignore[arg-type]
 
 
-def open_embedder(config: EmbedderConfig) -> Embedder:
+def open_embedder(config: EmbedderConfig) -> "Embedder":
     """The embedder for these settings, loaded once per process."""
     return _load(str(embedder_path(config.model)), config.batch_size, config.backend)

@@ -9,14 +9,17 @@ once and cached on disk by content hash.
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.config import TaskConfig
-from pipeline.embedding.inference import Embedder
 from pipeline.index.corpus import CorpusIndex
 from pipeline.records import Document
 from pipeline.writer import atomic_path
+
+if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
+    from pipeline.embedding.inference import Embedder
 
 
 def cache_dir() -> Path:
@@ -46,7 +49,7 @@ def content_key(model_path: str, personas: list[str]) -> str:
 class PersonaIndex:
     """Persona vectors, loaded from the cache or computed once, searched exactly."""
 
-    def __init__(self, personas: list[str], embedder: Embedder) -> None:
+    def __init__(self, personas: list[str], embedder: "Embedder") -> None:
         self.personas = personas
         self.embedder = embedder
         path = cache_dir() / "personas" / f"{content_key(str(embedder.path), personas)}.npy"
@@ -81,7 +84,7 @@ class PersonaChooser:
         cls,
         tasks: list[TaskConfig],
         personas: list[str],
-        embedder: Embedder,
+        embedder: "Embedder",
         corpus: CorpusIndex | None,
     ) -> "PersonaChooser":
         """The chooser a job uses: as many candidates as its most demanding task asks."""

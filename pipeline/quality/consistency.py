@@ -4,16 +4,19 @@ of small generators, fail both. Query vectors are computed once here and kept on
 candidate for semantic dedup and mining."""
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.config_filters import ConsistencyFilter, RoundTripFilter
-from pipeline.embedding.inference import Embedder
 from pipeline.index.corpus import CorpusIndex
 from pipeline.records import Candidate, Reject
 
+if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
+    from pipeline.embedding.inference import Embedder
 
-def embed_queries(candidates: list[Candidate], embedder: Embedder) -> None:
+
+def embed_queries(candidates: list[Candidate], embedder: "Embedder") -> None:
     """Set `vector` on every candidate that has none yet, in one batch. Queries are
     encoded without an instruction: the filters judge the query text itself."""
     todo = [c for c in candidates if c.vector is None]
@@ -23,7 +26,7 @@ def embed_queries(candidates: list[Candidate], embedder: Embedder) -> None:
             candidate.vector = vector
 
 
-def embed_positives(candidates: list[Candidate], embedder: Embedder) -> None:
+def embed_positives(candidates: list[Candidate], embedder: "Embedder") -> None:
     """Set `positive_vector` where the positive is a generated text, not the document (the
     corpus index holds the documents' vectors)."""
     todo = [c for c in candidates if c.positive is not None and c.positive_vector is None]
