@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.records import PAIR_SCHEMA, REJECT_SCHEMA  # noqa: E402
+from pipeline.dataset.records import PAIR_SCHEMA, REJECT_SCHEMA  # noqa: E402
 
 SHARD = 10_000
 VOCABULARY = """river mountain bread chess guitar python vaccine battery solar engine recipe
@@ -139,9 +139,9 @@ def write_synthetic(folder: Path, pairs: int) -> Path:
 def child(version: Path, mode: str) -> dict[str, float]:
     """In the child: run the card step (`new`), the old approach's read (`old`) or nothing
     but the imports (`imports`); report peak RSS."""
-    from pipeline.card import SCORE_PLOTS, card_rows, write_card
-    from pipeline.config import JobConfig
-    from pipeline.mix.report import MIX_COLUMNS, mix_report
+    from pipeline.config.job import JobConfig
+    from pipeline.dataset.card import SCORE_PLOTS, card_rows, write_card
+    from pipeline.dataset.mix import MIX_COLUMNS, mix_report
     from pipeline.personas.library import load_personas
     from pipeline.prompts.library import PromptLibrary
 
@@ -197,7 +197,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(Path(args.child[0]), args.child[1])))
         return
-    from pipeline.engine_settings import read_cpuinfo
+    from pipeline.generation.backends.engine_settings import read_cpuinfo
 
     name, flags = read_cpuinfo()
     features = ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16") if f in flags)

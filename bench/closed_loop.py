@@ -32,22 +32,22 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from pipeline.adapt.stage import finish_training
-from pipeline.cache.requests import CachingGenerator, RequestCache
-from pipeline.config import JobConfig, load_config
+from pipeline.config.job import JobConfig, load_config
+from pipeline.corpus.embedder import open_embedder
+from pipeline.corpus.index import CorpusIndex
+from pipeline.dataset.records import Candidate, Document
+from pipeline.dataset.writer import versions
 from pipeline.embedding.data import load_examples, write_version
 from pipeline.embedding.evaluate import Collection, evaluate, load_collection
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import TrainConfig, load_train_config
 from pipeline.embedding.trainer import UNADAPTED, UNMERGED, Trainer
-from pipeline.generate.vllm_offline import open_generator
-from pipeline.index.corpus import CorpusIndex
-from pipeline.index.embedder import open_embedder
+from pipeline.generation.backends.vllm_offline import open_generator
+from pipeline.generation.cache import CachingGenerator, RequestCache
 from pipeline.negatives.mining import mine
 from pipeline.quality.consistency import embed_queries
-from pipeline.records import Candidate, Document
-from pipeline.run import run_job
+from pipeline.run.job import run_job
 from pipeline.teacher.judge import judge_for
-from pipeline.writer import versions
 
 TEXT_FILTERS = ("length", "language", "heuristics")
 EMBEDDING_FILTERS = ("consistency", "round_trip")

@@ -48,9 +48,9 @@ def synthetic_queries(count: int, dup_rate: float, seed: int = 0) -> list[str]:
 def pipeline_side(queries: list[str]) -> Callable[[], int]:
     """The pipeline's dedup stage (QueryDedup, near-duplicates only) over the executor's
     batches of candidates; the candidates are built before the clock starts."""
-    from pipeline.config import DedupConfig
+    from pipeline.config.job import DedupConfig
+    from pipeline.dataset.records import Candidate, Document
     from pipeline.dedup.queries import QueryDedup
-    from pipeline.records import Candidate, Document
 
     config = DedupConfig.model_validate(
         {"exact": False, "semantic": {"enabled": False},

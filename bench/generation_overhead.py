@@ -31,11 +31,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import yaml
 
-from pipeline.config import StageSampling, load_config
-from pipeline.generate.backend import OnDone, Request, Result
-from pipeline.generate.vllm_offline import open_generator
+from pipeline.config.job import StageSampling, load_config
+from pipeline.generation.backends.base import OnDone, Request, Result
+from pipeline.generation.backends.vllm_offline import open_generator
 from pipeline.models.tiny_qwen3 import build_tiny_qwen3
-from pipeline.run import run_job
+from pipeline.run.job import run_job
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = {"enforce_eager": True, "max_model_len": 2048}
@@ -83,7 +83,7 @@ def replay_with_dtype(model: str, dtype: str, calls_file: Path) -> None:
     """Child process: a fresh engine in `dtype` replays the recorded requests raw."""
     from vllm import LLM
 
-    from pipeline.generate.vllm_offline import STRUCTURED_OUTPUTS
+    from pipeline.generation.backends.vllm_offline import STRUCTURED_OUTPUTS
 
     calls = pickle.loads(calls_file.read_bytes())
     llm = LLM(

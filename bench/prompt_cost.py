@@ -40,8 +40,8 @@ def one(job: str, layout: str, docs: int, out: Path) -> dict[str, Any]:
     """Run one job with one layout in this process; return its token and funnel figures."""
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from pipeline.config import load_config
-    from pipeline.run import run_job
+    from pipeline.config.job import load_config
+    from pipeline.run.job import run_job
 
     config = load_config(JOBS[job])
     config.prompt_layout = LAYOUTS[layout]["prompt_layout"]
@@ -111,7 +111,7 @@ def main() -> None:
         job, layout = args.one
         print(json.dumps(one(job, layout, docs[job], out / f"{job}-{layout}")))
         return
-    from pipeline.engine_settings import choose_settings
+    from pipeline.generation.backends.engine_settings import choose_settings
 
     print(f"machine: {choose_settings({}).describe()}")
     rows = []

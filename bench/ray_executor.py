@@ -26,8 +26,8 @@ import psutil
 import pyarrow.parquet as pq
 import yaml
 
-from pipeline.config import load_config
-from pipeline.engine_settings import CPUINFO, choose_settings, read_cpuinfo
+from pipeline.config.job import load_config
+from pipeline.generation.backends.engine_settings import CPUINFO, choose_settings, read_cpuinfo
 
 ROOT = Path(__file__).resolve().parent.parent
 EMBSYNTH = Path(sys.executable).with_name("embsynth")

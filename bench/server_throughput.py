@@ -26,19 +26,19 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from pipeline.config import (
+from pipeline.config.job import (
     GeneratorConfig,
     PersonasConfig,
     ServerConfig,
     StageSampling,
     load_config,
 )
-from pipeline.generate.backend import Request
+from pipeline.corpus.reader import read_batches
+from pipeline.generation.backends.base import Request
+from pipeline.generation.planner import plan
+from pipeline.generation.stages import enum_values, variables
 from pipeline.personas.library import load_personas
-from pipeline.planner import plan
 from pipeline.prompts.library import PromptLibrary, schema_for
-from pipeline.reader import read_batches
-from pipeline.stages import enum_values, variables
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = {"enforce_eager": True, "max_model_len": 2048}
@@ -63,7 +63,7 @@ def side(kind: str, model: str, requests_file: Path, port: int) -> dict[str, flo
     """One timed generation in this process; returns seconds and generated tokens."""
     requests = pickle.loads(requests_file.read_bytes())
     if kind == "engine":
-        from pipeline.generate.vllm_offline import open_generator
+        from pipeline.generation.backends.vllm_offline import open_generator
 
         generator = open_generator(GeneratorConfig(model=model, engine=ENGINE), 0)
         generator.generate(requests[:4], SAMPLING)  # warm-up (grammar compile)
@@ -71,8 +71,8 @@ def side(kind: str, model: str, requests_file: Path, port: int) -> dict[str, flo
         results = generator.generate(requests, SAMPLING)
         seconds = time.perf_counter() - start
     else:
-        from pipeline.generate.openai_server import OpenAIServerGenerator
-        from pipeline.generate.server_process import launched_server
+        from pipeline.generation.backends.openai_server import OpenAIServerGenerator
+        from pipeline.generation.backends.server_process import launched_server
 
         server = ServerConfig(port=port, launch=True, base_url=f"http://127.0.0.1:{port}/v1",
                               concurrency=256)  # fmt: skip

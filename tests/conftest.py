@@ -44,8 +44,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def generator(tiny_model: Path) -> Any:
     """The session's one vLLM engine (the CLI reuses it: same model, seed and options)."""
-    from pipeline.config import GeneratorConfig
-    from pipeline.generate.vllm_offline import open_generator
+    from pipeline.config.job import GeneratorConfig
+    from pipeline.generation.backends.vllm_offline import open_generator
 
     return open_generator(GeneratorConfig(model=str(tiny_model), engine=ENGINE), SEED)
 
@@ -111,7 +111,7 @@ def cli(*args: str) -> Any:
     with exit_code, stdout and stderr."""
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from pipeline.cli.app import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
 

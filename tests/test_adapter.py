@@ -19,10 +19,10 @@ from pipeline.adapt.encoder import fit_encoder
 from pipeline.adapt.lesson import Lesson
 from pipeline.adapt.linear import fit_linear
 from pipeline.adapt.stage import REPORT, logged_queries
+from pipeline.corpus.index import CorpusIndex
+from pipeline.dataset.records import Document
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import AdapterConfig, EncoderFit
-from pipeline.index.corpus import CorpusIndex
-from pipeline.records import Document
 from tests.conftest import cli
 
 TEXTS = ["how do wings make lift", "Lift comes from the pressure difference across a wing."]

@@ -13,15 +13,15 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-import pipeline.card as card_module
-from pipeline.card import EXAMPLES, MIX_COLUMNS, card_rows, write_card
-from pipeline.config import JobConfig
-from pipeline.inspect_version import inspect_version
-from pipeline.mix.report import mix_report
+import pipeline.dataset.card as card_module
+from pipeline.config.job import JobConfig
+from pipeline.dataset.card import EXAMPLES, MIX_COLUMNS, card_rows, write_card
+from pipeline.dataset.inspect import inspect_version
+from pipeline.dataset.mix import mix_report
+from pipeline.dataset.records import PAIR_SCHEMA, REJECT_SCHEMA
+from pipeline.dataset.writer import ShardWriter
 from pipeline.personas.library import load_personas
 from pipeline.prompts.library import PromptLibrary
-from pipeline.records import PAIR_SCHEMA, REJECT_SCHEMA
-from pipeline.writer import ShardWriter
 
 PERSONAS = [f"persona {i}" for i in range(13)]  # more than the card's top 10
 

@@ -11,13 +11,16 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli.app import app
 from tests.conftest import cli, write_jsonl
 
 
 def embsynth(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "pipeline.cli.app", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

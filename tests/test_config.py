@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import load_config
+from pipeline.config.errors import UserError
+from pipeline.config.job import load_config
 from pipeline.embedding.train_config import load_train_config
-from pipeline.errors import UserError
 
 BASE = {"name": "j", "input": {"path": "corpus.jsonl"}, "generator": {"model": "./m"}}
 

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.checks import same_document
-from pipeline.config_filters import DecontaminationFilter
-from pipeline.errors import UserError
+from pipeline.config.errors import UserError
+from pipeline.dataset.records import Candidate, Document
+from pipeline.quality.chain import same_document
 from pipeline.quality.decontamination import Decontaminator
-from pipeline.records import Candidate, Document
+from pipeline.quality.settings import DecontaminationFilter
 from tests.conftest import write_jsonl
 
 EVAL = [

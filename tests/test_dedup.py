@@ -4,16 +4,16 @@ caught with the first kept; duplicate documents are dropped; state crosses versi
 import numpy as np
 import pytest
 
-from pipeline.config import DedupConfig
+from pipeline.config.errors import UserError
+from pipeline.config.job import DedupConfig
+from pipeline.corpus.embedder import embedder_path
+from pipeline.dataset.records import Candidate, Document
 from pipeline.dedup.documents import DocumentDedup
 from pipeline.dedup.near import NearDuplicates, lsh_bands
 from pipeline.dedup.queries import QueryDedup, read_state
 from pipeline.dedup.text import normalize
 from pipeline.embedding.inference import Embedder
-from pipeline.errors import UserError
-from pipeline.index.embedder import embedder_path
 from pipeline.quality.consistency import embed_queries
-from pipeline.records import Candidate, Document
 
 
 def candidates(queries: list[str]) -> list[Candidate]:

@@ -72,7 +72,7 @@ def test_eos_is_appended_after_a_bos_the_tokenizer_adds(tiny_model: Path) -> Non
 
 
 def test_unsupported_pooling_is_a_user_error(tiny_encoder: Path) -> None:
-    from pipeline.errors import UserError
+    from pipeline.config.errors import UserError
 
     with pytest.raises(UserError, match="pooling 'cls' is not supported"):
         EmbeddingModel(tiny_encoder, pooling="cls")  # type: ignore[arg-type]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.console import engine_output_to
-from pipeline.engine_settings import (
+from pipeline.executors.console import engine_output_to
+from pipeline.generation.backends.engine_settings import (
     apply_settings,
     choose_dtype,
     choose_settings,

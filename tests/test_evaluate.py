@@ -11,9 +11,9 @@ import pytrec_eval
 
 from pipeline.embedding.data import INSTRUCTION
 from pipeline.embedding.evaluate import metrics, search
-from pipeline.embedding.export import export_model
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.model import EmbeddingModel
+from pipeline.embedding.save import export_model
 from tests.conftest import cli, write_jsonl
 
 

@@ -18,11 +18,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import load_config
-from pipeline.run import run_job
+from pipeline.config.job import load_config
+from pipeline.run.job import run_job
 from tests.conftest import SAMPLE_CORPUS
 
-EMBSYNTH = [sys.executable, "-m", "pipeline.cli", "run"]
+EMBSYNTH = [sys.executable, "-m", "pipeline.cli.app", "run"]
 KILLS = 10
 LIMIT = 60  # ten batches of six: room for ten kills in one job
 
@@ -153,7 +153,8 @@ def test_twenty_lock_takers_at_once_exactly_one_wins_every_time(tmp_path: Path) 
     """Twenty processes released together at the lock, five rounds: one holder each round."""
     code = (
         "import os, sys, time; from pathlib import Path\n"
-        "from pipeline.errors import DatasetBusy; from pipeline.lock import dataset_lock\n"
+        "from pipeline.config.errors import DatasetBusy\n"
+        "from pipeline.dataset.lock import dataset_lock\n"
         "gate = Path(sys.argv[2]); (gate.parent / f'ready-{gate.name}-{os.getpid()}').touch()\n"
         "while not gate.exists(): time.sleep(0.001)\n"
         "try:\n"

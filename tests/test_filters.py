@@ -2,9 +2,9 @@
 
 import pytest
 
-from pipeline.config_filters import FiltersConfig
-from pipeline.filters import check_pair, copy_ratio, words
-from pipeline.records import Candidate, Document
+from pipeline.dataset.records import Candidate, Document
+from pipeline.quality.minimal import check_pair, copy_ratio, words
+from pipeline.quality.settings import FiltersConfig
 
 PASSAGE = "The Danube is the second-longest river in Europe and flows through ten countries."
 

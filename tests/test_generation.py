@@ -9,11 +9,11 @@ from typing import Any
 import pyarrow.parquet as pq
 from datasets import load_dataset
 
-from pipeline.config import StageSampling, load_config
-from pipeline.generate.backend import Request
+from pipeline.config.job import StageSampling, load_config
+from pipeline.dataset.records import PAIR_SCHEMA
+from pipeline.generation.backends.base import Request
 from pipeline.prompts.library import PromptLibrary
-from pipeline.records import PAIR_SCHEMA
-from pipeline.run import run_job
+from pipeline.run.job import run_job
 from tests.conftest import SAMPLE_CORPUS
 
 PARSE_REASONS = {"truncated", "invalid_json", "schema_mismatch", "generation_error"}

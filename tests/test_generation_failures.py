@@ -16,10 +16,10 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import StageSampling, load_config
-from pipeline.errors import GenerationFailed, NothingToDo
-from pipeline.generate.backend import Generator, Request, Result
-from pipeline.run import run_job
+from pipeline.config.errors import GenerationFailed, NothingToDo
+from pipeline.config.job import StageSampling, load_config
+from pipeline.generation.backends.base import Generator, Request, Result
+from pipeline.run.job import run_job
 from tests.conftest import ENGINE, SAMPLE_CORPUS
 
 LIMIT = 12

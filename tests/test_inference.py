@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from pipeline.embedding.dense import with_dense
-from pipeline.embedding.export import export_model
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.model import EmbeddingModel
+from pipeline.embedding.save import export_model
 
 TEXTS = ["how do wings make lift", "Lift comes from the pressure difference across a wing."]
 

@@ -17,16 +17,16 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline.config import DedupConfig, InputConfig, load_config
-from pipeline.config_filters import LanguageFilter
+from pipeline.config.errors import UserError
+from pipeline.config.job import DedupConfig, InputConfig, load_config
+from pipeline.corpus.index import CorpusIndex
+from pipeline.corpus.langid import detect_languages, identifiable, language_confidence
+from pipeline.corpus.reader import check_corpus, corpus_digest, read_batches
+from pipeline.dataset.records import Candidate, Document, content_hash
 from pipeline.dedup.documents import DocumentDedup
-from pipeline.errors import UserError
-from pipeline.index.corpus import CorpusIndex
-from pipeline.langid import detect_languages, identifiable, language_confidence
 from pipeline.prompts.library import DEFAULT_PROMPTS_DIR, PromptLibrary
 from pipeline.quality.language import check_languages
-from pipeline.reader import check_corpus, corpus_digest, read_batches
-from pipeline.records import Candidate, Document, content_hash
+from pipeline.quality.settings import LanguageFilter
 from tests.conftest import cli, write_jsonl
 
 

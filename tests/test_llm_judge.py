@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline.cache.requests import CachingGenerator, RequestCache, result_key
-from pipeline.config import load_config
-from pipeline.generate.backend import Result
-from pipeline.run import run_job
+from pipeline.config.job import load_config
+from pipeline.generation.backends.base import Result
+from pipeline.generation.cache import CachingGenerator, RequestCache, result_key
+from pipeline.run.job import run_job
 from pipeline.teacher.llm_judge import SAMPLING, SYSTEM, judge, judge_request, yes_probability
 from tests.conftest import NO_QUALITY_FILTERS
 

@@ -11,11 +11,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-import pipeline.parse as parse
-from pipeline.config import StageSampling, load_config
-from pipeline.generate.backend import Request
-from pipeline.parse import ParseFailure, parse_result
-from pipeline.run import run_job
+import pipeline.generation.parse as parse
+from pipeline.config.job import StageSampling, load_config
+from pipeline.generation.backends.base import Request
+from pipeline.generation.parse import ParseFailure, parse_result
+from pipeline.run.job import run_job
 from tests.conftest import ENGINE, SAMPLE_CORPUS, write_jsonl
 
 SCHEMA = {

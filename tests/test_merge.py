@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.embedding.export import export_model
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.merge import slerp
 from pipeline.embedding.model import EmbeddingModel
+from pipeline.embedding.save import export_model
 from tests.conftest import cli
 
 TEXTS = ["merging checkpoints", "spherical interpolation of weights"]

@@ -1,13 +1,13 @@
 """Hard-negative mining: negatives come from the corpus ranking, never the positive or its
 twin, and the false-negative guard drops a planted paraphrase of the positive."""
 
-from pipeline.config import NegativesConfig
+from pipeline.config.job import NegativesConfig
+from pipeline.corpus.embedder import embedder_path
+from pipeline.corpus.index import CorpusIndex
+from pipeline.dataset.records import Candidate, Document
 from pipeline.embedding.inference import Embedder
-from pipeline.index.corpus import CorpusIndex
-from pipeline.index.embedder import embedder_path
 from pipeline.negatives.mining import mine
 from pipeline.quality.consistency import embed_queries
-from pipeline.records import Candidate, Document
 
 POSITIVE = (
     "Vaccines train the immune system by exposing it to a harmless piece or a weakened form "

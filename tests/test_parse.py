@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline.generate.backend import Result
-from pipeline.parse import ParseFailure, parse_result
+from pipeline.generation.backends.base import Result
+from pipeline.generation.parse import ParseFailure, parse_result
 
 SCHEMA = {
     "type": "object",

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import EmbedderConfig, PersonasConfig
-from pipeline.errors import UserError
-from pipeline.index.embedder import open_embedder
+from pipeline.config.errors import UserError
+from pipeline.config.job import EmbedderConfig, PersonasConfig
+from pipeline.corpus.embedder import open_embedder
+from pipeline.dataset.records import Document
 from pipeline.personas.library import load_personas, read_personas
 from pipeline.personas.retrieval import PersonaChooser, PersonaIndex
-from pipeline.records import Document
 
 DOCS = [
     Document("bread", "Kneading bread dough develops gluten; let the dough rise before baking."),

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import load_config
-from pipeline.planner import plan
+from pipeline.config.job import load_config
+from pipeline.dataset.records import Document
+from pipeline.generation.planner import plan
 from pipeline.prompts.library import PromptLibrary
-from pipeline.records import Document
 
 DOCS = [
     Document("a", "Die Donau fließt durch zehn Länder Europas.", language="de"),

@@ -10,10 +10,10 @@ from typing import Any
 import pyarrow.parquet as pq
 from transformers import AutoTokenizer
 
-from pipeline.config import StageSampling, load_config
-from pipeline.generate.backend import OnDone, Request, Result
+from pipeline.config.job import StageSampling, load_config
+from pipeline.generation.backends.base import OnDone, Request, Result
 from pipeline.prompts.library import PromptLibrary
-from pipeline.run import run_job
+from pipeline.run.job import run_job
 
 VARIABLES = {"passage": "PASSAGE TEXT {{ x }}", "passage_language": "English",
              "personas": ["a", "b"], "character": "a", "question_type": "keywords",

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli.app import app
 from pipeline.prompts.library import PromptLibrary
 from pipeline.prompts.lint import check_prompts
 from tests.test_prompts import copy_prompts

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import UserError
+from pipeline.config.errors import UserError
 from pipeline.prompts.library import DEFAULT_PROMPTS_DIR, PromptLibrary, schema_for
 
 

@@ -15,10 +15,10 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import StageSampling, load_config
+from pipeline.config.job import StageSampling, load_config
 from pipeline.dedup.text import normalize
-from pipeline.generate.backend import Request, Result
-from pipeline.run import run_job
+from pipeline.generation.backends.base import Request, Result
+from pipeline.run.job import run_job
 from pipeline.teacher.scorers import Scoring
 from tests.conftest import SAMPLE_CORPUS, write_jsonl
 

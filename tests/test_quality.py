@@ -2,21 +2,21 @@
 
 import pytest
 
-from pipeline.config_filters import (
+from pipeline.corpus.embedder import embedder_path
+from pipeline.corpus.index import CorpusIndex
+from pipeline.dataset.records import Candidate, Document
+from pipeline.embedding.inference import Embedder
+from pipeline.quality.consistency import check_consistency, check_round_trip, embed_queries
+from pipeline.quality.heuristics import check_heuristics, ngram_overlap
+from pipeline.quality.language import check_languages
+from pipeline.quality.length import allowed_words, check_length
+from pipeline.quality.settings import (
     ConsistencyFilter,
     HeuristicsFilter,
     LanguageFilter,
     LengthFilter,
     RoundTripFilter,
 )
-from pipeline.embedding.inference import Embedder
-from pipeline.index.corpus import CorpusIndex
-from pipeline.index.embedder import embedder_path
-from pipeline.quality.consistency import check_consistency, check_round_trip, embed_queries
-from pipeline.quality.heuristics import check_heuristics, ngram_overlap
-from pipeline.quality.language import check_languages
-from pipeline.quality.length import allowed_words, check_length
-from pipeline.records import Candidate, Document
 
 PASSAGES = {
     "danube": "The Danube is the second-longest river in Europe. It rises in the Black Forest "

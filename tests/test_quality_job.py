@@ -12,10 +12,10 @@ import numpy as np
 import pyarrow.parquet as pq
 from matplotlib.image import imread
 
-from pipeline.card import _plot, rejected_scores
-from pipeline.config import DedupConfig, load_config
+from pipeline.config.job import DedupConfig, load_config
+from pipeline.dataset.card import _plot, rejected_scores
 from pipeline.dedup.queries import QueryDedup
-from pipeline.run import run_job
+from pipeline.run.job import run_job
 from tests.conftest import SAMPLE_CORPUS, cli, write_jsonl
 from tests.test_cli import assert_user_error
 

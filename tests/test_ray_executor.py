@@ -27,8 +27,8 @@ import pytest
 import yaml
 from conftest import ENGINE, NO_QUALITY_FILTERS, SAMPLE_CORPUS, SEED, cli, write_jsonl
 
-from pipeline.config import load_config
-from pipeline.run import run_job
+from pipeline.config.job import load_config
+from pipeline.run.job import run_job
 
 RAY = Path(sys.executable).with_name("ray")
 # Ray reads these once per process, when it is first imported (the session's vLLM engine

@@ -6,10 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import InputConfig
-from pipeline.errors import UserError
-from pipeline.reader import check_corpus, read_batches
-from pipeline.records import content_hash
+from pipeline.config.errors import UserError
+from pipeline.config.job import InputConfig
+from pipeline.corpus.reader import check_corpus, read_batches
+from pipeline.dataset.records import content_hash
 from tests.conftest import write_jsonl
 
 

@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.config import load_config
-from pipeline.errors import NothingToDo
-from pipeline.run import run_job
-from pipeline.writer import chosen_versions
+from pipeline.cli.app import app
+from pipeline.config.errors import NothingToDo
+from pipeline.config.job import load_config
+from pipeline.dataset.writer import chosen_versions
+from pipeline.run.job import run_job
 from tests.conftest import SAMPLE_CORPUS, write_jsonl
 
 

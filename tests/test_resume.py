@@ -20,16 +20,16 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cache.requests import RequestCache
-from pipeline.cli import app
-from pipeline.config import load_config
-from pipeline.errors import DatasetBusy, NothingToDo
-from pipeline.run import run_job
+from pipeline.cli.app import app
+from pipeline.config.errors import DatasetBusy, NothingToDo
+from pipeline.config.job import load_config
+from pipeline.generation.cache import RequestCache
+from pipeline.run.job import run_job
 
-EMBSYNTH = [sys.executable, "-m", "pipeline.cli"]
+EMBSYNTH = [sys.executable, "-m", "pipeline.cli.app"]
 # A process that takes a dataset's lock, says so, and holds it until it is killed.
 HOLD_LOCK = (
-    "import sys, time; from pathlib import Path; from pipeline.lock import dataset_lock\n"
+    "import sys, time; from pathlib import Path; from pipeline.dataset.lock import dataset_lock\n"
     "with dataset_lock(Path(sys.argv[1])):\n"
     "    print('held', flush=True); time.sleep(120)\n"
 )

@@ -10,13 +10,13 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from pipeline.cache.requests import result_key
-from pipeline.checks import one_per_plan
-from pipeline.config import StageSampling, load_config
-from pipeline.engine_settings import CPU_BLOCK_SIZE
-from pipeline.generate.backend import Request
-from pipeline.records import Candidate, Document
-from pipeline.run import run_job
+from pipeline.config.job import StageSampling, load_config
+from pipeline.dataset.records import Candidate, Document
+from pipeline.generation.backends.base import Request
+from pipeline.generation.backends.engine_settings import CPU_BLOCK_SIZE
+from pipeline.generation.cache import result_key
+from pipeline.quality.chain import one_per_plan
+from pipeline.run.job import run_job
 from tests.conftest import NO_QUALITY_FILTERS
 
 SCHEMA = {

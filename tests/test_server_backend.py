@@ -12,10 +12,10 @@ from typing import Any
 import psutil
 import pytest
 
-from pipeline.config import GeneratorConfig, ServerConfig, load_config
-from pipeline.errors import UserError
-from pipeline.generate.server_process import launched_server
-from pipeline.run import run_job
+from pipeline.config.errors import UserError
+from pipeline.config.job import GeneratorConfig, ServerConfig, load_config
+from pipeline.generation.backends.server_process import launched_server
+from pipeline.run.job import run_job
 from tests.conftest import ENGINE, SEED
 
 

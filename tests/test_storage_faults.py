@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cache.requests import RequestCache
-from pipeline.errors import DatasetBusy
-from pipeline.generate.backend import Result
-from pipeline.lock import LOCK, dataset_lock
+from pipeline.config.errors import DatasetBusy
+from pipeline.dataset.lock import LOCK, dataset_lock
+from pipeline.generation.backends.base import Result
+from pipeline.generation.cache import RequestCache
 
 # Every character str.splitlines() breaks a line on, besides \n and \r.
 LINE_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"

@@ -14,11 +14,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import load_config
+from pipeline.config.errors import NothingToDo
+from pipeline.config.job import load_config
+from pipeline.dataset.writer import chosen_versions
 from pipeline.embedding.data import load_examples
-from pipeline.errors import NothingToDo
-from pipeline.run import run_job
-from pipeline.writer import chosen_versions
+from pipeline.run.job import run_job
 from tests.conftest import cli, write_jsonl
 from tests.test_published_queries import DOCS, scripted
 

@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline.config import load_config
+from pipeline.config.job import load_config
 from pipeline.prompts.library import PromptLibrary
 from pipeline.prompts.samples import sample_variables
-from pipeline.run import run_job
+from pipeline.run.job import run_job
 from tests.conftest import ENGINE, NO_QUALITY_FILTERS, SAMPLE_CORPUS, SEED
 from tests.test_generation import corpus_texts
 

@@ -15,15 +15,15 @@ import pyarrow.parquet as pq
 import pytest
 import Stemmer
 
-from pipeline.config import NegativesConfig, TeacherConfig, load_config
-from pipeline.config_filters import RoundTripFilter
+from pipeline.config.job import NegativesConfig, TeacherConfig, load_config
+from pipeline.corpus.embedder import embedder_path
+from pipeline.corpus.index import CorpusIndex
+from pipeline.dataset.records import Candidate, Document
 from pipeline.embedding.inference import Embedder
-from pipeline.index.corpus import CorpusIndex
-from pipeline.index.embedder import embedder_path
 from pipeline.negatives.mining import mine
 from pipeline.quality.consistency import embed_queries
-from pipeline.records import Candidate, Document
-from pipeline.run import run_job
+from pipeline.quality.settings import RoundTripFilter
+from pipeline.run.job import run_job
 from pipeline.teacher.judge import TeacherJudge
 from pipeline.teacher.lexical import Bm25Index, bm25s_module
 from pipeline.teacher.scorers import CrossEncoderTeacher, FusedTeacher

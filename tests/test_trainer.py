@@ -152,7 +152,7 @@ def test_lora_on_a_decoder_saves_a_merged_last_token_model(
 def test_too_little_data_and_unfinished_versions(
     tiny_encoder: Path, title_pairs: Path, tmp_path: Path
 ) -> None:
-    from pipeline.errors import UserError
+    from pipeline.config.errors import UserError
 
     with pytest.raises(UserError, match="fewer than one batch of 64"):
         Trainer(config(tiny_encoder, title_pairs, tmp_path / "r", batch_size=64))
@@ -227,7 +227,7 @@ def test_learning_rate_warms_up_then_decays(
 
 
 def test_bf16_autocast_and_mrl_train(tiny_encoder: Path, title_pairs: Path, tmp_path: Path) -> None:
-    from pipeline.errors import UserError
+    from pipeline.config.errors import UserError
 
     settings = {"max_steps": 2, "precision": "bf16", "loss": {"mrl_dims": [16, 32]}}
     trainer = Trainer(config(tiny_encoder, title_pairs, tmp_path / "r", **settings))
@@ -272,8 +272,8 @@ def test_merge_with_base_is_a_slerp_of_the_trained_and_the_base_model(
 def test_margin_mse_trains_on_teacher_scores_and_needs_them(
     tiny_encoder: Path, title_pairs: Path, tmp_path: Path
 ) -> None:
+    from pipeline.config.errors import UserError
     from pipeline.embedding.data import load_examples, write_version
-    from pipeline.errors import UserError
     from pipeline.models.tiny_encoder import build_tiny_encoder
 
     examples = load_examples([title_pairs], 1)

@@ -174,7 +174,7 @@ def test_train_killed_at_seeded_moments_resumes_to_the_same_weights(
     # Each process is killed once it has written a checkpoint of its own: one while it
     # writes its next checkpoint, one a seeded moment later (mid-step or mid-save).
     moments = rng.sample(["mid-save", "later"], 2)
-    command = [sys.executable, "-m", "pipeline.cli", "train", str(path)]
+    command = [sys.executable, "-m", "pipeline.cli.app", "train", str(path)]
     for kill, moment in enumerate(moments):
         start = newest_step(run)
         process = subprocess.Popen(

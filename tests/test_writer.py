@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline.records import REJECT_SCHEMA
-from pipeline.writer import ShardWriter, new_version, publish, versions
+from pipeline.dataset.records import REJECT_SCHEMA
+from pipeline.dataset.writer import ShardWriter, new_version, publish, versions
 
 
 def row(i: int) -> dict:

@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from pipeline.adapt.lesson import Lesson
 from pipeline.adapt.linear import held_out_split, listwise_kl
-from pipeline.embedding.export import export_model
 from pipeline.embedding.inference import saved_settings
 from pipeline.embedding.model import EmbeddingModel, query_text
+from pipeline.embedding.save import export_model
 from pipeline.embedding.train_config import AdapterConfig
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.index.corpus import CorpusIndex
+from pipeline.corpus.index import CorpusIndex
 
 
 @dataclass(frozen=True)

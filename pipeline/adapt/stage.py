@@ -22,16 +22,16 @@ from pipeline.adapt.crops import crops
 from pipeline.adapt.encoder import fit_encoder
 from pipeline.adapt.lesson import Lesson
 from pipeline.adapt.linear import Fit, fit_linear
-from pipeline.config import JobConfig, load_config
+from pipeline.config.errors import UserError
+from pipeline.config.job import JobConfig, load_config
+from pipeline.corpus.index import CorpusIndex
+from pipeline.corpus.reader import check_corpus, read_batches, read_queries
+from pipeline.dataset.manifest import write_json_atomic
 from pipeline.dedup.text import normalize
 from pipeline.embedding.dense import with_dense
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import AdapterConfig
 from pipeline.embedding.trainer import Trainer
-from pipeline.errors import UserError
-from pipeline.index.corpus import CorpusIndex
-from pipeline.manifest import write_json_atomic
-from pipeline.reader import check_corpus, read_batches, read_queries
 from pipeline.teacher.scorers import FusedTeacher
 
 REPORT = "adapter.json"  # beside the checkpoints: what the fit saw and how far it got

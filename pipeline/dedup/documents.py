@@ -1,10 +1,10 @@
 """Input-document dedup: a corpus with repeated or near-repeated documents yields pairs that
 teach the same thing twice (and lets a positive's twin become a false negative)."""
 
-from pipeline.config import DedupConfig
+from pipeline.config.job import DedupConfig
+from pipeline.dataset.records import Document, Reject
 from pipeline.dedup.near import NearDuplicates
 from pipeline.dedup.text import normalize, text_key
-from pipeline.records import Document, Reject
 
 
 class DocumentDedup:

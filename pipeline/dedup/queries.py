@@ -1,14 +1,14 @@
 """Query dedup for a job: exact, near (MinHash-LSH), semantic (embedding cosine), against
 this run's published queries and every earlier version's.
 
-It is the last check of a job (pipeline.checks), so what it keeps is what the version
+It is the last check of a job (pipeline.quality.chain), so what it keeps is what the version
 publishes: a query is only ever rejected as a duplicate of a pair that exists, and a pair
 a later check would drop never blocks its duplicates, in this run or a refresh.
 
 Each version saves its published queries' normalized text, document ids and vectors in
 `state/` with the settings that made them; a later run rebuilds its indexes from every
 earlier version's state, less the documents a later version superseded (changed or
-deleted: pipeline.refresh.documents), whose pairs no longer count. Vectors from another
+deleted: pipeline.dataset.refresh), whose pairs no longer count. Vectors from another
 embedder are not comparable, so that is an error, not a silent miss.
 """
 
@@ -21,14 +21,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.config import DedupConfig
+from pipeline.config.errors import UserError
+from pipeline.config.job import DedupConfig
+from pipeline.dataset.records import Candidate, Reject
+from pipeline.dataset.refresh import superseded_later
+from pipeline.dataset.writer import write_atomic
 from pipeline.dedup.near import NearDuplicates
 from pipeline.dedup.semantic import SemanticDuplicates
 from pipeline.dedup.text import normalize, text_key
-from pipeline.errors import UserError
-from pipeline.records import Candidate, Reject
-from pipeline.refresh.documents import superseded_later
-from pipeline.writer import write_atomic
 
 STATE = "state"
 SETTINGS_FILE = "dedup.json"

@@ -26,8 +26,8 @@ from typing import Any, TextIO
 
 import torch
 
+from pipeline.dataset.writer import atomic_path
 from pipeline.models.folder import remove_folder, save_atomically
-from pipeline.writer import atomic_path
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"

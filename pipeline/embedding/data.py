@@ -4,7 +4,7 @@ A version folder is complete only when its manifest exists, so a half-written or
 version is refused rather than silently trained on. Rows keep the columns the trainer uses:
 query, positive, hard negatives and instruction (texts themselves key the same-text mask).
 Read together, a later version of a dataset supersedes the earlier versions' pairs of the
-documents it lists as changed or deleted (pipeline.refresh.documents): their text is not
+documents it lists as changed or deleted (pipeline.dataset.refresh): their text is not
 the corpus's any more, so they are left out.
 """
 
@@ -15,11 +15,11 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from pipeline.errors import UserError
-from pipeline.manifest import write_json_atomic
-from pipeline.records import PAIR_SCHEMA, pair_id
-from pipeline.refresh.documents import superseded_later
-from pipeline.writer import ShardWriter, data_shards, latest_version
+from pipeline.config.errors import UserError
+from pipeline.dataset.manifest import write_json_atomic
+from pipeline.dataset.records import PAIR_SCHEMA, pair_id
+from pipeline.dataset.refresh import superseded_later
+from pipeline.dataset.writer import ShardWriter, data_shards, latest_version
 
 COLUMNS = ["query", "positive", "negatives", "instruction"]
 TEACHER = "teacher_scores"  # optional: the teacher's score of the positive, then each negative

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from pipeline.errors import UserError
+from pipeline.config.errors import UserError
 from pipeline.models.folder import save_atomically
 
 if TYPE_CHECKING:  # imported where used: it costs seconds, and most folders have no Dense

@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pipeline.config import InputConfig
+from pipeline.config.errors import UserError
+from pipeline.config.job import InputConfig
+from pipeline.corpus.reader import count_rows, read_batches
+from pipeline.dataset.writer import atomic_path
 from pipeline.embedding.inference import Embedder
-from pipeline.errors import UserError
-from pipeline.reader import count_rows, read_batches
-from pipeline.writer import atomic_path
 
 
 def embed_file(

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.config.errors import UserError
+from pipeline.corpus.reader import jsonl_rows
 from pipeline.embedding.inference import Embedder
-from pipeline.errors import UserError
-from pipeline.reader import jsonl_rows
 
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, dict[str, float]]

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.console import OnDone
+from pipeline.config.errors import UserError
 from pipeline.embedding.dense import load_dense
 from pipeline.embedding.model import EmbeddingModel, Pooling, query_prompt
-from pipeline.errors import UserError
+from pipeline.executors.console import OnDone
 
 DEFAULT_MAX_LENGTH = 512
 LEGACY_POOLING = {"pooling_mode_mean_tokens": "mean", "pooling_mode_lasttoken": "lasttoken"}
@@ -74,7 +74,7 @@ class Embedder:
             from transformers import AutoTokenizer
             from vllm import LLM
 
-            from pipeline.engine_settings import apply_settings, choose_settings
+            from pipeline.generation.backends.engine_settings import apply_settings, choose_settings
 
             # Our tokenizer truncates as the torch backend does (keeping a decoder's EOS);
             # vLLM gets token ids and a context no longer than the model was saved for.

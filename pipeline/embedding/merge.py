@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModel
 
-from pipeline.errors import UserError
+from pipeline.config.errors import UserError
 from pipeline.models.folder import save_atomically
 
 PARALLEL = 1e-6

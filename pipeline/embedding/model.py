@@ -21,8 +21,8 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
+from pipeline.config.errors import UserError
 from pipeline.embedding.dense import load_dense
-from pipeline.errors import UserError
 
 Pooling = Literal["mean", "lasttoken"]
 POOLINGS: tuple[str, ...] = ("mean", "lasttoken")

@@ -5,8 +5,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.config import load_yaml_model, resolve_model, resolve_path
-from pipeline.config_base import Strict
+from pipeline.config.base import Strict
+from pipeline.config.job import load_yaml_model, resolve_model, resolve_path
 
 
 class LossConfig(Strict):

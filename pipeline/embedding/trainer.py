@@ -27,17 +27,17 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
+from pipeline.config.errors import UserError
+from pipeline.dataset.writer import chosen_versions
 from pipeline.embedding import checkpoint
 from pipeline.embedding.checkpoint import checkpoints as checkpoints  # re-exported for the CLI
 from pipeline.embedding.data import Example, epoch_order, load_examples
-from pipeline.embedding.export import export_model, write_model
 from pipeline.embedding.instructions import use_instructions
 from pipeline.embedding.loss import LossTerms, margin_mse, matryoshka
 from pipeline.embedding.merge import merge_models
 from pipeline.embedding.model import EmbeddingModel, query_text
+from pipeline.embedding.save import export_model, write_model
 from pipeline.embedding.train_config import TrainConfig
-from pipeline.errors import UserError
-from pipeline.writer import chosen_versions
 
 FINAL = "final"
 UNMERGED = "unmerged"  # the trained model, when the final one is merged with the base

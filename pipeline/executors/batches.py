@@ -8,13 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.checks import Funnel
-from pipeline.console import OnDone, StepProgress
-from pipeline.job import JobSteps
-from pipeline.parse import TRANSIENT
-from pipeline.records import Candidate, Document, Reject, plan_count, reject_row
-from pipeline.stages import StageFn
-from pipeline.writer import ShardWriter
+from pipeline.dataset.records import Candidate, Document, Reject, plan_count, reject_row
+from pipeline.dataset.writer import ShardWriter
+from pipeline.executors.console import OnDone, StepProgress
+from pipeline.generation.parse import TRANSIENT
+from pipeline.generation.stages import StageFn
+from pipeline.generation.steps import JobSteps
+from pipeline.quality.chain import Funnel
 
 
 @dataclass

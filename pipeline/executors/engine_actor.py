@@ -10,17 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.cache.requests import CachingGenerator, RequestCache
-from pipeline.checks import Context, Funnel, needs_embedder
-from pipeline.config import JobConfig
+from pipeline.config.job import JobConfig
+from pipeline.corpus.embedder import open_embedder
+from pipeline.corpus.index import CorpusIndex
+from pipeline.dataset.records import Candidate
 from pipeline.executors.batches import StagesDone, run_stages
-from pipeline.index.corpus import CorpusIndex
-from pipeline.index.embedder import open_embedder
-from pipeline.job import job_stages, stage_names
+from pipeline.generation.cache import CachingGenerator, RequestCache
+from pipeline.generation.stages import TokenCount
+from pipeline.generation.steps import job_stages, stage_names
 from pipeline.personas.library import load_personas
 from pipeline.prompts.library import PromptLibrary
-from pipeline.records import Candidate
-from pipeline.stages import TokenCount
+from pipeline.quality.chain import Context, Funnel, needs_embedder
 
 
 @dataclass
@@ -40,7 +40,7 @@ class EngineActor:
     """Made remote by pipeline.executors.ray with the job's resources per engine."""
 
     def __init__(self, config: JobConfig, staging: Path, writer: str, index: CorpusIndex | None):
-        from pipeline.generate.vllm_offline import open_generator
+        from pipeline.generation.backends.vllm_offline import open_generator
 
         library = PromptLibrary(config.prompts_dir, load_personas(config.personas))
         self.generator = CachingGenerator(

@@ -5,10 +5,10 @@ bounded by the batch size, not the corpus; vLLM sees each stage of a batch as on
 list. Rejects and rows are written as each batch finishes (a kill leaves whole shards).
 """
 
-from pipeline.console import StepProgress
+from pipeline.dataset.writer import ShardWriter
 from pipeline.executors.batches import Streamed, run_stages
-from pipeline.job import JobSteps
-from pipeline.writer import ShardWriter
+from pipeline.executors.console import StepProgress
+from pipeline.generation.steps import JobSteps
 
 
 def run_local(

@@ -26,17 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import EmbedderConfig, JobConfig, RayConfig
-from pipeline.console import OnDone, StepProgress
-from pipeline.errors import UserError
+from pipeline.config.errors import UserError
+from pipeline.config.job import EmbedderConfig, JobConfig, RayConfig
+from pipeline.corpus.embedder import open_embedder
+from pipeline.corpus.index import CorpusIndex
+from pipeline.dataset.records import Candidate
+from pipeline.dataset.writer import ShardWriter
 from pipeline.executors.batches import Streamed, run_stages
+from pipeline.executors.console import OnDone, StepProgress
 from pipeline.executors.engine_actor import ActorDone, EngineActor
-from pipeline.index.corpus import CorpusIndex
-from pipeline.index.embedder import open_embedder
-from pipeline.job import ORDERED, JobSteps
-from pipeline.records import Candidate
-from pipeline.stages import TokenCount
-from pipeline.writer import ShardWriter
+from pipeline.generation.stages import TokenCount
+from pipeline.generation.steps import ORDERED, JobSteps
 
 # What engine actors need from the driver's environment on any node (engine and hub
 # settings; the cache folder of bundled models).

@@ -6,7 +6,7 @@ from the versions' Parquet (never the whole dataset in memory); the sentence-tra
 layout first reads the negatives column alone to choose its number of negative columns.
 
 Exported together, a later version supersedes the earlier versions' pairs of documents it
-lists as changed or deleted (pipeline.refresh.documents): they are left out and counted, so
+lists as changed or deleted (pipeline.dataset.refresh): they are left out and counted, so
 `--all` trains on the corpus as it is now. Exporting one version by name keeps all of it.
 """
 
@@ -20,11 +20,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import UserError
+from pipeline.config.errors import UserError
+from pipeline.dataset.refresh import superseded_later
+from pipeline.dataset.writer import atomic_path, chosen_versions, data_shards, write_atomic
 from pipeline.export.formats import LINE_FORMATS, Instructions, sentence_transformers
 from pipeline.export.readme import readme_text
-from pipeline.refresh.documents import superseded_later
-from pipeline.writer import atomic_path, chosen_versions, data_shards, write_atomic
 
 SHARD = "part-{:05d}"
 

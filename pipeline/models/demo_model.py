@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from pipeline.errors import UserError
+from pipeline.config.errors import UserError
 from pipeline.models.folder import save_pretrained_atomically
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, BertConfig, BertModel
 
-from pipeline.errors import UserError
+from pipeline.config.errors import UserError
 from pipeline.models.folder import save_pretrained_atomically
 
 

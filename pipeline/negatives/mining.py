@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pipeline.config import NegativesConfig
+from pipeline.config.job import NegativesConfig
+from pipeline.corpus.index import CorpusIndex
+from pipeline.dataset.records import Candidate
 from pipeline.dedup.text import text_key
-from pipeline.index.corpus import CorpusIndex
-from pipeline.records import Candidate
 
 Ranking = Callable[[list[Candidate]], tuple[np.ndarray, np.ndarray]]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import PersonasConfig
-from pipeline.errors import UserError
-from pipeline.reader import jsonl_rows
+from pipeline.config.errors import UserError
+from pipeline.config.job import PersonasConfig
+from pipeline.corpus.reader import jsonl_rows
 
 BUNDLED = Path(__file__).resolve().parent.parent.parent / "prompts" / "personas.jsonl"
 

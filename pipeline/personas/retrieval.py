@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.config import TaskConfig
-from pipeline.index.corpus import CorpusIndex
-from pipeline.records import Document
-from pipeline.writer import atomic_path
+from pipeline.config.job import TaskConfig
+from pipeline.corpus.index import CorpusIndex
+from pipeline.dataset.records import Document
+from pipeline.dataset.writer import atomic_path
 
 if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
     from pipeline.embedding.inference import Embedder

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.errors import UserError
+from pipeline.config.errors import UserError
 
 DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent.parent.parent / "prompts"
 

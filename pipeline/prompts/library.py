@@ -29,8 +29,8 @@ from jinja2 import (
 )
 from jinja2.sandbox import SandboxedEnvironment
 
-from pipeline.config import PersonasConfig
-from pipeline.errors import UserError
+from pipeline.config.errors import UserError
+from pipeline.config.job import PersonasConfig
 from pipeline.personas.library import load_personas
 from pipeline.prompts.languages import DEFAULT_PROMPTS_DIR, language_names, read_yaml
 

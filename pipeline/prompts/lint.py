@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from jsonschema.exceptions import ValidationError as SchemaMismatch
 
-from pipeline.errors import UserError
+from pipeline.config.errors import UserError
 from pipeline.prompts.library import DEFAULT_PROMPTS_DIR, PromptLibrary, Stage, TaskSpec
 from pipeline.prompts.samples import sample_variables
 

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.config_filters import ConsistencyFilter, RoundTripFilter
-from pipeline.index.corpus import CorpusIndex
-from pipeline.records import Candidate, Reject
+from pipeline.corpus.index import CorpusIndex
+from pipeline.dataset.records import Candidate, Reject
+from pipeline.quality.settings import ConsistencyFilter, RoundTripFilter
 
 if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
     from pipeline.embedding.inference import Embedder

@@ -8,10 +8,10 @@ dedup uses (case, punctuation, spacing), as sets of word n-grams; a query shorte
 words is one n-gram, so it is caught only by an exact match.
 """
 
-from pipeline.config_filters import DecontaminationFilter
+from pipeline.corpus.reader import read_queries
+from pipeline.dataset.records import Candidate, Reject
 from pipeline.dedup.text import normalize, shingles
-from pipeline.reader import read_queries
-from pipeline.records import Candidate, Reject
+from pipeline.quality.settings import DecontaminationFilter
 
 SETTING = "filters.decontamination.files"
 

@@ -10,9 +10,9 @@ specific, because a false reject costs a good pair.
 
 import re
 
-from pipeline.config_filters import HeuristicsFilter
-from pipeline.filters import words
-from pipeline.records import Candidate, Reject
+from pipeline.dataset.records import Candidate, Reject
+from pipeline.quality.minimal import words
+from pipeline.quality.settings import HeuristicsFilter
 
 REFUSAL_OR_META = re.compile(
     r"\b(as an ai|language model|i cannot|i can't|i'm sorry|i am sorry|sorry, but"

@@ -8,10 +8,10 @@ back to); a job with English queries alone has nothing to check.
 
 from collections.abc import Callable
 
-from pipeline.config_filters import LanguageFilter
-from pipeline.filters import words
-from pipeline.langid import language_confidence, same_language
-from pipeline.records import Candidate, Reject
+from pipeline.corpus.langid import language_confidence, same_language
+from pipeline.dataset.records import Candidate, Reject
+from pipeline.quality.minimal import words
+from pipeline.quality.settings import LanguageFilter
 
 FALLBACK = "en"
 

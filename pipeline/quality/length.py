@@ -3,9 +3,9 @@ requirement, which also skews the length mix the config asked for."""
 
 import math
 
-from pipeline.config_filters import LengthFilter
-from pipeline.filters import words
-from pipeline.records import Candidate, Reject
+from pipeline.dataset.records import Candidate, Reject
+from pipeline.quality.minimal import words
+from pipeline.quality.settings import LengthFilter
 
 
 def allowed_words(requested: int, config: LengthFilter) -> tuple[int, int]:

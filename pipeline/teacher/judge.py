@@ -14,11 +14,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pipeline.config import TeacherConfig
-from pipeline.config_filters import RoundTripFilter
-from pipeline.generate.backend import Generator
-from pipeline.index.corpus import CorpusIndex
-from pipeline.records import Candidate, Reject
+from pipeline.config.job import TeacherConfig
+from pipeline.corpus.index import CorpusIndex
+from pipeline.dataset.records import Candidate, Reject
+from pipeline.generation.backends.base import Generator
+from pipeline.quality.settings import RoundTripFilter
 from pipeline.teacher.scorers import Scoring, Teacher, open_teacher
 
 POOL = 100  # the student's top documents the teacher re-ranks for the round trip

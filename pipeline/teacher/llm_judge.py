@@ -13,10 +13,10 @@ scores are computed the same way.
 import math
 from collections.abc import Callable
 
-from pipeline.config import StageSampling
-from pipeline.config_filters import LlmJudgeFilter
-from pipeline.generate.backend import Generator, Request, Result
-from pipeline.records import Candidate, Reject
+from pipeline.config.job import StageSampling
+from pipeline.dataset.records import Candidate, Reject
+from pipeline.generation.backends.base import Generator, Request, Result
+from pipeline.quality.settings import LlmJudgeFilter
 
 # Qwen3-Reranker's system text, word for word (its model card).
 SYSTEM = (

@@ -28,10 +28,10 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from pipeline.config import TeacherConfig
-from pipeline.errors import UserError
-from pipeline.generate.backend import Generator
-from pipeline.index.corpus import CorpusIndex
+from pipeline.config.errors import UserError
+from pipeline.config.job import TeacherConfig
+from pipeline.corpus.index import CorpusIndex
+from pipeline.generation.backends.base import Generator
 from pipeline.teacher.lexical import Bm25Index
 from pipeline.teacher.llm_judge import judge
 

@@ -1,1 +1,0 @@
-"""Scheduled refresh: new versions from only the documents that are new or changed."""
