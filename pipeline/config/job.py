@@ -169,7 +169,7 @@ class SemanticDedup(Strict):
     threshold: float = Field(0.95, gt=0, le=1)
 
 
-class DocumentDedup(Strict):
+class DocumentDedupConfig(Strict):
     """Duplicate input documents yield redundant pairs: drop them before planning."""
 
     exact: bool = True
@@ -182,7 +182,7 @@ class DedupConfig(Strict):
     exact: bool = True
     near: NearDedup = NearDedup()
     semantic: SemanticDedup = SemanticDedup()
-    documents: DocumentDedup = DocumentDedup()
+    documents: DocumentDedupConfig = DocumentDedupConfig()
 
 
 class NegativesConfig(Strict):

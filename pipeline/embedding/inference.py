@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from pipeline.config.errors import UserError
 from pipeline.embedding.dense import load_dense
 from pipeline.embedding.model import EmbeddingModel, Pooling, query_prompt
-from pipeline.executors.console import OnDone
+from pipeline.generation.backends.base import OnDone
 
 DEFAULT_MAX_LENGTH = 512
 LEGACY_POOLING = {"pooling_mode_mean_tokens": "mean", "pooling_mode_lasttoken": "lasttoken"}

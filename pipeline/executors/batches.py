@@ -10,7 +10,8 @@ from typing import Any
 
 from pipeline.dataset.records import Candidate, Document, Reject, plan_count, reject_row
 from pipeline.dataset.writer import ShardWriter
-from pipeline.executors.console import OnDone, StepProgress
+from pipeline.executors.console import StepProgress
+from pipeline.generation.backends.base import OnDone
 from pipeline.generation.parse import TRANSIENT
 from pipeline.generation.stages import StageFn
 from pipeline.generation.steps import JobSteps

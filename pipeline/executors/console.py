@@ -18,8 +18,6 @@ from tqdm import tqdm
 
 # (step name, documents finished): what a progress listener sees, in order.
 Listener = Callable[[str, int], None]
-# Called with the number of requests (or texts) that just finished, as they finish.
-OnDone = Callable[[int], None]
 
 
 @contextmanager

@@ -33,8 +33,9 @@ from pipeline.corpus.index import CorpusIndex
 from pipeline.dataset.records import Candidate
 from pipeline.dataset.writer import ShardWriter
 from pipeline.executors.batches import Streamed, run_stages
-from pipeline.executors.console import OnDone, StepProgress
+from pipeline.executors.console import StepProgress
 from pipeline.executors.engine_actor import ActorDone, EngineActor
+from pipeline.generation.backends.base import OnDone
 from pipeline.generation.stages import TokenCount
 from pipeline.generation.steps import ORDERED, JobSteps
 

@@ -4,12 +4,15 @@ The two-stage Qwen3 recipe is two passes through `Generator.generate`, not a spe
 A failed request is a `Result` with `error` set, never an exception that loses the batch.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pipeline.config.job import StageSampling
-from pipeline.executors.console import OnDone
 from pipeline.generation.backends.engine_settings import EngineSettings
+
+# Called with the number of requests (or texts) that just finished, as they finish.
+OnDone = Callable[[int], None]
 
 
 @dataclass(frozen=True)
