@@ -21,12 +21,12 @@ from pipeline.config.errors import UserError
 from pipeline.config.job import DedupConfig, InputConfig, load_config
 from pipeline.corpus.index import CorpusIndex
 from pipeline.corpus.langid import detect_languages, identifiable, language_confidence
-from pipeline.corpus.reader import check_corpus, corpus_digest, read_batches
+from pipeline.corpus.reader import read_batches
+from pipeline.corpus.survey import check_corpus, corpus_digest
 from pipeline.dataset.records import Candidate, Document, content_hash
 from pipeline.dedup.documents import DocumentDedup
 from pipeline.prompts.library import DEFAULT_PROMPTS_DIR, PromptLibrary
-from pipeline.quality.language import check_languages
-from pipeline.quality.settings import LanguageFilter
+from pipeline.quality.language import LanguageFilter, check_languages
 from tests.conftest import cli, write_jsonl
 
 

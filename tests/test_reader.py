@@ -8,7 +8,8 @@ import pytest
 
 from pipeline.config.errors import UserError
 from pipeline.config.job import InputConfig
-from pipeline.corpus.reader import check_corpus, read_batches
+from pipeline.corpus.reader import read_batches
+from pipeline.corpus.survey import check_corpus
 from pipeline.dataset.records import content_hash
 from tests.conftest import write_jsonl
 

@@ -25,7 +25,8 @@ from pipeline.adapt.linear import Fit, fit_linear
 from pipeline.config.errors import UserError
 from pipeline.config.job import JobConfig, load_config
 from pipeline.corpus.index import CorpusIndex
-from pipeline.corpus.reader import check_corpus, read_batches, read_queries
+from pipeline.corpus.reader import read_batches, read_queries
+from pipeline.corpus.survey import check_corpus
 from pipeline.dataset.manifest import write_json_atomic
 from pipeline.dedup.text import normalize
 from pipeline.embedding.dense import with_dense

@@ -300,7 +300,7 @@ def embed(
 ) -> None:
     """Write embeddings of one text column."""
     from pipeline.config.job import InputConfig
-    from pipeline.corpus.reader import check_corpus
+    from pipeline.corpus.survey import check_corpus
     from pipeline.embedding.embed_file import embed_file
     from pipeline.embedding.inference import Embedder
 

@@ -17,8 +17,9 @@ from pydantic import Field, field_validator, model_validator
 from pipeline.config.base import Strict, load_yaml_model
 from pipeline.config.input import InputConfig
 from pipeline.corpus.langid import identifiable
+from pipeline.generation.backends.registry import BACKENDS
 from pipeline.prompts.languages import check_language_names
-from pipeline.quality.settings import FiltersConfig
+from pipeline.quality.registry import FiltersConfig, embeds_filters
 
 LANGUAGE_CODE = re.compile(r"^[a-z]{2}$")
 
@@ -137,7 +138,9 @@ class GeneratorConfig(Strict):
     """The model and what runs it: the in-process vLLM engine, or an OpenAI-compatible
     server (started by the job when `server.launch` is on)."""
 
-    backend: Literal["vllm", "openai"] = "vllm"
+    backend: str = Field(
+        "vllm", description="vllm (the in-process engine) or openai (a server); see BACKENDS"
+    )
     model: str
     engine: dict[str, Any] = Field(
         default_factory=dict,
@@ -151,6 +154,13 @@ class GeneratorConfig(Strict):
         description="share of documents whose requests may fail (after retries) in a run "
         "that is still published; past it the run stops unfinished, to be resumed",
     )
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in BACKENDS:
+            raise ValueError(f"unknown backend {value!r} (known: {', '.join(BACKENDS)})")
+        return value
 
 
 class NearDedup(Strict):
@@ -305,7 +315,7 @@ class JobConfig(Strict):
     # SmolLM2-135M keeps fewer of its queries on topic in it (bench/prompt_cost.py).
     prompt_layout: Literal["separate", "shared"] = "separate"
     generator: GeneratorConfig
-    filters: FiltersConfig = FiltersConfig()
+    filters: FiltersConfig = Field(default_factory=FiltersConfig)
     dedup: DedupConfig = DedupConfig()
     negatives: NegativesConfig = NegativesConfig()
     embedder: EmbedderConfig = EmbedderConfig()
@@ -361,6 +371,10 @@ class JobConfig(Strict):
         """A stable hash of the resolved config, recorded in the manifest."""
         blob = json.dumps(self.model_dump(mode="json", exclude={"executor", "ray"}), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# A check registered after this point (a test's, a plugin's) joins `filters:` too.
+embeds_filters(JobConfig, "filters")
 
 
 def resolve_path(base: Path, path: Path) -> Path:

@@ -5,14 +5,13 @@ Reading streams: Parquet by record batch, JSONL by line, folders by file, so mem
 not grow with the corpus (only the set of ids does: see pipeline.corpus.doc_ids). Empty and
 oversized documents are skipped as counted rejects.
 
-The corpus is checked up front (`check_corpus`, one pass over it) so that bad input fails
-before a model is loaded: a wrong path, format or column, a column the config names that
-the corpus lacks, a text that is not text, a repeated id, a corpus without documents. The
-reader checks rows again as it streams, so a caller that skips the check still never gets
-a document of a repeated id or a str()'d number as text.
+The corpus is checked up front (pipeline.corpus.survey, the one pass before generation) so
+that bad input fails before a model is loaded: a wrong path, format or column, a column the
+config names that the corpus lacks, a text that is not text, a repeated id, a corpus without
+documents. The reader checks rows again as it streams, so a caller that skips the survey
+still never gets a document of a repeated id or a str()'d number as text.
 """
 
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,15 +53,7 @@ def _wanted_columns(config: InputConfig) -> list[str]:
     return [config.text_column, *[c for c in optional if c]]
 
 
-def check_corpus(config: InputConfig) -> str:
-    """Fail fast on anything wrong with the corpus (see the module docstring): the layout
-    first, then one pass over every row. Returns the format."""
-    fmt = _check_layout(config)
-    _check_rows(config, fmt)
-    return fmt
-
-
-def _check_layout(config: InputConfig) -> str:
+def check_layout(config: InputConfig) -> str:
     """What a glance tells: a missing corpus, a corrupt file, a missing text column, a
     Parquet text column of another type, a named Parquet column that is not there."""
     fmt = detect_format(config)
@@ -106,41 +97,6 @@ def _is_text(kind: pa.DataType) -> bool:
         test(kind)
         for test in (pa.types.is_null, pa.types.is_string, pa.types.is_large_string, string_view)
     )
-
-
-def _check_rows(config: InputConfig, fmt: str) -> None:
-    """One pass over every row: texts are text, ids are unique (under the error policy),
-    JSONL rows somewhere hold each field the config names, and some row is a document."""
-    ids = DocumentIds(config.path, UNITS[fmt], "error")
-    fields: dict[str, None] = {}  # every JSONL field seen, in order of first sight
-    rows = empty = long = 0
-    for number, row in _rows(config, fmt, ids_only=True):
-        rows += 1
-        if fmt == "jsonl":
-            fields.update(dict.fromkeys(row))
-        text = _text(row, config, fmt, number)
-        empty += not text
-        long += len(text) > config.max_chars
-        if config.id_column:
-            value = row.get(config.id_column)
-            given = _id_of(value, config, fmt, number)
-            if config.duplicate_ids == "error":
-                ids.assign(given, isinstance(value, str), number, text)
-    if fmt == "jsonl":
-        for setting, column in config.named_columns().items():
-            if column not in fields:
-                raise UserError(
-                    f"{config.path}: input.{setting} '{column}': no such field in any line "
-                    f"(has: {', '.join(fields)})"
-                )
-    if rows == empty + long:
-        found = (
-            f"of its {rows} rows, {empty} have no text and {long} are longer than "
-            f"input.max_chars ({config.max_chars})"
-            if rows
-            else "it holds no rows"
-        )
-        raise UserError(f"no documents in {config.path}: {found}")
 
 
 def _parquet_file(path: Path) -> pq.ParquetFile:
@@ -201,19 +157,16 @@ def _text_files(folder: Path) -> Iterator[Path]:
 UNITS = {"jsonl": "line", "parquet": "row", "text": "file"}
 
 
-def _rows(
-    config: InputConfig, fmt: str, ids_only: bool = False
-) -> Iterator[tuple[int, dict[str, Any]]]:
+def _rows(config: InputConfig, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """(number, row) in corpus order: JSONL line numbers, Parquet and folder rows counted
-    from 1. `ids_only` reads just the id and text columns of a Parquet file."""
+    from 1."""
     if fmt == "jsonl":
         # A later row without the text field is skipped as `empty`, like a null text.
         yield from jsonl_rows(config.path)
     elif fmt == "parquet":
         parquet = _parquet_file(config.path)
         names = parquet.schema_arrow.names
-        wanted = [config.text_column, config.id_column] if ids_only else _wanted_columns(config)
-        columns = [c for c in dict.fromkeys(wanted) if c in names]
+        columns = [c for c in dict.fromkeys(_wanted_columns(config)) if c in names]
         number = 0
         try:
             for batch in parquet.iter_batches(batch_size=config.batch_size, columns=columns):
@@ -312,22 +265,16 @@ def read_batches(
 ) -> Iterator[tuple[list[Document], list[Reject]]]:
     """Yield (documents, skipped) batches of at most `config.batch_size` documents and
     skips together, stopping after `limit` documents (skips past that point are not read)."""
-    fmt = _check_layout(config)
-    reserved = _reserved(config, fmt) if config.duplicate_ids == "suffix" else frozenset()
-    ids = DocumentIds(config.path, UNITS[fmt], config.duplicate_ids, reserved)
+    fmt = check_layout(config)
     documents: list[Document] = []
     skipped: list[Reject] = []
     taken = 0
-    for number, row in _rows(config, fmt):
+    for _, doc in read_documents(config, fmt):
         if limit is not None and taken >= limit:
             break
-        doc = _document(row, number, config, fmt, ids)
-        if not doc.text:
-            skipped.append(Reject(doc.doc_id, None, "read", "empty", "no text", None))
-        elif len(doc.text) > config.max_chars:
-            detail = f"{len(doc.text)} chars > input.max_chars {config.max_chars}"
-            head = doc.text[: config.max_chars]
-            skipped.append(Reject(doc.doc_id, None, "read", "too_long", detail, head))
+        reject = skip(doc, config)
+        if reject is not None:
+            skipped.append(reject)
         else:
             documents.append(doc)
             taken += 1
@@ -338,10 +285,29 @@ def read_batches(
         yield documents, skipped
 
 
+def read_documents(config: InputConfig, fmt: str) -> Iterator[tuple[dict[str, Any], Document]]:
+    """(row, document) for every row in corpus order, ids assigned under the config's
+    `duplicate_ids` policy (a repeated id is an error there, or gets its suffix)."""
+    reserved = _reserved(config, fmt) if config.duplicate_ids == "suffix" else frozenset()
+    ids = DocumentIds(config.path, UNITS[fmt], config.duplicate_ids, reserved)
+    for number, row in _rows(config, fmt):
+        yield row, _document(row, number, config, fmt, ids)
+
+
+def skip(doc: Document, config: InputConfig) -> Reject | None:
+    """The read step's reject of a document no plan is made for: empty, or too long."""
+    if not doc.text:
+        return Reject(doc.doc_id, None, "read", "empty", "no text", None)
+    if len(doc.text) > config.max_chars:
+        detail = f"{len(doc.text)} chars > input.max_chars {config.max_chars}"
+        return Reject(doc.doc_id, None, "read", "too_long", detail, doc.text[: config.max_chars])
+    return None
+
+
 def count_rows(config: InputConfig, limit: int | None = None) -> int:
     """How many rows the corpus holds (at most `limit`), cheaply: Parquet metadata, a
     line count, a file count. Progress bars use it for their total and ETA."""
-    fmt = _check_layout(config)
+    fmt = check_layout(config)
     if fmt == "parquet":
         rows = _parquet_file(config.path).metadata.num_rows
     elif fmt == "jsonl":
@@ -350,15 +316,3 @@ def count_rows(config: InputConfig, limit: int | None = None) -> int:
     else:
         rows = sum(1 for _ in _text_files(config.path))
     return rows if limit is None else min(rows, limit)
-
-
-def corpus_digest(config: InputConfig, limit: int | None = None) -> str:
-    """A hash of the corpus content a job reads (ids and texts, skips included), so a rerun
-    can tell an unchanged corpus from a changed one."""
-    digest = hashlib.sha256()
-    for docs, skipped in read_batches(config, limit):
-        for doc in docs:
-            digest.update(doc.key.encode())
-        for reject in skipped:
-            digest.update(f"{reject.doc_id}\0{reject.reason}\0".encode())
-    return digest.hexdigest()[:16]

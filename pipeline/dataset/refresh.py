@@ -21,8 +21,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.config.job import InputConfig
-from pipeline.corpus.reader import read_batches
 from pipeline.dataset.records import Document
 from pipeline.dataset.writer import VERSION_DIR, write_atomic
 
@@ -101,26 +99,22 @@ def covered(versions: list[Path]) -> set[str]:
     return {key for keys in live_documents(versions).values() for key in keys}
 
 
-def count_new(config: InputConfig, limit: int | None, seen: set[str]) -> int:
-    """How many documents of the corpus no earlier version read."""
-    return sum(doc.key not in seen for docs, _ in read_batches(config, limit) for doc in docs)
+def find_superseded(keys: list[tuple[str, str]], whole: bool, versions: list[Path]) -> Superseded:
+    """Documents the earlier versions cover whose text the corpus changed or dropped, from
+    the corpus's (doc_id, key) pairs (pipeline.corpus.survey).
 
-
-def find_superseded(config: InputConfig, limit: int | None, versions: list[Path]) -> Superseded:
-    """Documents the earlier versions cover whose text the corpus changed or dropped.
-
-    With a `limit` only the first documents are read, so nothing is known to be deleted:
-    only changes are found then. A document now empty or over `input.max_chars` is no longer
-    read, so it counts as deleted (its old text trains no more)."""
+    Unless the corpus was read `whole` (a `limit` reads only the first documents), nothing
+    is known to be deleted: only changes are found then. A document now empty or over
+    `input.max_chars` is no longer read, so it counts as deleted (its old text trains no
+    more)."""
     live = live_documents(versions)
     found = Superseded()
     present: set[str] = set()
-    for docs, _ in read_batches(config, limit):
-        for doc in docs:
-            present.add(doc.doc_id)
-            if doc.doc_id in live and doc.key not in live[doc.doc_id]:
-                found.changed.add(doc.doc_id)
-    if limit is None:
+    for doc_id, key in keys:
+        present.add(doc_id)
+        if doc_id in live and key not in live[doc_id]:
+            found.changed.add(doc_id)
+    if whole:
         found.deleted = set(live) - present
     return found
 

@@ -15,6 +15,7 @@ from pipeline.corpus.embedder import open_embedder
 from pipeline.corpus.index import CorpusIndex
 from pipeline.dataset.records import Candidate
 from pipeline.executors.batches import StagesDone, run_stages
+from pipeline.generation.backends.registry import Opening, open_backend
 from pipeline.generation.cache import CachingGenerator, RequestCache
 from pipeline.generation.stages import TokenCount
 from pipeline.generation.steps import job_stages, stage_names
@@ -40,14 +41,12 @@ class EngineActor:
     """Made remote by pipeline.executors.ray with the job's resources per engine."""
 
     def __init__(self, config: JobConfig, staging: Path, writer: str, index: CorpusIndex | None):
-        from pipeline.generation.backends.vllm_offline import open_generator
-
         library = PromptLibrary(config.prompts_dir, load_personas(config.personas))
         self.generator = CachingGenerator(
             RequestCache(staging / "cache", writer),
             config.generator.model,
             config.seed,
-            opener=lambda: open_generator(config.generator, config.seed),
+            opener=lambda: open_backend(config, Opening()),
         )
         embedder = open_embedder(config.embedder) if needs_embedder(config) else None
         # No query dedup here: it runs on the driver, over batches in corpus order.

@@ -19,25 +19,25 @@ import os
 import socket
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.config.errors import UserError
+from pipeline.config.input import InputConfig
 from pipeline.config.job import EmbedderConfig, JobConfig, RayConfig
 from pipeline.corpus.embedder import open_embedder
-from pipeline.corpus.index import CorpusIndex
 from pipeline.dataset.records import Candidate
-from pipeline.dataset.writer import ShardWriter
+from pipeline.executors.base import Drive
 from pipeline.executors.batches import Streamed, run_stages
-from pipeline.executors.console import StepProgress
 from pipeline.executors.engine_actor import ActorDone, EngineActor
 from pipeline.generation.backends.base import OnDone
-from pipeline.generation.stages import TokenCount
 from pipeline.generation.steps import ORDERED, JobSteps
+
+if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
+    from pipeline.embedding.inference import Embedder
 
 # What engine actors need from the driver's environment on any node (engine and hub
 # settings; the cache folder of bundled models).
@@ -147,19 +147,53 @@ class _Batch:
 
 
 class RayExecutor:
-    """Drives the job's batches through engine actors; see the module's docstring."""
+    """Drives the job's batches through engine actors; see the module's docstring
+    (pipeline.executors.base.Executor)."""
 
-    def __init__(
-        self,
-        config: JobConfig,
-        staging: Path,
-        index: CorpusIndex | None,
-        progress: StepProgress,
-        tokens: TokenCount,
-    ) -> None:
+    def __init__(self, config: JobConfig, quiet: bool) -> None:
+        self.config = config
+        self.quiet = quiet
+        self.actors: list[Any] = []
+        self.busy: list[int] = []
+
+    def cluster(self) -> AbstractContextManager[None]:
+        return ray_cluster(self.config.ray, self.quiet)
+
+    def reading(self, settings: InputConfig) -> InputConfig:
+        size = self.config.ray.batch_size
+        return settings if size is None else settings.model_copy(update={"batch_size": size})
+
+    def embed(self, embedder: "Embedder", texts: list[str], on_done: OnDone) -> np.ndarray:
+        """On the cluster's workers, in slices (the driver's embedder stays idle)."""
+        if not texts:
+            return embedder.encode_documents(texts, on_done=on_done)
+        return embed_corpus(self.config, texts, on_done)
+
+    def run(self, steps: JobSteps, drive: Drive) -> Streamed:
+        """Start the actors, drive every batch; the caller closes the writers."""
+        self._start_actors(drive)
+        out = Streamed(drive.pairs, drive.rejects, drive.progress)
+        segments = _segments([name for name, _ in steps.stages])
+        queue: deque[_Batch] = deque()
+        in_flight = self.config.ray.engines * self.config.ray.in_flight
+        try:
+            for docs, skipped in steps.batches():
+                unique = out.admit(steps, docs, skipped)
+                if unique is None:
+                    continue
+                queue.append(self._submit(segments[0][1], out.plan(steps, unique)))
+                while len(queue) >= in_flight:
+                    self._finish(queue.popleft(), steps, segments, out)
+            while queue:
+                self._finish(queue.popleft(), steps, segments, out)
+        finally:
+            self.progress.close()
+        return out
+
+    def _start_actors(self, drive: Drive) -> None:
         import ray
 
-        settings = config.ray
+        settings, config = self.config.ray, self.config
         if settings.tensor_parallel_size > 1:
             engine = {
                 **config.generator.engine,
@@ -174,33 +208,14 @@ class RayExecutor:
             max_restarts=1,
             max_task_retries=1,
         )
-        index_ref = ray.put(index) if index is not None else None
+        index_ref = ray.put(drive.index) if drive.index is not None else None
         self.actors = [
-            remote.remote(config, staging, f"a{i}", index_ref) for i in range(settings.engines)
+            remote.remote(config, drive.staging, f"a{i}", index_ref)
+            for i in range(settings.engines)
         ]
         self.busy = [0] * settings.engines
-        self.in_flight = settings.engines * settings.in_flight
-        self.progress = progress
-        self.tokens = tokens
-
-    def run(self, steps: JobSteps, pairs: ShardWriter, rejects: ShardWriter) -> Streamed:
-        """Drive every batch; the caller closes the writers."""
-        out = Streamed(pairs, rejects, self.progress)
-        segments = _segments([name for name, _ in steps.stages])
-        queue: deque[_Batch] = deque()
-        try:
-            for docs, skipped in steps.batches():
-                unique = out.admit(steps, docs, skipped)
-                if unique is None:
-                    continue
-                queue.append(self._submit(segments[0][1], out.plan(steps, unique)))
-                while len(queue) >= self.in_flight:
-                    self._finish(queue.popleft(), steps, segments, out)
-            while queue:
-                self._finish(queue.popleft(), steps, segments, out)
-        finally:
-            self.progress.close()
-        return out
+        self.progress = drive.progress
+        self.tokens = drive.tokens
 
     def _submit(self, names: list[str], candidates: list[Candidate]) -> _Batch:
         actor = min(range(len(self.actors)), key=self.busy.__getitem__)

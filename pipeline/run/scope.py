@@ -11,9 +11,9 @@ from pathlib import Path
 
 from pipeline.config.errors import NothingToDo
 from pipeline.config.job import JobConfig
-from pipeline.corpus.reader import corpus_digest, count_rows
+from pipeline.corpus.survey import Survey
 from pipeline.dataset.card import manifest_of
-from pipeline.dataset.refresh import Superseded, count_new, covered, find_superseded
+from pipeline.dataset.refresh import Superseded, covered, find_superseded
 from pipeline.dataset.writer import unfinished_version, versions
 from pipeline.prompts.library import PromptLibrary
 
@@ -31,22 +31,28 @@ class Scope:
 
 
 def run_scope(
-    config: JobConfig, library: PromptLibrary, root: Path, limit: int | None, refresh: bool
+    config: JobConfig,
+    library: PromptLibrary,
+    survey: Survey,
+    root: Path,
+    limit: int | None,
+    refresh: bool,
 ) -> Scope:
-    """The scope of a `run` (or, with `refresh`, a `refresh`) of the dataset at `root`."""
+    """The scope of a `run` (or, with `refresh`, a `refresh`) of the dataset at `root`,
+    from the survey of its corpus (pipeline.corpus.survey: nothing here reads the corpus)."""
     parent = versions(root)
     scope = Scope(
         parent,
-        job_fingerprint(config, library, limit),
+        job_fingerprint(config, library, limit, survey.digest),
         unfinished_version(root),
-        count_rows(config.input, limit),
+        survey.read,
     )
     if refresh:
         scope.seen = covered(parent)
         # Earlier-covered documents the corpus changed or dropped: their old pairs retire.
-        scope.gone = find_superseded(config.input, limit, parent)
+        scope.gone = find_superseded(survey.keys, limit is None, parent)
         if scope.unfinished is None and parent:
-            scope.total = count_new(config.input, limit, scope.seen)
+            scope.total = survey.new(scope.seen)
             if scope.total == 0 and not scope.gone:
                 raise NothingToDo(
                     f"no new or changed documents since {parent[-1].name}: nothing written"
@@ -70,12 +76,14 @@ def _same_job(parent: list[Path], fingerprint: str) -> bool:
     return manifest_of(parent[-1]).get("job_fingerprint") == fingerprint
 
 
-def job_fingerprint(config: JobConfig, library: PromptLibrary, limit: int | None) -> str:
+def job_fingerprint(
+    config: JobConfig, library: PromptLibrary, limit: int | None, digest: str
+) -> str:
     """What makes two runs the same job: the config, the prompts (template hashes), the
     limit and the corpus content. A rerun with the same fingerprint has nothing to do."""
     templates = {task.type: library.task(task.type).template_hash for task in config.tasks}
     blob = json.dumps(
-        [config.fingerprint(), templates, limit, corpus_digest(config.input, limit)],
+        [config.fingerprint(), templates, limit, digest],
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -12,11 +12,13 @@ logged.
 
 import asyncio
 import os
+from pathlib import Path
 from typing import Any
 
 from pipeline.config.errors import UserError
-from pipeline.config.job import ServerConfig, StageSampling
+from pipeline.config.job import JobConfig, ServerConfig, StageSampling
 from pipeline.generation.backends.base import OnDone, Request, Result
+from pipeline.generation.backends.registry import Opening
 
 RETRIED_STATUS = {408, 409, 429}  # plus every 5xx
 TOP_LOGPROBS = 20  # the most the OpenAI API returns per position
@@ -151,3 +153,27 @@ def _message(exc: Any) -> str:
     if isinstance(body, dict):
         return str(body.get("message") or body)[:300]
     return str(exc)[:300]
+
+
+def check(config: JobConfig) -> None:
+    """A server the job launches loads a model folder or name: check it (a running
+    server's model is a name it serves, not checked here)."""
+    if config.generator.server.launch:
+        from pipeline.generation.backends.model_check import check_model
+
+        check_model(config.generator.model)
+
+
+def open_backend(config: JobConfig, opening: Opening) -> OpenAIServerGenerator:
+    """The server client, after starting the server when the job launches its own (it
+    stops with the run: `opening.stack`)."""
+    settings = config.generator
+    if settings.server.launch:
+        from pipeline.generation.backends.server_process import launched_server
+
+        port = settings.server.port
+        opening.say(f"starting a vLLM server for {settings.model} on port {port} ...")
+        logs = opening.logs or Path("logs")
+        opening.stack.enter_context(launched_server(settings, config.seed, logs / "server.log"))
+    opening.say(f"generating through {settings.server.base_url}")
+    return OpenAIServerGenerator(settings.model, settings.server)

@@ -18,16 +18,18 @@ import hashlib
 import io
 import json
 import re
+import time
 from functools import lru_cache, partial
 from typing import Any
 
 from tqdm import tqdm
 
 from pipeline.config.errors import UserError
-from pipeline.config.job import GeneratorConfig, StageSampling
+from pipeline.config.job import GeneratorConfig, JobConfig, StageSampling
 from pipeline.generation.backends.base import OnDone, Request, Result
 from pipeline.generation.backends.engine_settings import apply_settings, choose_settings
 from pipeline.generation.backends.model_check import check_model
+from pipeline.generation.backends.registry import Opening
 from pipeline.generation.parse import PROMPT_TOO_LONG
 
 CHAT_TEMPLATE_KWARGS = {"enable_thinking": False}
@@ -283,3 +285,24 @@ def _cached(model: str, seed: int, engine_json: str) -> VllmGenerator:
 def open_generator(config: GeneratorConfig, seed: int) -> VllmGenerator:
     """The engine for these settings, created once per process."""
     return _cached(config.model, seed, json.dumps(config.engine, sort_keys=True))
+
+
+def check(config: JobConfig) -> None:
+    """The model folder or name is one vLLM can load (before the engine starts)."""
+    check_model(config.generator.model)
+
+
+def open_backend(config: JobConfig, opening: Opening) -> VllmGenerator:
+    """The in-process engine of the job (pipeline.generation.backends.registry)."""
+    opening.say(f"loading {config.generator.model} ...")
+    start = time.perf_counter()
+    log = opening.engine_log
+    try:
+        generator = open_generator(config.generator, config.seed)
+    except UserError as exc:
+        raise UserError(f"{exc} (engine log: {log})" if log else str(exc)) from exc
+    took = f"engine ready in {time.perf_counter() - start:.0f} s"
+    opening.say(took + (f"; its log: {log}" if log else ""))
+    if generator.settings is not None:
+        opening.say(f"engine: {generator.settings.describe()}")
+    return generator
