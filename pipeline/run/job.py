@@ -115,9 +115,8 @@ def run_job(
     left the corpus (their old pairs are superseded: pipeline.dataset.refresh); with
     nothing new, changed or deleted it raises NothingToDo before writing anything.
 
-    `quiet_engine` sends the engine's own output to `logs/engine.log` inside the version;
-    `listener` sees every progress step (step name, documents done) as it happens.
-    `generator` replaces the configured backend (tests, benchmarks).
+    `quiet_engine` sends the engine's output to the version's `logs/engine.log`; `listener`
+    sees every progress step as it happens; `generator` replaces the configured backend.
     """
     library, survey = prepare(config, limit)
     root = (out_dir or config.output.dir) / config.name
@@ -135,9 +134,7 @@ def run_job(
             say = (lambda line: print(line, file=console)) if progress else (lambda line: None)
             opening = Opening(say, stack, staging / "logs", log)
             caching = _caching(config, generator, staging, opening, scope)
-            index = None
-            if embedder is not None:
-                index = _corpus_index(executor, embedder, survey, shown)
+            index = _corpus_index(executor, embedder, survey, shown)
             context = Context.for_job(config, library, embedder, index, dedup, caching)
             tokens = TokenCount()
             steps = _steps(config, library, executor, caching, context, scope, tokens, limit)
@@ -145,11 +142,9 @@ def run_job(
             bars = StepProgress(names, scope.total, shown, listener)
             pairs, rejects = _writer(staging, "data", config), _writer(staging, "rejects", config)
             started_at, start = now(), time.perf_counter()
-            try:
-                streamed = executor.run(steps, Drive(staging, index, bars, tokens, pairs, rejects))
-            except UserError as exc:
-                raise UserError(f"{exc} (the unfinished version is left in {staging})") from exc
-            _check_failures(config, streamed, staging)
+            streamed = _drive(
+                config, executor, steps, Drive(staging, index, bars, tokens, pairs, rejects)
+            )
             files = {"data": pairs.close(), "rejects": rejects.close()}
             finished = Finished(
                 scope,
@@ -201,10 +196,12 @@ def _query_dedup(config: JobConfig, embedder: "Embedder | None", scope: Scope) -
 
 
 def _corpus_index(
-    executor: Executor, embedder: "Embedder", survey: Survey, console: TextIO | None
-) -> CorpusIndex:
+    executor: Executor, embedder: "Embedder | None", survey: Survey, console: TextIO | None
+) -> CorpusIndex | None:
     """Every document of the job (up to the limit, as the survey kept them), embedded once
-    for the whole run by the executor."""
+    for the whole run by the executor; none for a job that embeds nothing."""
+    if embedder is None:
+        return None
     documents = survey.documents or []
     with tqdm(
         total=len(documents), desc="  corpus", unit="doc", file=console, disable=console is None
@@ -284,6 +281,16 @@ def _publish(
         record["requests"]["generated"],
         record["requests"]["cached"],
     )
+
+
+def _drive(config: JobConfig, executor: Executor, steps: JobSteps, drive: Drive) -> Streamed:
+    """The executor's run of every batch, and the check that enough of it generated."""
+    try:
+        streamed = executor.run(steps, drive)
+    except UserError as exc:
+        raise UserError(f"{exc} (the unfinished version is left in {drive.staging})") from exc
+    _check_failures(config, streamed, drive.staging)
+    return streamed
 
 
 def _check_failures(config: JobConfig, streamed: Streamed, staging: Path) -> None:
