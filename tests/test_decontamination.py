@@ -7,9 +7,8 @@ import pytest
 
 from pipeline.config.errors import UserError
 from pipeline.dataset.records import Candidate, Document
-from pipeline.quality.chain import same_document
-from pipeline.quality.decontamination import Decontaminator
-from pipeline.quality.settings import DecontaminationFilter
+from pipeline.quality.decontamination import DecontaminationFilter, Decontaminator
+from pipeline.quality.same_document import same_document
 from tests.conftest import write_jsonl
 
 EVAL = [

@@ -4,7 +4,7 @@ import pytest
 
 from pipeline.dataset.records import Candidate, Document
 from pipeline.quality.minimal import check_pair, copy_ratio, words
-from pipeline.quality.settings import FiltersConfig
+from pipeline.quality.registry import FiltersConfig
 
 PASSAGE = "The Danube is the second-longest river in Europe and flows through ten countries."
 

@@ -6,17 +6,16 @@ from pipeline.corpus.embedder import embedder_path
 from pipeline.corpus.index import CorpusIndex
 from pipeline.dataset.records import Candidate, Document
 from pipeline.embedding.inference import Embedder
-from pipeline.quality.consistency import check_consistency, check_round_trip, embed_queries
-from pipeline.quality.heuristics import check_heuristics, ngram_overlap
-from pipeline.quality.language import check_languages
-from pipeline.quality.length import allowed_words, check_length
-from pipeline.quality.settings import (
+from pipeline.quality.consistency import (
     ConsistencyFilter,
-    HeuristicsFilter,
-    LanguageFilter,
-    LengthFilter,
     RoundTripFilter,
+    check_consistency,
+    check_round_trip,
+    embed_queries,
 )
+from pipeline.quality.heuristics import HeuristicsFilter, check_heuristics, ngram_overlap
+from pipeline.quality.language import LanguageFilter, check_languages
+from pipeline.quality.length import LengthFilter, allowed_words, check_length
 
 PASSAGES = {
     "danube": "The Danube is the second-longest river in Europe. It rises in the Black Forest "

@@ -15,7 +15,7 @@ from pipeline.dataset.records import Candidate, Document
 from pipeline.generation.backends.base import Request
 from pipeline.generation.backends.engine_settings import CPU_BLOCK_SIZE
 from pipeline.generation.cache import result_key
-from pipeline.quality.chain import one_per_plan
+from pipeline.quality.one_per_plan import one_per_plan
 from pipeline.run.job import run_job
 from tests.conftest import NO_QUALITY_FILTERS
 

@@ -21,8 +21,7 @@ from pipeline.corpus.index import CorpusIndex
 from pipeline.dataset.records import Candidate, Document
 from pipeline.embedding.inference import Embedder
 from pipeline.negatives.mining import mine
-from pipeline.quality.consistency import embed_queries
-from pipeline.quality.settings import RoundTripFilter
+from pipeline.quality.consistency import RoundTripFilter, embed_queries
 from pipeline.run.job import run_job
 from pipeline.teacher.judge import TeacherJudge
 from pipeline.teacher.lexical import Bm25Index, bm25s_module

@@ -12,6 +12,7 @@ Static text comes first and the document last, so vLLM's prefix cache shares the
 """
 
 import copy
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from pipeline.config.errors import UserError
 from pipeline.config.job import PersonasConfig
 from pipeline.personas.library import load_personas
 from pipeline.prompts.languages import DEFAULT_PROMPTS_DIR, language_names, read_yaml
+from pipeline.quality.registry import family_checks
 
 # The opening of a shared head's system text; each request's `**Task**` line names its stage.
 SHARED_HEAD = (
@@ -42,17 +44,18 @@ SHARED_HEAD = (
 Messages = list[dict[str, str]]
 
 
-# Every post-generation check a family may ask for; a family that lists none gets them all.
-CHECKS = (
-    "bounds",  # query word and character limits (filters.min/max_query_words)
-    "copy",  # query copied verbatim from the passage
-    "length",  # query length near the requested words
-    "language",  # the `record.language` text is in the planned query language
-    "heuristics",  # refusals, meta text, passage-dependent questions, n-gram overlap
-    "consistency",  # cosine(query, positive)
-    "round_trip",  # the passage ranks in the top k for the query (positive = passage)
-    "negatives",  # hard negatives mined from the corpus (positive = passage)
-)
+# Post-generation steps a family may list that are no registered check: mining hard
+# negatives from the corpus (positive = passage).
+OTHER_CHECKS = ("negatives",)
+
+
+def known_checks() -> tuple[str, ...]:
+    """Every post-generation check a family may list (a family that lists none gets them
+    all): the registered quality checks' names (pipeline.quality.registry: `bounds` and
+    `copy` are parts of the minimal filters), then mining."""
+    return (*family_checks(), *OTHER_CHECKS)
+
+
 # Where a record field may come from besides a stage output.
 DOCUMENT_SOURCES = ("passage", "title")
 
@@ -98,7 +101,7 @@ class TaskSpec:
     stages: list[Stage]
     template_hash: str
     record: RecordSpec = RecordSpec()
-    checks: frozenset[str] = frozenset(CHECKS)
+    checks: frozenset[str] = dataclasses.field(default_factory=lambda: frozenset(known_checks()))
     cross_lingual: bool = False  # the query language is always another than the document's
     # The opening of every stage's request (`prompt_layout: shared`): the passage block.
     lead: str | None = None
@@ -182,7 +185,7 @@ class PromptLibrary:
             stages = [self._stage(registry.parent, entry, digest) for entry in spec["stages"]]
             instructions = spec.get("instructions") or [spec["instruction"]]
             record = RecordSpec(**spec.get("record", {}))
-            checks = frozenset(spec.get("checks", CHECKS))
+            checks = frozenset(spec.get("checks", known_checks()))
             task = TaskSpec(
                 name,
                 [text.strip() for text in instructions],
@@ -339,9 +342,9 @@ def _check_registry(registry: Path, task: TaskSpec) -> None:
     """Refuse a registry whose record or checks name something that cannot exist."""
     if not 1 <= len(task.stages) <= 3:
         raise UserError(f"{registry}: a task has one to three stages, not {len(task.stages)}")
-    unknown = sorted(task.checks - set(CHECKS))
+    unknown = sorted(task.checks - set(known_checks()))
     if unknown:
-        known = ", ".join(CHECKS)
+        known = ", ".join(known_checks())
         raise UserError(f"{registry}: unknown checks {', '.join(unknown)} (known: {known})")
     outputs = {key for stage in task.stages for key in stage.schema.get("properties", {})}
     record = task.record

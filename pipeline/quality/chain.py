@@ -15,7 +15,6 @@ executor stages (`filter`, `mine`, `teach` with a teacher, `dedup`) so the conso
 bar each, while the manifest's funnel and the rejects name each check.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
@@ -24,29 +23,16 @@ from pipeline.config.job import JobConfig
 from pipeline.corpus.index import CorpusIndex
 from pipeline.dataset.records import Candidate, Reject, plan_count
 from pipeline.dedup.queries import QueryDedup
-from pipeline.dedup.text import text_key
 from pipeline.generation.backends.base import Generator, OnDone
-from pipeline.generation.stages import StageFn, example_queries, pair_instruction
+from pipeline.generation.stages import StageFn, pair_instruction
 from pipeline.negatives.mining import mine
 from pipeline.prompts.library import PromptLibrary
-from pipeline.quality.consistency import (
-    check_consistency,
-    check_round_trip,
-    embed_positives,
-    embed_queries,
-)
-from pipeline.quality.decontamination import Decontaminator
-from pipeline.quality.heuristics import check_heuristics
-from pipeline.quality.language import check_languages
-from pipeline.quality.length import check_length
-from pipeline.quality.minimal import check_pair
+from pipeline.quality.consistency import embed_queries
+from pipeline.quality.registry import Check, filters
 from pipeline.teacher.judge import TeacherJudge, judge_for
-from pipeline.teacher.llm_judge import judge_check
 
 if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
     from pipeline.embedding.inference import Embedder
-
-Check = Callable[[list[Candidate]], list[Reject | None]]
 
 
 @dataclass
@@ -95,25 +81,6 @@ class Context:
         return cls(embedder, index, dedup, teacher, generator)
 
 
-def per_candidate(fn: Callable[[Candidate], Reject | None]) -> Check:
-    """A check written for one candidate, applied to a batch."""
-    return lambda candidates: [fn(c) for c in candidates]
-
-
-def embedding_check(
-    context: Context, fn: Callable[..., list[Reject | None]], *args: object
-) -> Check:
-    """A check on query vectors: embeds the batch's queries first (once per candidate)."""
-
-    def run(candidates: list[Candidate]) -> list[Reject | None]:
-        assert context.embedder is not None and context.index is not None
-        embed_queries(candidates, context.embedder)
-        embed_positives(candidates, context.embedder)
-        return fn(candidates, context.index, *args)
-
-    return run
-
-
 def for_families(library: PromptLibrary, name: str, check: Check) -> Check:
     """`check` on the candidates whose task family lists it; the others pass untouched."""
 
@@ -131,96 +98,16 @@ def for_families(library: PromptLibrary, name: str, check: Check) -> Check:
 def filter_checks(
     config: JobConfig, library: PromptLibrary, context: Context
 ) -> list[tuple[str, Check]]:
-    """The filter checks this job's config switches on, in order, each on the families
-    that list it."""
-    examples = {task.type: example_queries(library, task.type) for task in config.tasks}
-    filters = config.filters
-
-    def minimal(c: Candidate) -> Reject | None:
-        spec = library.task(c.task)
-        bounds, copy = spec.applies("bounds"), spec.applies("copy")
-        return check_pair(c, filters, examples[c.task], bounds, copy)
-
-    checks: list[tuple[str, Check]] = [("filter", per_candidate(minimal))]
-    if any(task.queries_per_document > 1 for task in config.tasks):
-        checks.append(("same_document", same_document))
-    if filters.decontamination.files:
-        checks.append(
-            ("decontamination", per_candidate(Decontaminator(filters.decontamination).check))
-        )
-    if filters.length.enabled:
-        checks.append(("length", per_candidate(lambda c: check_length(c, filters.length))))
-    if filters.language.enabled:
-        languages = list(config.languages.query)
-
-        def written(c: Candidate) -> str:  # the text the plan asked for in its language
-            in_language = library.task(c.task).record.language
-            return (c.positive_text if in_language == "positive" else c.query) or ""
-
-        checks.append(
-            ("language", lambda cs: check_languages(cs, filters.language, languages, written))
-        )
-    if filters.heuristics.enabled:
-        checks.append(
-            ("heuristics", per_candidate(lambda c: check_heuristics(c, filters.heuristics)))
-        )
-    if filters.consistency.enabled:
-        checks.append(
-            ("consistency", embedding_check(context, check_consistency, filters.consistency))
-        )
-    if filters.round_trip.enabled:
-        judged = check_round_trip
-        if filters.round_trip.judge == "teacher":
-            assert context.teacher is not None
-            judged = teacher_round_trip(context.teacher)
-        checks.append(("round_trip", embedding_check(context, judged, filters.round_trip)))
-    if filters.llm_judge.enabled:
-        assert context.generator is not None
-        instruction_of = partial(pair_instruction, library)
-        checks.append(
-            ("llm_judge", judge_check(context.generator, filters.llm_judge, instruction_of))
-        )
-    if any(task.samples > 1 for task in config.tasks):
-        checks.append(("one_per_plan", one_per_plan))
-    everyone = ("filter", "same_document", "decontamination", "llm_judge", "one_per_plan")
-    return [
-        (name, check if name in everyone else for_families(library, name, check))
-        for name, check in checks
-    ]
-
-
-def same_document(candidates: list[Candidate]) -> list[Reject | None]:
-    """Several plans of one document (`queries_per_document`) can come back with the same
-    query: the first stays. A document's candidates are planned into one batch, so looking
-    within the batch is enough."""
-    seen: set[tuple[str, str, str]] = set()
-    verdicts: list[Reject | None] = []
-    for c in candidates:
-        key = (c.doc.doc_id, c.task, text_key(c.query or ""))
-        verdicts.append(
-            Reject(c.doc.doc_id, c.task, "same_document", "duplicate_in_document",
-                   "another query of this document is the same", c.query)
-            if key in seen
-            else None
-        )  # fmt: skip
-        seen.add(key)
-    return verdicts
-
-
-def one_per_plan(candidates: list[Candidate]) -> list[Reject | None]:
-    """Of a plan's samples that passed every filter, the first (in sample order) becomes
-    the pair; the others are spares. A plan's samples are generated into one batch."""
-    kept: dict[tuple[str, str, int], int] = {}
-    verdicts: list[Reject | None] = []
-    for c in candidates:
-        first = kept.setdefault(c.plan_key, c.sample)
-        verdicts.append(
-            None
-            if first == c.sample
-            else Reject(c.doc.doc_id, c.task, "one_per_plan", "spare_sample",
-                        f"sample {first} of this plan passed first", c.query)
-        )  # fmt: skip
-    return verdicts
+    """The registered filter checks this job's config switches on, in chain order, each on
+    every family or on the families that list it (pipeline.quality.registry)."""
+    checks: list[tuple[str, Check]] = []
+    for entry in filters():
+        if entry.switched_on(config):
+            check = entry.build(config, library, context)
+            if not entry.every_family:
+                check = for_families(library, entry.name, check)
+            checks.append((entry.name, check))
+    return checks
 
 
 def dedup_checks(context: Context) -> list[tuple[str, Check]]:
@@ -252,11 +139,6 @@ def mining_checks(
         return [None] * len(candidates)
 
     return [("negatives", for_families(library, "negatives", run))]
-
-
-def teacher_round_trip(judge: TeacherJudge) -> Callable[..., list[Reject | None]]:
-    """The round trip as the teacher ranks (the index argument is the judge's own)."""
-    return lambda candidates, _index, config: judge.round_trip(candidates, config)
 
 
 def teacher_checks(library: PromptLibrary, context: Context) -> list[tuple[str, Check]]:
@@ -334,12 +216,12 @@ def post_stage_names(config: JobConfig) -> tuple[str, ...]:
 
 
 def needs_embedder(config: JobConfig) -> bool:
-    """Whether any switched-on step embeds text (persona retrieval, query vectors)."""
-    filters = config.filters
+    """Whether any switched-on step embeds text: a registered check that needs the
+    embedder, persona retrieval, semantic dedup, mining or a teacher (each scores with the
+    job's embedder, or re-ranks what it retrieves)."""
     return (
         config.personas.select == "retrieve"
-        or filters.consistency.enabled
-        or filters.round_trip.enabled
+        or any("embedder" in entry.needs and entry.switched_on(config) for entry in filters())
         or config.dedup.semantic.enabled
         or config.negatives.enabled
         or config.teacher.kind != "none"

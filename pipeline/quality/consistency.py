@@ -4,16 +4,40 @@ of small generators, fail both. Query vectors are computed once here and kept on
 candidate for semantic dedup and mining."""
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from pydantic import Field
 
+from pipeline.config.base import Strict
 from pipeline.corpus.index import CorpusIndex
 from pipeline.dataset.records import Candidate, Reject
-from pipeline.quality.settings import ConsistencyFilter, RoundTripFilter
+from pipeline.quality.registry import Check, register
 
-if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
+if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up, and the
+    # others import the job config, which imports this module
+    from pipeline.config.job import JobConfig
     from pipeline.embedding.inference import Embedder
+    from pipeline.prompts.library import PromptLibrary
+    from pipeline.quality.chain import Context
+    from pipeline.teacher.judge import TeacherJudge
+
+
+class ConsistencyFilter(Strict):
+    """Embedding consistency: cosine(query, positive) of the job's embedder."""
+
+    enabled: bool = True
+    min_cosine: float = Field(0.3, ge=-1, le=1)
+
+
+class RoundTripFilter(Strict):
+    """Round-trip consistency: the positive ranks within top_k for its query in the corpus."""
+
+    enabled: bool = True
+    top_k: int = Field(10, ge=1)
+    judge: Literal["student", "teacher"] = Field(
+        "student", description="rank by the job's embedder, or re-rank its top 100 by the teacher"
+    )
 
 
 def embed_queries(candidates: list[Candidate], embedder: "Embedder") -> None:
@@ -89,3 +113,54 @@ def check_round_trip(
     return _verdicts(candidates, ranks.tolist(), "round_trip", "round_trip_rank",
                      lambda v: v <= config.top_k, "round_trip_miss",
                      lambda v: f"positive ranks {v} of {size} > top {config.top_k}")  # fmt: skip
+
+
+def embedding_check(
+    context: "Context", fn: Callable[..., list[Reject | None]], *args: object
+) -> Check:
+    """A check on query vectors: embeds the batch's queries first (once per candidate)."""
+
+    def run(candidates: list[Candidate]) -> list[Reject | None]:
+        assert context.embedder is not None and context.index is not None
+        embed_queries(candidates, context.embedder)
+        embed_positives(candidates, context.embedder)
+        return fn(candidates, context.index, *args)
+
+    return run
+
+
+def teacher_round_trip(judge: "TeacherJudge") -> Callable[..., list[Reject | None]]:
+    """The round trip as the teacher ranks (the index argument is the judge's own)."""
+    return lambda candidates, _index, config: judge.round_trip(candidates, config)
+
+
+@register(
+    "consistency",
+    order=700,
+    settings=ConsistencyFilter,
+    needs=frozenset({"embedder", "index"}),
+    reasons={"low_consistency": "cosine(query, positive) below `min_cosine` (score: cosine)"},
+)
+def consistency_check(config: "JobConfig", library: "PromptLibrary", context: "Context") -> Check:
+    """The families that list `consistency`: the query near its positive."""
+    return embedding_check(context, check_consistency, config.filters.consistency)
+
+
+@register(
+    "round_trip",
+    order=800,
+    settings=RoundTripFilter,
+    needs=frozenset({"embedder", "index"}),  # and the teacher with `judge: teacher`
+    reasons={
+        "round_trip_miss": "the positive ranks below `top_k` in the corpus for its query "
+        "(score: rank)"
+    },
+)
+def round_trip_check(config: "JobConfig", library: "PromptLibrary", context: "Context") -> Check:
+    """The families that list `round_trip` (their positive is the passage)."""
+    settings: RoundTripFilter = config.filters.round_trip
+    judged = check_round_trip
+    if settings.judge == "teacher":
+        assert context.teacher is not None  # the job config requires one
+        judged = teacher_round_trip(context.teacher)
+    return embedding_check(context, judged, settings)

@@ -8,12 +8,34 @@ dedup uses (case, punctuation, spacing), as sets of word n-grams; a query shorte
 words is one n-gram, so it is caught only by an exact match.
 """
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from pipeline.config.base import Strict
 from pipeline.corpus.reader import read_queries
 from pipeline.dataset.records import Candidate, Reject
 from pipeline.dedup.text import normalize, shingles
-from pipeline.quality.settings import DecontaminationFilter
+from pipeline.quality.registry import Check, per_candidate, register
+
+if TYPE_CHECKING:  # annotations only: both import the job config, which imports this
+    from pipeline.config.job import JobConfig
+    from pipeline.prompts.library import PromptLibrary
+    from pipeline.quality.chain import Context
 
 SETTING = "filters.decontamination.files"
+
+
+class DecontaminationFilter(Strict):
+    """Evaluation queries that training queries must not overlap, so an evaluation on them
+    stays honest: JSONL files (a `text` or `query` field per line) or BEIR folders."""
+
+    files: list[Path] = Field([], description="query files or BEIR folders; none: off")
+    ngram: int = Field(4, ge=1, le=13, description="words per n-gram")
+    max_overlap: float = Field(
+        0.5, gt=0, le=1, description="reject if this share of the query's n-grams is in one"
+    )
 
 
 class Decontaminator:
@@ -51,3 +73,22 @@ class Decontaminator:
                 overlap,
             )
         return None
+
+
+@register(
+    "decontamination",
+    order=300,
+    settings=DecontaminationFilter,
+    enabled=lambda config: bool(config.filters.decontamination.files),
+    every_family=True,
+    reasons={
+        "eval_query": "the query is an evaluation query (score: 1)",
+        "eval_overlap": "at least `max_overlap` of its word n-grams are in evaluation queries "
+        "(score: that share)",
+    },
+)
+def decontamination_check(
+    config: "JobConfig", library: "PromptLibrary", context: "Context"
+) -> Check:
+    """Every family: any training query can leak into an evaluation."""
+    return per_candidate(Decontaminator(config.filters.decontamination).check)

@@ -9,10 +9,19 @@ specific, because a false reject costs a good pair.
 """
 
 import re
+from typing import TYPE_CHECKING
 
+from pydantic import Field
+
+from pipeline.config.base import Strict
 from pipeline.dataset.records import Candidate, Reject
 from pipeline.quality.minimal import words
-from pipeline.quality.settings import HeuristicsFilter
+from pipeline.quality.registry import Check, per_candidate, register
+
+if TYPE_CHECKING:  # annotations only: both import the job config, which imports this
+    from pipeline.config.job import JobConfig
+    from pipeline.prompts.library import PromptLibrary
+    from pipeline.quality.chain import Context
 
 REFUSAL_OR_META = re.compile(
     r"\b(as an ai|language model|i cannot|i can't|i'm sorry|i am sorry|sorry, but"
@@ -40,6 +49,16 @@ CHECKS = (
     ("placeholder", PLACEHOLDER),
     ("passage_dependent", PASSAGE_DEPENDENT),
 )
+
+
+class HeuristicsFilter(Strict):
+    """Refusals, meta text, placeholders, passage-dependent questions, n-gram overlap."""
+
+    enabled: bool = True
+    ngram: int = Field(3, ge=1, le=8)
+    max_ngram_overlap: float = Field(
+        0.6, ge=0, le=1, description="reject if this share of the query's n-grams is in the passage"
+    )
 
 
 def ngram_overlap(query: list[str], passage: list[str], n: int) -> float:
@@ -73,3 +92,21 @@ def check_heuristics(candidate: Candidate, config: HeuristicsFilter) -> Reject |
             overlap,
         )
     return None
+
+
+@register(
+    "heuristics",
+    order=600,
+    settings=HeuristicsFilter,
+    reasons={
+        "refusal_or_meta": 'a refusal or meta text ("as an AI", "here is a query")',
+        "placeholder": "a placeholder or template leakage (`{{ }}`, `[insert ...]`)",
+        "passage_dependent": 'only makes sense with the passage in view ("according to the text")',
+        "ngram_overlap": "more than `max_ngram_overlap` of its word n-grams are in the passage "
+        "(score: overlap)",
+    },
+)
+def heuristics_check(config: "JobConfig", library: "PromptLibrary", context: "Context") -> Check:
+    """The families that list `heuristics` (their query is written, not taken)."""
+    settings: HeuristicsFilter = config.filters.heuristics
+    return per_candidate(lambda c: check_heuristics(c, settings))

@@ -7,13 +7,32 @@ back to); a job with English queries alone has nothing to check.
 """
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from pydantic import Field
+
+from pipeline.config.base import Strict
 from pipeline.corpus.langid import language_confidence, same_language
 from pipeline.dataset.records import Candidate, Reject
 from pipeline.quality.minimal import words
-from pipeline.quality.settings import LanguageFilter
+from pipeline.quality.registry import Check, register
+
+if TYPE_CHECKING:  # annotations only: both import the job config, which imports this
+    from pipeline.config.job import JobConfig
+    from pipeline.prompts.library import PromptLibrary
+    from pipeline.quality.chain import Context
 
 FALLBACK = "en"
+
+
+class LanguageFilter(Strict):
+    """Language match: lingua's detected language of the query equals the requested one."""
+
+    enabled: bool = True
+    min_confidence: float = Field(
+        0.5, ge=0, le=1, description="reject only when lingua is at least this sure"
+    )
+    min_words: int = Field(3, ge=1, description="shorter queries are not judged")
 
 
 def query_text(candidate: Candidate) -> str:
@@ -66,3 +85,24 @@ def check_languages(
             )
         )
     return verdicts
+
+
+@register(
+    "language",
+    order=500,
+    settings=LanguageFilter,
+    reasons={
+        "wrong_language": "lingua is at least `min_confidence` sure the text is in another "
+        "language than the planned one (score: lingua's confidence)"
+    },
+)
+def language_check(config: "JobConfig", library: "PromptLibrary", context: "Context") -> Check:
+    """The families that list `language`, on the text their `record.language` names."""
+    settings: LanguageFilter = config.filters.language
+    languages = list(config.languages.query)
+
+    def written(c: Candidate) -> str:  # the text the plan asked for in its language
+        in_language = library.task(c.task).record.language
+        return (c.positive_text if in_language == "positive" else c.query) or ""
+
+    return lambda candidates: check_languages(candidates, settings, languages, written)

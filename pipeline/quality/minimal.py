@@ -6,12 +6,33 @@ re-filter without regenerating) and rejects with a reason code when the score fa
 """
 
 import re
+from typing import TYPE_CHECKING
 
+from pydantic import Field
+
+from pipeline.config.base import Strict
 from pipeline.dataset.records import Candidate, Reject
-from pipeline.quality.settings import FiltersConfig
+from pipeline.quality.registry import Check, per_candidate, register
+
+if TYPE_CHECKING:  # annotations only: both import the job config, which imports this
+    from pipeline.config.job import JobConfig
+    from pipeline.prompts.library import PromptLibrary
+    from pipeline.quality.chain import Context
 
 WORD = re.compile(r"\w+", re.UNICODE)
 COPY_MIN_WORDS = 4  # keyword queries of 1-3 words legitimately reuse the passage's terms
+
+
+class MinimalFilter(Strict):
+    """The minimal filters' limits: keys at the top of `filters:`, where they predate the
+    other checks' sections (the assembled FiltersConfig is a subclass of this)."""
+
+    min_query_words: int = Field(1, ge=1)
+    max_query_words: int = Field(40, ge=1)
+    max_query_chars: int = Field(300, ge=1)
+    max_copy_ratio: float = Field(
+        0.9, gt=0, le=1, description="reject if this share of the query is copied verbatim"
+    )
 
 
 def words(text: str) -> list[str]:
@@ -33,7 +54,7 @@ def copy_ratio(query: list[str], passage: list[str]) -> float:
 
 def check_pair(
     candidate: Candidate,
-    config: FiltersConfig,
+    config: MinimalFilter,
     examples: frozenset[tuple[str, ...]] = frozenset(),
     bounds: bool = True,
     copy: bool = True,
@@ -74,3 +95,39 @@ def check_pair(
     if len(query_words) >= COPY_MIN_WORDS and ratio >= config.max_copy_ratio:
         return reject("copied_from_passage", f"{ratio:.2f} of the query is copied verbatim")
     return None
+
+
+@register(
+    "filter",
+    order=100,
+    settings=MinimalFilter,
+    inline=True,
+    every_family=True,
+    family_checks=("bounds", "copy"),
+    reasons={
+        "empty_query": "the query has no words",
+        "copied_from_example": "echoes a few-shot example",
+        "positive_is_query": "a written positive, e.g. an STS paraphrase, that repeats the query",
+        "query_too_short": "fewer words than `min_query_words` (`bounds`)",
+        "query_too_long": "more words than `max_query_words` or characters than "
+        "`max_query_chars` (`bounds`)",
+        "query_is_passage": "the query is the whole passage (`copy`)",
+        "copied_from_passage": "at least `max_copy_ratio` of a query of 4+ words is one run "
+        "copied from the passage (`copy`)",
+    },
+)
+def minimal_check(config: "JobConfig", library: "PromptLibrary", context: "Context") -> Check:
+    """Every family's pairs; the word `bounds` and the `copy` tests only where the family
+    lists them."""
+    # Imported here: pipeline.generation imports the job config, which imports this module.
+    from pipeline.generation.stages import example_queries
+
+    examples = {task.type: example_queries(library, task.type) for task in config.tasks}
+    filters = config.filters
+
+    def minimal(c: Candidate) -> Reject | None:
+        spec = library.task(c.task)
+        bounds, copy = spec.applies("bounds"), spec.applies("copy")
+        return check_pair(c, filters, examples[c.task], bounds, copy)
+
+    return per_candidate(minimal)

@@ -18,7 +18,7 @@ from pipeline.config.job import TeacherConfig
 from pipeline.corpus.index import CorpusIndex
 from pipeline.dataset.records import Candidate, Reject
 from pipeline.generation.backends.base import Generator
-from pipeline.quality.settings import RoundTripFilter
+from pipeline.quality.consistency import RoundTripFilter
 from pipeline.teacher.scorers import Scoring, Teacher, open_teacher
 
 POOL = 100  # the student's top documents the teacher re-ranks for the round trip

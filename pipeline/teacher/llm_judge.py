@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pipeline.config.job import StageSampling
 from pipeline.dataset.records import Candidate, Reject
 from pipeline.generation.backends.base import Generator, Request, Result
-from pipeline.quality.settings import LlmJudgeFilter
+from pipeline.quality.llm_judge import LlmJudgeFilter
 
 # Qwen3-Reranker's system text, word for word (its model card).
 SYSTEM = (
