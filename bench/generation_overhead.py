@@ -31,7 +31,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import yaml
 
-from pipeline.config.job import StageSampling, load_config
+from pipeline.config.generator import StageSampling
+from pipeline.config.job import load_config
 from pipeline.generation.backends.base import OnDone, Request, Result
 from pipeline.generation.backends.vllm_offline import open_generator
 from pipeline.models.tiny_qwen3 import build_tiny_qwen3

@@ -44,7 +44,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def generator(tiny_model: Path) -> Any:
     """The session's one vLLM engine (the CLI reuses it: same model, seed and options)."""
-    from pipeline.config.job import GeneratorConfig
+    from pipeline.config.generator import GeneratorConfig
     from pipeline.generation.backends.vllm_offline import open_generator
 
     return open_generator(GeneratorConfig(model=str(tiny_model), engine=ENGINE), SEED)

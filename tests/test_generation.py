@@ -9,7 +9,8 @@ from typing import Any
 import pyarrow.parquet as pq
 from datasets import load_dataset
 
-from pipeline.config.job import StageSampling, load_config
+from pipeline.config.generator import StageSampling
+from pipeline.config.job import load_config
 from pipeline.dataset.records import PAIR_SCHEMA
 from pipeline.generation.backends.base import Request
 from pipeline.prompts.library import PromptLibrary

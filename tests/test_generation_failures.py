@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config.errors import GenerationFailed, NothingToDo
-from pipeline.config.job import StageSampling, load_config
+from pipeline.config.generator import StageSampling
+from pipeline.config.job import load_config
 from pipeline.generation.backends.base import Generator, Request, Result
 from pipeline.run.job import run_job
 from tests.conftest import ENGINE, SAMPLE_CORPUS

@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import pipeline.generation.parse as parse
-from pipeline.config.job import StageSampling, load_config
+from pipeline.config.generator import StageSampling
+from pipeline.config.job import load_config
 from pipeline.generation.backends.base import Request
 from pipeline.generation.parse import ParseFailure, parse_result
 from pipeline.run.job import run_job

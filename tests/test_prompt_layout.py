@@ -10,7 +10,8 @@ from typing import Any
 import pyarrow.parquet as pq
 from transformers import AutoTokenizer
 
-from pipeline.config.job import StageSampling, load_config
+from pipeline.config.generator import StageSampling
+from pipeline.config.job import load_config
 from pipeline.generation.backends.base import OnDone, Request, Result
 from pipeline.prompts.library import PromptLibrary
 from pipeline.run.job import run_job

@@ -10,7 +10,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from pipeline.config.job import StageSampling, load_config
+from pipeline.config.generator import StageSampling
+from pipeline.config.job import load_config
 from pipeline.dataset.records import Candidate, Document
 from pipeline.generation.backends.base import Request
 from pipeline.generation.backends.engine_settings import CPU_BLOCK_SIZE

@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 from pipeline.config.errors import UserError
-from pipeline.config.job import GeneratorConfig, ServerConfig, load_config
+from pipeline.config.generator import GeneratorConfig, ServerConfig
+from pipeline.config.job import load_config
 from pipeline.generation.backends.server_process import launched_server
 from pipeline.run.job import run_job
 from tests.conftest import ENGINE, SEED

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pipeline.config.job import StageSampling
+from pipeline.config.generator import StageSampling
 from pipeline.dataset.writer import atomic_path
 from pipeline.generation.backends.base import Generator, OnDone, Request, Result
 

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.config.job import JobConfig, StageSampling
+from pipeline.config.generator import StageSampling
+from pipeline.config.job import JobConfig
 from pipeline.dataset.records import Candidate, Reject, pair_id
 from pipeline.generation.backends.base import Generator, OnDone, Request, Result
 from pipeline.generation.parse import ParseFailure, parse_result

@@ -13,7 +13,7 @@ scores are computed the same way.
 import math
 from collections.abc import Callable
 
-from pipeline.config.job import StageSampling
+from pipeline.config.generator import StageSampling
 from pipeline.dataset.records import Candidate, Reject
 from pipeline.generation.backends.base import Generator, Request, Result
 from pipeline.quality.llm_judge import LlmJudgeFilter

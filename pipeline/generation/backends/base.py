@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pipeline.config.job import StageSampling
+from pipeline.config.generator import StageSampling
 from pipeline.generation.backends.engine_settings import EngineSettings
 
 # Called with the number of requests (or texts) that just finished, as they finish.

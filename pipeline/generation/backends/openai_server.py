@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config.errors import UserError
-from pipeline.config.job import JobConfig, ServerConfig, StageSampling
+from pipeline.config.generator import ServerConfig, StageSampling
+from pipeline.config.job import JobConfig
 from pipeline.generation.backends.base import OnDone, Request, Result
 from pipeline.generation.backends.registry import Opening
 

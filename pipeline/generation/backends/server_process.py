@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config.errors import UserError
-from pipeline.config.job import GeneratorConfig
+from pipeline.config.generator import GeneratorConfig
 from pipeline.generation.backends.engine_settings import apply_settings, choose_settings
 from pipeline.generation.backends.vllm_offline import STRUCTURED_OUTPUTS
 

@@ -25,7 +25,8 @@ from typing import Any
 from tqdm import tqdm
 
 from pipeline.config.errors import UserError
-from pipeline.config.job import GeneratorConfig, JobConfig, StageSampling
+from pipeline.config.generator import GeneratorConfig, StageSampling
+from pipeline.config.job import JobConfig
 from pipeline.generation.backends.base import OnDone, Request, Result
 from pipeline.generation.backends.engine_settings import apply_settings, choose_settings
 from pipeline.generation.backends.model_check import check_model
