@@ -1,11 +1,12 @@
-"""InfoNCE against a small case computed by hand: which terms enter each denominator."""
+"""The loss modules against small cases computed by hand: which terms enter each InfoNCE
+denominator, margin-MSE, the Matryoshka wrapper and the weighted sum."""
 
 import math
 
 import pytest
 import torch
 
-from pipeline.embedding.loss import LossTerms, info_nce, margin_mse, matryoshka
+from pipeline.embedding.losses import Batch, InfoNCE, LossSum, MarginMSE, Matryoshka
 
 TAU = 0.5
 
@@ -33,8 +34,8 @@ def nll(positive: float, others: list[float]) -> float:
 
 
 def loss(**switches: bool) -> float:
-    terms = LossTerms(temperature=TAU, margin=0.1, **switches)
-    return float(info_nce(QUERIES, DOCUMENTS, OWNERS, KEYS, terms))
+    info_nce = InfoNCE(temperature=TAU, margin=0.1, **switches)
+    return float(info_nce(Batch(QUERIES, DOCUMENTS, OWNERS, KEYS)))
 
 
 def test_all_terms_with_the_false_negative_mask() -> None:
@@ -62,7 +63,7 @@ def test_duplicate_positive_in_the_batch_is_not_a_negative() -> None:
     # in the query-document and the document-document terms alike.
     queries = torch.tensor([unit(0), unit(20)])
     documents = torch.tensor([unit(10), unit(10)])
-    got = info_nce(queries, documents, torch.tensor([0, 1]), ["d", "d"], LossTerms(TAU))
+    got = InfoNCE(TAU)(Batch(queries, documents, torch.tensor([0, 1]), ["d", "d"]))
     expected = (nll(s(0, 10), [s(0, 20)]) + nll(s(20, 10), [s(20, 0)])) / 2
     assert float(got) == pytest.approx(expected, rel=1e-6)
 
@@ -71,25 +72,51 @@ def test_matryoshka_averages_the_truncated_losses() -> None:
     torch.manual_seed(0)
     queries = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
     documents = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
-    owners, keys, terms = torch.arange(4), ["a", "b", "c", "d"], LossTerms(TAU)
+    owners, keys, info_nce = torch.arange(4), ["a", "b", "c", "d"], InfoNCE(TAU)
     half = info_nce(
-        torch.nn.functional.normalize(queries[:, :4], dim=-1),
-        torch.nn.functional.normalize(documents[:, :4], dim=-1),
-        owners,
-        keys,
-        terms,
+        Batch(
+            torch.nn.functional.normalize(queries[:, :4], dim=-1),
+            torch.nn.functional.normalize(documents[:, :4], dim=-1),
+            owners,
+            keys,
+        )
     )
-    full = info_nce(queries, documents, owners, keys, terms)
-    got = matryoshka(queries, documents, owners, keys, terms, [4])
+    full = info_nce(Batch(queries, documents, owners, keys))
+    got = Matryoshka(info_nce, [4])(Batch(queries, documents, owners, keys))
     assert float(got) == pytest.approx(float(full + half) / 2, rel=1e-6)
     assert float(half) != pytest.approx(float(full))
+
+
+def test_matryoshka_wraps_margin_mse_too() -> None:
+    teacher = torch.tensor([0.9, 0.8, 0.4, float("nan"), 0.75])
+    batch = Batch(QUERIES, DOCUMENTS, OWNERS, KEYS, teacher=teacher)
+    margin_mse = MarginMSE(TAU)
+    full, one = float(margin_mse(batch)), float(margin_mse(batch.truncated(1)))
+    # At one component the queries, p0 and n0 are all +1 (margin 0 against the teacher's
+    # 0.5), and n2 is p1's own text (margin 0 against 0.05).
+    assert one == pytest.approx(((0 - 0.5) ** 2 + (0 - 0.05) ** 2) / TAU**2 / 2, rel=1e-6)
+    wrapped = Matryoshka(margin_mse, [1])
+    assert float(wrapped(batch)) == pytest.approx((full + one) / 2, rel=1e-6)
+    assert wrapped.uses_teacher() and not Matryoshka(InfoNCE(TAU), [1]).uses_teacher()
+
+
+def test_the_sum_weights_each_loss_in_order() -> None:
+    teacher = torch.tensor([0.9, 0.8, 0.4, float("nan"), 0.75])
+    batch = Batch(QUERIES, DOCUMENTS, OWNERS, KEYS, teacher=teacher)
+    info_nce, margin_mse = InfoNCE(TAU), MarginMSE(TAU)
+    total = LossSum([(2.0, info_nce), (0.25, margin_mse)])
+    expected = 2.0 * float(info_nce(batch)) + 0.25 * float(margin_mse(batch))
+    assert float(total(batch)) == pytest.approx(expected, rel=1e-6)
+    assert total.uses_teacher() and not LossSum([(1.0, info_nce)]).uses_teacher()
+    with pytest.raises(ValueError, match="at least one loss"):
+        LossSum([])
 
 
 def test_margin_masks_query_query_and_document_document_terms() -> None:
     # q0 at 0 and q1 at 3 deg; positives p0 at 45 and p1 at 30; no hard negatives.
     queries = torch.tensor([unit(0), unit(3)])
     documents = torch.tensor([unit(45), unit(30)])
-    got = info_nce(queries, documents, torch.tensor([0, 1]), ["p0", "p1"], LossTerms(TAU))
+    got = InfoNCE(TAU)(Batch(queries, documents, torch.tensor([0, 1]), ["p0", "p1"]))
     # q0: positive cos45 = 0.707; p1 (cos30 = 0.866), q1 (cos3) and p0-p1 (cos15 = 0.966)
     # all exceed 0.807, so every other term is masked.
     row0 = nll(s(0, 45), [])
@@ -101,9 +128,9 @@ def test_margin_masks_query_query_and_document_document_terms() -> None:
 def test_duplicate_query_text_is_not_a_negative() -> None:
     queries = torch.tensor([unit(0), unit(50)])
     documents = torch.tensor([unit(10), unit(60)])
-    owners, keys, terms = torch.tensor([0, 1]), ["p0", "p1"], LossTerms(TAU, doc_doc=False)
-    distinct = info_nce(queries, documents, owners, keys, terms, query_keys=["a", "b"])
-    same = info_nce(queries, documents, owners, keys, terms, query_keys=["a", "a"])
+    owners, keys, info_nce = torch.tensor([0, 1]), ["p0", "p1"], InfoNCE(TAU, doc_doc=False)
+    distinct = info_nce(Batch(queries, documents, owners, keys, query_keys=["a", "b"]))
+    same = info_nce(Batch(queries, documents, owners, keys, query_keys=["a", "a"]))
     with_qq = (nll(s(0, 10), [s(0, 60), s(0, 50)]) + nll(s(50, 60), [s(50, 10), s(50, 0)])) / 2
     without = (nll(s(0, 10), [s(0, 60)]) + nll(s(50, 60), [s(50, 10)])) / 2
     assert float(distinct) == pytest.approx(with_qq, rel=1e-6)
@@ -113,27 +140,30 @@ def test_duplicate_query_text_is_not_a_negative() -> None:
 def test_masked_terms_get_no_gradient() -> None:
     queries = QUERIES.clone().requires_grad_()
     documents = DOCUMENTS.clone().requires_grad_()
-    info_nce(queries, documents, OWNERS, KEYS, LossTerms(TAU, query_query=False)).backward()
+    InfoNCE(TAU, query_query=False)(Batch(queries, documents, OWNERS, KEYS)).backward()
     assert documents.grad is not None
     # n1 (index 3) is masked for q0 (too close) but a live negative for q1; n2 (index 4) is
     # masked for q1 (same text as p1) but live for q0. Only fully masked rows get zero.
     assert documents.grad[3].abs().sum() > 0 and documents.grad[4].abs().sum() > 0
     lonely = torch.tensor([unit(0)]).requires_grad_()
     docs = torch.tensor([unit(30), unit(5)]).requires_grad_()
-    info_nce(lonely, docs, torch.tensor([0, 0]), ["p", "n"], LossTerms(TAU)).backward()
+    InfoNCE(TAU)(Batch(lonely, docs, torch.tensor([0, 0]), ["p", "n"])).backward()
     assert docs.grad is not None and float(docs.grad[1].abs().sum()) == 0.0
 
 
 def test_margin_mse_against_a_hand_computation() -> None:
     # q0 owns n0 and n1, q1 owns n2; the teacher scored p0, p1, n0 and n2 but not n1.
     teacher = torch.tensor([0.9, 0.8, 0.4, float("nan"), 0.75])
-    got = float(margin_mse(QUERIES, DOCUMENTS, OWNERS, teacher, TAU))
+    got = float(MarginMSE(TAU)(Batch(QUERIES, DOCUMENTS, OWNERS, KEYS, teacher=teacher)))
     student_n0 = s(0, 30) - s(0, 60)
     student_n2 = s(80, 90) - s(80, 90)  # n2 is p1's own text: margin 0
     expected = (((student_n0 - 0.5) / TAU) ** 2 + ((student_n2 - 0.05) / TAU) ** 2) / 2
     assert got == pytest.approx(expected, rel=1e-6)
     # No teacher scores at all: zero, and still differentiable.
     queries = QUERIES.clone().requires_grad_()
-    none = margin_mse(queries, DOCUMENTS, OWNERS, torch.full((5,), float("nan")), TAU)
+    unscored = torch.full((5,), float("nan"))
+    none = MarginMSE(TAU)(Batch(queries, DOCUMENTS, OWNERS, KEYS, teacher=unscored))
     none.backward()
-    assert float(none) == 0.0 and queries.grad is not None
+    assert float(none.detach()) == 0.0 and queries.grad is not None
+    with pytest.raises(ValueError, match="needs the batch's teacher scores"):
+        MarginMSE(TAU)(Batch(QUERIES, DOCUMENTS, OWNERS, KEYS))

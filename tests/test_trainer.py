@@ -4,6 +4,7 @@ with our vectors."""
 
 import json
 import shutil
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +234,7 @@ def test_bf16_autocast_and_mrl_train(tiny_encoder: Path, title_pairs: Path, tmp_
     trainer = Trainer(config(tiny_encoder, title_pairs, tmp_path / "r", **settings))
     trainer.train()
     assert all(np.isfinite(e["loss"]) for e in trainer.history)
-    with pytest.raises(UserError, match=r"mrl_dims \[128\] exceed the model's dimension 64"):
+    with pytest.raises(UserError, match=r"dims \[128\] exceed the model's dimension 64"):
         Trainer(config(tiny_encoder, title_pairs, tmp_path / "r2", loss={"mrl_dims": [128]}))
 
 
@@ -273,15 +274,10 @@ def test_margin_mse_trains_on_teacher_scores_and_needs_them(
     tiny_encoder: Path, title_pairs: Path, tmp_path: Path
 ) -> None:
     from pipeline.config.errors import UserError
-    from pipeline.embedding.data import load_examples, write_version
+    from pipeline.embedding.data import load_examples
     from pipeline.models.tiny_encoder import build_tiny_encoder
 
-    examples = load_examples([title_pairs], 1)
-    scored = write_version(tmp_path / "scored", [
-        {"query": e.query, "positive": e.positive, "negatives": list(e.negatives),
-         "doc_id": str(i), "teacher_scores": [0.9, 0.3]}
-        for i, e in enumerate(examples)
-    ])  # fmt: skip
+    scored = with_teacher_scores(title_pairs, tmp_path / "scored")
     assert load_examples([scored], 1)[0].teacher_scores == pytest.approx((0.9, 0.3))
     distill = {"info_nce": False, "distill": "margin_mse"}
     model = build_tiny_encoder(tmp_path / "no-dropout", seed=1, dropout=0.0)
@@ -297,3 +293,62 @@ def test_margin_mse_trains_on_teacher_scores_and_needs_them(
         config(tiny_encoder, title_pairs, tmp_path / "x", loss={"info_nce": False})
     with pytest.raises(ValueError, match="merge_with_base"):
         config(tiny_encoder, title_pairs, tmp_path / "x", merge_with_base=1.5)
+
+
+def with_teacher_scores(pairs: Path, out: Path) -> Path:
+    """The pairs again, the teacher scoring every positive 0.9 and every negative 0.3."""
+    from pipeline.embedding.data import load_examples, write_version
+
+    return write_version(out, [
+        {"query": e.query, "positive": e.positive, "negatives": list(e.negatives),
+         "doc_id": str(i), "teacher_scores": [0.9, 0.3]}
+        for i, e in enumerate(load_examples([pairs], 1))
+    ])  # fmt: skip
+
+
+def test_the_configured_losses_are_what_the_trainer_minimizes(
+    title_pairs: Path, tmp_path: Path
+) -> None:
+    from pipeline.embedding.losses import Batch, InfoNCE
+    from pipeline.embedding.model import query_text
+    from pipeline.embedding.trainer import document_column
+    from pipeline.models.tiny_encoder import build_tiny_encoder
+
+    model = build_tiny_encoder(tmp_path / "no-dropout", seed=1, dropout=0.0)
+    losses = [{"name": "info_nce", "temperature": 0.1, "doc_doc": False}]
+    trainer = Trainer(config(model, title_pairs, tmp_path / "r", losses=losses, pass_size=None))
+    assert [type(term) for term in trainer.objective.terms] == [InfoNCE]
+    batch = next(trainer.batches())
+    # The step's vectors embedded here, one pass a side, and the module called on them.
+    queries = [query_text(e.query, e.instruction) for e in batch]
+    documents, owners = document_column(batch)
+    with torch.no_grad():
+        vectors = Batch(
+            trainer._embed(queries), trainer._embed(documents), torch.tensor(owners), documents,
+            queries,
+        )  # fmt: skip
+    direct = float(InfoNCE(temperature=0.1, doc_doc=False)(vectors))
+    assert trainer.train_step(batch) == pytest.approx(direct, rel=1e-5)
+    assert float(InfoNCE()(vectors)) != pytest.approx(direct, rel=1e-2)  # the settings count
+
+
+def test_a_losses_list_trains_exactly_as_the_loss_section_it_spells_out(
+    tiny_encoder: Path, title_pairs: Path, tmp_path: Path
+) -> None:
+    scored = with_teacher_scores(title_pairs, tmp_path / "scored")
+    section = {"distill": "margin_mse", "distill_weight": 0.5, "mrl_dims": [16],
+               "in_batch": False, "temperature": 0.1}  # fmt: skip
+    losses = [
+        {"name": "matryoshka", "dims": [16],
+         "loss": {"name": "info_nce", "in_batch": False, "temperature": 0.1}},
+        {"name": "margin_mse", "weight": 0.5, "temperature": 0.1},
+    ]  # fmt: skip
+    runs = []
+    for name, settings in (("section", {"loss": section}), ("list", {"losses": losses})):
+        trainer = Trainer(config(tiny_encoder, scored, tmp_path / name, chunk_size=6, **settings))
+        step_losses = [trainer.train_step(batch) for batch in islice(trainer.batches(), 2)]
+        runs.append((step_losses, list(trainer.model.parameters())))
+    (section_losses, section_weights), (list_losses, list_weights) = runs
+    assert section_losses == list_losses  # dropout and GradCache on: still the same floats
+    for a, b in zip(section_weights, list_weights, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)

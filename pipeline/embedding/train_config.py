@@ -1,7 +1,7 @@
 """The training configuration: one YAML file, validated like the job config."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -9,8 +9,58 @@ from pipeline.config.base import Strict
 from pipeline.config.job import load_yaml_model, resolve_model, resolve_path
 
 
+class InfoNCEConfig(Strict):
+    """`name: info_nce`: the contrastive loss (pipeline.embedding.losses.info_nce)."""
+
+    name: Literal["info_nce"] = "info_nce"
+    weight: float = Field(1.0, gt=0, description="its factor in the summed objective")
+    temperature: float = Field(0.05, gt=0)
+    in_batch: bool = Field(True, description="the other queries' documents are negatives")
+    query_query: bool = Field(True, description="the other queries are negatives")
+    doc_doc: bool = Field(True, description="the other positives are negatives of a positive")
+    margin: float = Field(0.1, description="mask negatives scoring above positive + margin")
+
+
+class MarginMSEConfig(Strict):
+    """`name: margin_mse`: GPL's distillation from the data's teacher_scores
+    (pipeline.embedding.losses.margin_mse)."""
+
+    name: Literal["margin_mse"] = "margin_mse"
+    weight: float = Field(1.0, gt=0, description="its factor in the summed objective")
+    temperature: float = Field(0.05, gt=0, description="both margins are divided by it")
+
+
+# What a wrapper may wrap: any loss but another wrapper.
+WrappedSpec = Annotated[InfoNCEConfig | MarginMSEConfig, Field(discriminator="name")]
+
+
+class MatryoshkaConfig(Strict):
+    """`name: matryoshka`: its inner `loss` at full size and on each prefix of `dims`
+    components, averaged (pipeline.embedding.losses.matryoshka)."""
+
+    name: Literal["matryoshka"] = "matryoshka"
+    weight: float = Field(1.0, gt=0, description="its factor in the summed objective")
+    dims: list[Annotated[int, Field(gt=0)]] = Field(min_length=1, description="prefix sizes")
+    loss: WrappedSpec
+
+    @model_validator(mode="after")
+    def _one_weight(self) -> "MatryoshkaConfig":
+        # One place for the factor, so a reader never has to multiply two.
+        if "weight" in self.loss.model_fields_set:
+            raise ValueError("matryoshka's inner loss takes no weight; weight the matryoshka")
+        return self
+
+
+# One entry of `losses`; `name` picks the loss (the registry in pipeline.embedding.losses).
+LossSpec = Annotated[
+    InfoNCEConfig | MarginMSEConfig | MatryoshkaConfig, Field(discriminator="name")
+]
+
+
 class LossConfig(Strict):
-    """InfoNCE and distillation settings (see pipeline.embedding.loss)."""
+    """The older shorthand for the losses: InfoNCE (with Matryoshka dims) plus optional
+    distillation. It stands for a `losses` list (`legacy_losses`) and is kept so that
+    configs written with it train exactly as before."""
 
     info_nce: bool = Field(True, description="the contrastive term; off: distillation alone")
     distill: Literal["none", "margin_mse"] = Field(
@@ -23,6 +73,22 @@ class LossConfig(Strict):
     doc_doc: bool = True
     margin: float = Field(0.1, description="mask negatives scoring above positive + margin")
     mrl_dims: list[int] = Field(default_factory=list, description="Matryoshka prefix sizes")
+
+
+def legacy_losses(loss: LossConfig) -> list[LossSpec]:
+    """The `losses` list a `loss` section stands for: InfoNCE (in a Matryoshka wrapper when
+    it has mrl_dims) then margin-MSE, in the order the older trainer summed them."""
+    specs: list[LossSpec] = []
+    if loss.info_nce:
+        terms = {"temperature", "in_batch", "query_query", "doc_doc", "margin"}
+        info_nce = InfoNCEConfig(**loss.model_dump(include=terms))
+        if loss.mrl_dims:
+            specs.append(MatryoshkaConfig(dims=loss.mrl_dims, loss=info_nce))
+        else:
+            specs.append(info_nce)
+    if loss.distill == "margin_mse":
+        specs.append(MarginMSEConfig(weight=loss.distill_weight, temperature=loss.temperature))
+    return specs
 
 
 class LoraConfig(Strict):
@@ -107,6 +173,11 @@ class TrainConfig(Strict):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     schedule: Literal["linear", "cosine"] = "linear"
     max_grad_norm: float = Field(1.0, gt=0)
+    losses: Annotated[list[LossSpec], Field(min_length=1)] | None = Field(
+        None,
+        description="the losses, each {name, weight, settings}, summed with their weights; "
+        "none: the ones the `loss` section stands for",
+    )
     loss: LossConfig = LossConfig()
     lora: LoraConfig | None = None
     save_every: int = Field(
@@ -128,8 +199,14 @@ class TrainConfig(Strict):
     )
     seed: int = 0
 
+    def loss_specs(self) -> list[LossSpec]:
+        """The losses to train on: `losses` as written, or those the `loss` section means."""
+        return self.losses if self.losses is not None else legacy_losses(self.loss)
+
     @model_validator(mode="after")
-    def _dims_fit(self) -> "TrainConfig":
+    def _losses_valid(self) -> "TrainConfig":
+        if self.losses is not None and "loss" in self.model_fields_set:
+            raise ValueError("give `losses` or the older `loss` section, not both")
         if any(d <= 0 for d in self.loss.mrl_dims):
             raise ValueError("loss.mrl_dims must be positive sizes")
         if not self.loss.info_nce and self.loss.distill == "none":
