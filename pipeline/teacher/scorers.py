@@ -1,6 +1,6 @@
 """Teachers: what scores a query against texts. Each returns, per query, one score per text
 (None where it cannot score that text), on the scale of a cosine, so margins compare with
-the student's (see pipeline.embedding.loss.margin_mse).
+the student's (see pipeline.embedding.losses.margin_mse).
 
 - `fused`: the job's embedder and BM25 (stemmed: pipeline.teacher.lexical) over the job's
   corpus, each z-normalized over the corpus for the query, mixed by weight, and mapped back
