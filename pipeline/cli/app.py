@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from pipeline.cli import config_commands
 from pipeline.config.errors import UserError
 
 app = typer.Typer(
@@ -25,6 +26,10 @@ prompts_app = typer.Typer(
     no_args_is_help=True, help="Check prompt folders and see rendered prompts."
 )
 app.add_typer(prompts_app, name="prompts")
+config_app = typer.Typer(
+    no_args_is_help=True, help="The job config's reference, and a starter job config."
+)
+app.add_typer(config_app, name="config")
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -206,6 +211,10 @@ def prompts_render(
     quiet_model_loading()
     for line in preview(load_config(config), limit):
         typer.echo(line)
+
+
+config_app.command("schema")(user_errors(config_commands.schema))
+config_app.command("init")(user_errors(config_commands.init))
 
 
 @models_app.command("build-tiny-qwen3")
