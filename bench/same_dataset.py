@@ -13,10 +13,24 @@ from typing import Any
 import pyarrow.parquet as pq
 
 MANIFEST_KEYS = ("counts", "funnel", "job_fingerprint", "template_hashes", "config_hash")
+# Scores are compared to 12 significant digits: lingua's confidence of one text can differ
+# in the last bit between two calls (it sums in parallel), so a spare sample whose query
+# repeats another's carries 0.8068277985223814 once and 0.8068277985223811 the next time.
+DIGITS = 12
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.{DIGITS}g}")
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def _rows(folder: Path) -> list[dict[str, Any]]:
-    return pq.read_table(folder).to_pylist() if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return [{k: _rounded(v) for k, v in row.items()} for row in pq.read_table(folder).to_pylist()]
 
 
 def compare(before: Path, after: Path) -> list[str]:

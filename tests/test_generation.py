@@ -15,7 +15,7 @@ from pipeline.dataset.records import PAIR_SCHEMA
 from pipeline.generation.backends.base import Request
 from pipeline.prompts.library import PromptLibrary
 from pipeline.run.job import run_job
-from tests.conftest import SAMPLE_CORPUS
+from tests.conftest import SAMPLE_CORPUS, cli
 
 PARSE_REASONS = {"truncated", "invalid_json", "schema_mismatch", "generation_error"}
 FILTER_REASONS = {
@@ -32,14 +32,17 @@ def corpus_texts() -> dict[str, str]:
     return {r["id"]: r["text"].strip() for r in rows}
 
 
-def test_job_end_to_end(generator: Any, job_file: Callable[..., Path]) -> None:
+def test_job_end_to_end(generator: Any, job_file: Callable[..., Path], tmp_path: Path) -> None:
     config = load_config(job_file())
     summary = run_job(config, generator=generator, limit=40, progress=False)
     version = summary.version_dir
     assert version.name == "v0001" and (version / "manifest.json").is_file()
     assert not list(version.parent.glob(".*.partial"))
 
-    dataset = load_dataset("parquet", data_files=str(version / "data" / "*.parquet"), split="train")
+    # The version folder is a Hub dataset as it stands: the card's metadata names the
+    # configs, so the request cache, state and logs beside the pairs are never read.
+    cache = str(tmp_path / "hf-cache")
+    dataset = load_dataset(str(version), split="train", cache_dir=cache)
     assert dataset.column_names == PAIR_SCHEMA.names
     assert len(dataset) == summary.kept > 10  # shard_size 10: several shards
     assert len(list((version / "data").glob("part-*.parquet"))) == -(-summary.kept // 10)
@@ -63,7 +66,7 @@ def test_job_end_to_end(generator: Any, job_file: Callable[..., Path]) -> None:
         assert row["positive"] not in row["negatives"]
         assert row["instruction"] in library.task("retrieval").instructions
         assert row["template_hash"] == library.task("retrieval").template_hash
-        assert row["model"] == config.generator.model and row["seed"] == config.seed
+        assert row["model"] == "tiny-qwen3" and row["seed"] == config.seed  # a name, no path
 
     manifest = json.loads((version / "manifest.json").read_text())
     counts = manifest["counts"]
@@ -78,6 +81,21 @@ def test_job_end_to_end(generator: Any, job_file: Callable[..., Path]) -> None:
 
     rejects = pq.read_table(version / "rejects").to_pylist()
     assert len(rejects) == sum(sum(r.values()) for r in counts["rejected"].values())
+    card = (version / "README.md").read_text()
+    assert ("config_name: rejects" in card) == bool(rejects)  # `datasets` reads no 0-row split
+    assert card.startswith("---\nconfigs:") and "tiny-qwen3" in card
+    assert str(tmp_path.parent) not in card and manifest["model"] == "tiny-qwen3"
+
+    # A push sends the card, pairs, rejects and plots; never the cache, state or logs.
+    pushed = cli("push", version, "someone/dataset", "--dry-run")
+    assert pushed.exit_code == 0, pushed.output
+    listed = {line.strip() for line in pushed.stdout.splitlines()[1:]}
+    assert "README.md" in listed and listed == {
+        str(p.relative_to(version))
+        for folder in ("data", "rejects", "plots")
+        for p in (version / folder).glob("*")
+    } | {"README.md"}
+    assert not any(line.split("/")[0] in ("cache", "state", "logs") for line in listed)
     for reject in rejects:
         if reject["stage"] in ("config", "query"):
             assert reject["reason"] in PARSE_REASONS and reject["raw"] is not None
@@ -86,7 +104,7 @@ def test_job_end_to_end(generator: Any, job_file: Callable[..., Path]) -> None:
 
 
 def test_truncated_generations_are_rejects_and_the_version_is_still_valid(
-    generator: Any, job_file: Callable[..., Path]
+    generator: Any, job_file: Callable[..., Path], tmp_path: Path
 ) -> None:
     sampling = {"query": {"max_tokens": 4}}
     summary = run_job(
@@ -100,6 +118,9 @@ def test_truncated_generations_are_rejects_and_the_version_is_still_valid(
     rejects = pq.read_table(summary.version_dir / "rejects").to_pylist()
     truncated = [r for r in rejects if r["reason"] == "truncated"]
     assert truncated and all(r["raw"].startswith("{") for r in truncated)
+    cache = str(tmp_path / "hf-cache")  # the version's `rejects` config is its rejects
+    hub = load_dataset(str(summary.version_dir), "rejects", split="train", cache_dir=cache)
+    assert hub.to_list() == rejects
     assert pq.read_table(summary.version_dir / "data").num_rows == 0
 
 

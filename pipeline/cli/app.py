@@ -137,6 +137,25 @@ def inspect(
     typer.echo(inspect_version(version, samples), nl=False)
 
 
+@app.command()
+@user_errors
+def push(
+    version: Annotated[Path, typer.Argument(help="a dataset version folder (out/NAME/vNNNN)")],
+    repo_id: Annotated[str, typer.Argument(help="the Hub dataset repository, OWNER/NAME")],
+    dry_run: Annotated[bool, typer.Option(help="list the files, send nothing")] = False,
+    private: Annotated[bool, typer.Option(help="create the repository private")] = False,
+) -> None:
+    """Upload a version's pairs, rejects, card and plots (never its cache, state or logs)
+    to the Hugging Face Hub; the token comes from the environment (HF_TOKEN)."""
+    from pipeline.dataset.hub import push_version
+
+    files = push_version(version, repo_id, dry_run, private)
+    verb = "would send" if dry_run else "sent"
+    typer.echo(f"{verb} {len(files)} files to {repo_id}:")
+    for path in files:
+        typer.echo(f"  {path}")
+
+
 @app.command("export")
 @user_errors
 def export_command(

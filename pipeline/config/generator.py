@@ -48,6 +48,11 @@ class GeneratorConfig(Strict):
         "vllm", description="vllm (the in-process engine) or openai (a server); see BACKENDS"
     )
     model: str
+    name: str | None = Field(
+        None,
+        description="the model's name in records, manifest and card (default: a model "
+        "folder's hub id from its config.json, else the folder's name; never a local path)",
+    )
     engine: dict[str, Any] = Field(
         default_factory=dict,
         description="passed to vllm.LLM, or as --flags to a launched server",

@@ -151,6 +151,12 @@ class RayExecutor:
     (pipeline.executors.base.Executor)."""
 
     def __init__(self, config: JobConfig, quiet: bool) -> None:
+        try:
+            import ray  # noqa: F401  (only whether it is installed)
+        except ImportError as exc:
+            raise UserError(
+                "executor: ray needs Ray, an optional extra: pip install 'embsynth[ray]'"
+            ) from exc
         self.config = config
         self.quiet = quiet
         self.actors: list[Any] = []

@@ -35,6 +35,7 @@ from pipeline.executors.base import Drive, Executor, open_executor
 from pipeline.executors.batches import Streamed
 from pipeline.executors.console import Listener, StepProgress, engine_output_to
 from pipeline.generation.backends.base import Generator
+from pipeline.generation.backends.model_check import model_name
 from pipeline.generation.backends.registry import Opening, check_backend, open_backend
 from pipeline.generation.cache import CachingGenerator, RequestCache
 from pipeline.generation.planner import plan
@@ -229,6 +230,7 @@ def _steps(
         )
     reading = executor.reading(config.input)
     funnel = Funnel()
+    named = model_name(generator.model, config.generator.name)
     return JobSteps(
         batches=lambda: read_batches(reading, limit),
         seen=scope.seen,  # documents earlier versions read (a refresh skips them)
@@ -236,7 +238,7 @@ def _steps(
         plan=lambda docs: plan(docs, config, library, personas.choose(docs) if personas else None),
         stages=job_stages(config, library, generator, context, funnel, tokens),
         generation=stage_names(config, library),
-        to_row=lambda c: pair_row(c, library, config, generator.model),
+        to_row=lambda c: pair_row(c, library, config, named),
         funnel=funnel,
     )
 

@@ -18,6 +18,7 @@ from pipeline.dataset.mix import mix_report
 from pipeline.dataset.records import PAIR_SCHEMA
 from pipeline.dataset.refresh import read_superseded
 from pipeline.executors.batches import Streamed
+from pipeline.generation.backends.model_check import model_name
 from pipeline.generation.cache import CachingGenerator
 from pipeline.generation.stages import TokenCount
 from pipeline.prompts.library import PromptLibrary
@@ -106,7 +107,7 @@ def _made_by(
         "parent_version": parent[-1].name if parent else None,
         "status": "complete",
         "started_at": started_at,
-        "model": generator.model,
+        "model": model_name(generator.model, config.generator.name),
         "engine": generator.settings.as_dict() if generator.settings else None,
         "seed": config.seed,
         "config_hash": config.fingerprint(),
