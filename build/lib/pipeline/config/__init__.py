@@ -1,0 +1,1 @@
+"""The job's configuration: the YAML sections as pydantic models, and the errors a user can fix."""

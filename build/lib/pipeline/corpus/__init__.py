@@ -1,0 +1,1 @@
+"""The corpus: reading it, document ids and languages, and the embedded corpus index."""

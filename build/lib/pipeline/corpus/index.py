@@ -1,0 +1,85 @@
+"""The corpus index: every document of the job, embedded once, searched exactly.
+
+Exact search (a matrix product, blockwise) is fast and simple up to a few hundred thousand
+documents on a CPU; vectors are unit length, so scores are cosines.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipeline.dataset.records import Document
+from pipeline.dedup.text import text_key
+
+if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
+    from pipeline.embedding.inference import Embedder
+
+BLOCK = 512  # queries scored at once: bounds the score matrix to BLOCK x documents
+
+
+@dataclass
+class CorpusIndex:
+    """Documents and their unit vectors, with row lookup by document id and each text's
+    exact-duplicate key (so mining can tell a positive's twin without rehashing)."""
+
+    doc_ids: list[str]
+    texts: list[str]
+    vectors: np.ndarray
+    rows: dict[str, int]
+    keys: list[str]
+
+    @classmethod
+    def build(
+        cls,
+        documents: list[Document],
+        embedder: "Embedder",
+        on_done: Callable[[int], None] | None = None,
+    ) -> "CorpusIndex":
+        vectors = embedder.encode_documents([d.text for d in documents], on_done=on_done)
+        return cls.from_vectors(documents, vectors)
+
+    @classmethod
+    def from_vectors(cls, documents: list[Document], vectors: np.ndarray) -> "CorpusIndex":
+        """The index of documents embedded elsewhere (a Ray job's workers)."""
+        texts = [d.text for d in documents]
+        ids = [d.doc_id for d in documents]
+        return cls(ids, texts, vectors, _rows(documents), [text_key(t) for t in texts])
+
+    def scores(self, queries: np.ndarray) -> np.ndarray:
+        """Cosine of each query against every document (queries x documents)."""
+        return (
+            np.concatenate(
+                [queries[i : i + BLOCK] @ self.vectors.T for i in range(0, len(queries), BLOCK)]
+            )
+            if len(queries)
+            else np.zeros((0, len(self.doc_ids)), dtype=np.float32)
+        )
+
+    def positive_scores(self, queries: np.ndarray, doc_ids: list[str]) -> np.ndarray:
+        """Cosine of each query with its own document."""
+        rows = [self.rows[d] for d in doc_ids]
+        return np.einsum("ij,ij->i", queries, self.vectors[rows])
+
+    def ranks(self, queries: np.ndarray, doc_ids: list[str]) -> np.ndarray:
+        """1-based rank of each query's own document among all documents (ties count
+        against it: a document scoring the same is ranked above)."""
+        scores = self.scores(queries)
+        own = scores[np.arange(len(doc_ids)), [self.rows[d] for d in doc_ids]]
+        return (scores >= own[:, None]).sum(axis=1)
+
+
+def _rows(documents: list[Document]) -> dict[str, int]:
+    """Row by document id. Two texts under one id would score one's queries against the
+    other (the reader lets no such corpus through: pipeline.corpus.doc_ids), so they are refused
+    here too; a twin (the same text under its content-hash id) keeps the first row, which
+    holds the same vector."""
+    rows: dict[str, int] = {}
+    for i, doc in enumerate(documents):
+        first = rows.setdefault(doc.doc_id, i)
+        if first != i and documents[first].text != doc.text:
+            raise ValueError(
+                f"duplicate document id {doc.doc_id!r} for two texts (rows {first} and {i})"
+            )
+    return rows

@@ -1,0 +1,2 @@
+"""A dataset version on disk: records and schemas, shards, manifest, card, lock and refresh
+state."""

@@ -1,0 +1,1 @@
+"""Embedding models: the model wrapper, the loss, the trainer, inference and evaluation."""

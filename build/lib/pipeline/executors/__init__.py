@@ -1,0 +1,1 @@
+"""What drives a job's steps: `local` streams batches through them in this process."""

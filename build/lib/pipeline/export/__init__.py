@@ -1,0 +1,1 @@
+"""Dataset versions in the layouts other trainers read (`embsynth export`)."""

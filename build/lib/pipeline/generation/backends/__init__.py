@@ -1,0 +1,1 @@
+"""Generation backends: requests in, results out, in order, with per-request errors as values."""

@@ -1,0 +1,1 @@
+"""Hard-negative mining from the job's corpus embeddings."""

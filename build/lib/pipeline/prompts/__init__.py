@@ -1,0 +1,1 @@
+"""Prompts: the task-family library, its linter and the preview of rendered requests."""

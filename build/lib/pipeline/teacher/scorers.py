@@ -1,0 +1,203 @@
+"""Teachers: what scores a query against texts. Each returns, per query, one score per text
+(None where it cannot score that text), on the scale of a cosine, so margins compare with
+the student's (see pipeline.embedding.losses.margin_mse).
+
+- `fused`: the job's embedder and BM25 (stemmed: pipeline.teacher.lexical) over the job's
+  corpus, each z-normalized over the corpus for the query, mixed by weight, and mapped back
+  onto the embedder's cosine scale for that query: `z` (mean + std x fused z) or `rank` (the
+  document the mix ranks k-th gets the embedder's k-th highest score for the query). With
+  `z` a generated query's own document, whose words BM25 finds again, gets margins wider
+  than any the embedder gives, so margin-MSE mostly teaches a wider scale; with `rank` the
+  targets are the embedder's own scores in the teacher's order, and a margin differs from
+  the student's only where the teacher reorders the corpus. With `feedback_docs` k
+  (pseudo-relevance feedback, Rocchio's on the dense side) the query vector moves toward the
+  mean of the mix's top k documents and the mix is taken again: a short query's vector then
+  carries the words its best documents share (on Cranfield that ranks better than the mix;
+  the README's teacher section). It runs offline wherever the job runs and scores corpus
+  documents only (a written text has no BM25 statistics: None).
+- `cross_encoder`: a sentence-transformers `CrossEncoder` folder, scores through its
+  activation (sigmoid for one label); any text.
+- `llm`: the job's own generator as a yes/no judge under the pair's instruction
+  (pipeline.teacher.llm_judge); P(yes), any text.
+"""
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from pipeline.config.errors import UserError
+from pipeline.config.job import TeacherConfig
+from pipeline.corpus.index import CorpusIndex
+from pipeline.generation.backends.base import Generator
+from pipeline.teacher.lexical import Bm25Index
+from pipeline.teacher.llm_judge import judge
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """One query and the texts to score for it; `rows` gives each text's corpus row, or None
+    for a text that is not a corpus document (a written negative); `instruction` is the
+    pair's (what the LLM judge is told the query wants)."""
+
+    query: str
+    vector: np.ndarray
+    texts: list[str]
+    rows: list[int | None]
+    instruction: str = ""
+
+
+class Teacher(Protocol):
+    name: str
+
+    def score(self, items: list[Scoring]) -> list[list[float | None]]:
+        """Scores per item, one per text, in order."""
+        ...
+
+
+def _z(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row z-scores, and the rows' means and standard deviations."""
+    mean = scores.mean(axis=1, keepdims=True)
+    std = scores.std(axis=1, keepdims=True)
+    safe = np.where(std > 0, std, 1.0)
+    return (scores - mean) / safe, mean[:, 0], std[:, 0]
+
+
+def per_item(items: list[Scoring], flat: list[float | None]) -> list[list[float | None]]:
+    """Scores of every item's texts, flattened in item order, split back per item."""
+    out, start = [], 0
+    for item in items:
+        out.append(flat[start : start + len(item.texts)])
+        start += len(item.texts)
+    return out
+
+
+class FusedTeacher:
+    """The embedder and BM25, z-normalized over the corpus and mixed (see the module).
+    BM25 is indexed on first use: a Ray driver builds its actors' stages but never scores."""
+
+    name = "fused"
+
+    def __init__(
+        self,
+        index: CorpusIndex,
+        embedder_weight: float,
+        bm25_weight: float,
+        scale: Literal["z", "rank"] = "z",
+        feedback: tuple[int, float] = (0, 0.0),
+        *,
+        stemmer: str,
+    ) -> None:
+        self.index = index
+        self.stemmer = stemmer
+        total = embedder_weight + bm25_weight
+        self.weights = (embedder_weight / total, bm25_weight / total)
+        self.scale = scale
+        self.feedback = feedback
+
+    @classmethod
+    def from_config(
+        cls, index: CorpusIndex, config: TeacherConfig, scale: Literal["z", "rank"]
+    ) -> "FusedTeacher":
+        feedback = (config.feedback_docs, config.feedback_weight)
+        weights = (config.embedder_weight, config.bm25_weight)
+        return cls(index, *weights, scale, feedback, stemmer=config.bm25_stemmer)
+
+    def _mix(self, dense: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+        """The weighted sum of the two z-scored tables."""
+        return self.weights[0] * dense + self.weights[1] * lexical
+
+    @cached_property
+    def bm25(self) -> Bm25Index:
+        return Bm25Index(self.index.texts, self.stemmer)
+
+    def corpus_scores(self, queries: list[str], vectors: np.ndarray) -> np.ndarray:
+        """The fused score of every corpus document for each query, on the cosine scale."""
+        cosines = self.index.scores(vectors)
+        dense, mean, std = _z(cosines)
+        lexical, _, _ = _z(self.bm25.scores(queries))
+        fused = self._mix(dense, lexical)
+        docs, weight = self.feedback
+        if docs:
+            top = np.argsort(-fused, axis=1, kind="stable")[:, : min(docs, fused.shape[1])]
+            moved = vectors + weight * self.index.vectors[top].mean(axis=1)
+            moved /= np.linalg.norm(moved, axis=1, keepdims=True)
+            fused = self._mix(_z(self.index.scores(moved))[0], lexical)
+        if self.scale == "z":
+            return mean[:, None] + std[:, None] * fused
+        out = np.empty_like(cosines)
+        order = np.argsort(-fused, axis=1, kind="stable")
+        np.put_along_axis(out, order, -np.sort(-cosines, axis=1), axis=1)
+        return out
+
+    def score(self, items: list[Scoring]) -> list[list[float | None]]:
+        if not items:
+            return []
+        table = self.corpus_scores([i.query for i in items], np.stack([i.vector for i in items]))
+        return [
+            [None if row is None else float(table[n, row]) for row in item.rows]
+            for n, item in enumerate(items)
+        ]
+
+
+class CrossEncoderTeacher:
+    """A sentence-transformers CrossEncoder folder, scoring (query, text) pairs. The model is
+    loaded on first use: a Ray driver builds its actors' stages but never scores."""
+
+    name = "cross_encoder"
+
+    def __init__(self, path: str, batch_size: int) -> None:
+        self.path, self.batch_size = path, batch_size
+
+    @cached_property
+    def model(self) -> Any:
+        from sentence_transformers import CrossEncoder
+
+        return CrossEncoder(self.path, device="cpu")
+
+    def score(self, items: list[Scoring]) -> list[list[float | None]]:
+        pairs = [(item.query, text) for item in items for text in item.texts]
+        if not pairs:
+            return [[] for _ in items]
+        flat = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False)
+        return per_item(items, [float(s) for s in flat])
+
+
+class LlmTeacher:
+    """The job's generator judging each (query, text) under the pair's instruction."""
+
+    name = "llm"
+
+    def __init__(self, generator: Generator) -> None:
+        self.generator = generator
+
+    def score(self, items: list[Scoring]) -> list[list[float | None]]:
+        triples = [(item.instruction, item.query, text) for item in items for text in item.texts]
+        return per_item(items, judge(self.generator, triples))
+
+
+def check_teacher(config: TeacherConfig) -> None:
+    """A teacher's model must be a folder a CrossEncoder loads (checked before any model)."""
+    if config.kind != "cross_encoder":
+        return
+    path = Path(config.model or "")
+    if not config.model or not (path / "config.json").is_file():
+        raise UserError(f"teacher.model: not a CrossEncoder folder (no config.json): {path}")
+
+
+def open_teacher(
+    config: TeacherConfig, index: CorpusIndex | None, generator: Generator | None
+) -> Teacher | None:
+    """The job's teacher, or None when it has none."""
+    if config.kind == "none":
+        return None
+    if config.kind == "fused":
+        assert index is not None
+        return FusedTeacher.from_config(index, config, config.scale)
+    if config.kind == "llm":
+        assert generator is not None
+        return LlmTeacher(generator)
+    assert config.model is not None
+    return CrossEncoderTeacher(config.model, config.batch_size)
