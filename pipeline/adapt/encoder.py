@@ -3,8 +3,8 @@ model learns the teacher's distribution over the whole corpus, for the same quer
 the same loss as the linear map (pipeline.adapt.linear).
 
 Why beside the map: a map after pooling bends one shared space for every query and stops
-short of the teacher; the encoder can move each query by its own words (on Cranfield the map
-ends at 0.3992 nDCG@10, its teacher at 0.4061; README, "The adapter stage"). The documents
+short of the teacher; the encoder can move each query by its own words (docs/training.md,
+"The adapter stage"; the figures are in docs/benchmarks.md). The documents
 stay at the lesson's vectors (the trained model's) while the queries learn: encoding the
 corpus with gradients at every step would cost a pass over the corpus per step, and at one
 epoch and a small learning rate the documents' own vectors move little; the final model

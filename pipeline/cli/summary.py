@@ -28,4 +28,5 @@ def format_summary(summary: RunSummary) -> str:
     if summary.kept:
         per_pair = summary.tokens.uncached / summary.kept
         lines.append(f"cost per pair:   {per_pair:.0f} computed prompt tokens per kept pair")
+    lines.append(f'load it:         datasets.load_dataset("{summary.version_dir}")')
     return "\n".join(lines)

@@ -33,7 +33,7 @@ def metadata(manifest: dict[str, Any], languages: list[str]) -> dict[str, Any]:
         {"config_name": "pairs", "default": True, "data_files": [pairs]}
     ]
     counts = manifest["counts"]
-    if any(sum(reasons.values()) for reasons in counts["rejected"].values()):
+    if any(sum(reasons.values()) for reasons in counts.get("rejected", {}).values()):
         # `datasets` cannot load a split of no rows: a version without rejects has no config
         configs.append({"config_name": "rejects", "data_files": [rejects]})
     block: dict[str, Any] = {

@@ -1,7 +1,7 @@
 """The records that flow through a job, and the Parquet schemas they are written with.
 
 The pair schema is the contract with the trainer: it reads these columns and nothing else
-of the generation side. Every column is documented in the README.
+of the generation side. Every column is documented in docs/dataset.md.
 """
 
 import hashlib

@@ -1,8 +1,8 @@
 """Whether training queries carry the task instruction (`Instruct: ...\nQuery:`).
 
 An instruction prefix is part of the Qwen3-Embedding recipe for LLM backbones, but a base
-model that never saw one reads it as noise: on Cranfield, all-MiniLM-L6-v2 fine-tuned with
-the prefix scored nDCG@10 0.370 against 0.378 without it. So `auto` follows the base
+model that never saw one reads it as noise (all-MiniLM-L6-v2 fine-tuned with the prefix
+ranked worse than without it: docs/experiments.md). So `auto` follows the base
 model: a sentence-transformers model keeps instructions only if it was saved with a query
 prompt; a plain decoder (an LLM becoming an embedder) gets them; a plain encoder does not.
 The choice is saved with the trained model (its query prompt), so evaluation and

@@ -54,8 +54,8 @@ from datasets import load_dataset
 pairs = load_dataset("json", data_files="data/*.jsonl", split="train")
 ```
 
-Every column of embsynth's pair schema, unchanged (see embsynth's README, "Record
-schema").""",
+Every column of embsynth's pair schema, unchanged (see embsynth's docs/dataset.md,
+"Record schema").""",
 }
 
 

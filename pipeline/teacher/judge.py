@@ -2,8 +2,8 @@
 negative to the positive, and the round trip judged by it instead of the student.
 
 The student's own filters keep the pairs it already gets right; a teacher that ranks
-better than the student (the fused embedder + BM25 ranks Cranfield at 0.416 nDCG@10 where
-the student ranks 0.382) confirms pairs the student misses and flags negatives that are
+better than the student (the fused embedder + BM25 does on the collections measured in
+docs/benchmarks.md) confirms pairs the student misses and flags negatives that are
 really positives. When the teacher scores a negative at or above the positive:
 `drop_negative` (default) removes that negative, so mining is judged by the teacher;
 `drop_pair` rejects the pair (`teacher_prefers_negative`); `relabel` makes the preferred
@@ -113,7 +113,7 @@ class TeacherJudge:
         """The teacher's order for mining (`negatives.ranked_by: teacher`): a (candidates,
         corpus) score table, -inf outside each re-ranked pool, and each positive's score.
         Why offered: the student's own order only yields negatives it already ranks high.
-        Measured on Cranfield it hurts (README, closed loop): the teacher's top ranks hold
+        Measured on Cranfield it hurts (docs/experiments.md): the teacher's top ranks hold
         more unlabelled positives, so the embedder's order stays the default."""
         table = np.full((len(candidates), len(self.index.texts)), -np.inf, dtype=np.float32)
         positives = np.full(len(candidates), np.nan, dtype=np.float32)

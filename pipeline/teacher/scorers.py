@@ -13,7 +13,7 @@ the student's (see pipeline.embedding.losses.margin_mse).
   (pseudo-relevance feedback, Rocchio's on the dense side) the query vector moves toward the
   mean of the mix's top k documents and the mix is taken again: a short query's vector then
   carries the words its best documents share (on Cranfield that ranks better than the mix;
-  the README's teacher section). It runs offline wherever the job runs and scores corpus
+  docs/teacher.md). It runs offline wherever the job runs and scores corpus
   documents only (a written text has no BM25 statistics: None).
 - `cross_encoder`: a sentence-transformers `CrossEncoder` folder, scores through its
   activation (sigmoid for one label); any text.

@@ -1,7 +1,7 @@
 """Engine settings chosen for the machine: dtype from the CPU's features, every core used.
 
 Why: bfloat16 is several times *slower* than float32 on a CPU without native bf16 (vLLM
-emulates it; 169 s vs 40 s was measured on an AVX2-only EPYC), and vLLM's CPU worker
+emulates it: docs/benchmarks.md), and vLLM's CPU worker
 reserves a core for its scheduler, which on a 2-core machine halves the compute. So, unless
 the config pins them, the dtype follows the CPU flags (bf16 only with AVX-512 bf16 or AMX),
 the engine runs in this process on CPU machines (no reserved core, a start twice as fast,
