@@ -147,6 +147,7 @@ def local_run(
     return summary.version_dir
 
 
+@pytest.mark.faults  # a Ray cluster, two engines, one killed: minutes, so `make faults`
 def test_ray_dataset_equals_the_local_one_even_with_an_engine_actor_killed(
     tmp_path: Path,
     cluster: str,
