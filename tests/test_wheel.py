@@ -9,6 +9,7 @@ a path entry (which runs none of this environment's .pth hooks, so the editable 
 the checkout is not on its path)."""
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,10 +23,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _fresh_environment(tmp_path: Path) -> Path:
-    """A venv whose site-packages holds only the wheel (and a path to the dependencies)."""
+    """A venv whose site-packages holds only the wheel (and a path to the dependencies).
+
+    The wheel is built from a copy of the sources: a build in place leaves `build/` and
+    `*.egg-info` in the checkout, and a stale `build/lib` would put removed modules back
+    into the next wheel."""
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "pipeline", source / "pipeline",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(tmp_path / "dist"), str(ROOT)],
+         "--wheel-dir", str(tmp_path / "dist"), str(source)],
         check=True, cwd=tmp_path,
     )  # fmt: skip
     (wheel,) = (tmp_path / "dist").glob("embsynth-*.whl")

@@ -1,1 +1,0 @@
-"""The `embsynth` command line."""

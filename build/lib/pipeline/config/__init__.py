@@ -1,1 +1,0 @@
-"""The job's configuration: the YAML sections as pydantic models, and the errors a user can fix."""

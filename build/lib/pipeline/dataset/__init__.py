@@ -1,2 +1,0 @@
-"""A dataset version on disk: records and schemas, shards, manifest, card, lock and refresh
-state."""

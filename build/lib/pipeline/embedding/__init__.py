@@ -1,1 +1,0 @@
-"""Embedding models: the model wrapper, the loss, the trainer, inference and evaluation."""

@@ -1,1 +1,0 @@
-"""What drives a job's steps: `local` streams batches through them in this process."""

@@ -1,1 +1,0 @@
-"""Dataset versions in the layouts other trainers read (`embsynth export`)."""

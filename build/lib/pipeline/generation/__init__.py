@@ -1,2 +1,0 @@
-"""Plan and generate: each document's plan, the family's stages, the request cache and the
-backends."""

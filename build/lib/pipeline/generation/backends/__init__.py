@@ -1,1 +1,0 @@
-"""Generation backends: requests in, results out, in order, with per-request errors as values."""

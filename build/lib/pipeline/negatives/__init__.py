@@ -1,1 +1,0 @@
-"""Hard-negative mining from the job's corpus embeddings."""

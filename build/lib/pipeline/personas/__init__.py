@@ -1,1 +1,0 @@
-"""Personas: the library a job draws from and the per-document retrieval of candidates."""

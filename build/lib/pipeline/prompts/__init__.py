@@ -1,1 +1,0 @@
-"""Prompts: the task-family library, its linter and the preview of rendered requests."""
