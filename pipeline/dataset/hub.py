@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from pipeline.config.errors import UserError
+
 # What a published version holds; the rest (cache/, state/, logs/) is how it was made.
 PUBLISHED = ("README.md", "data", "rejects", "plots")
 SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
@@ -76,8 +78,6 @@ def push_version(version: Path, repo_id: str, dry_run: bool, private: bool = Fal
     (created if missing) and return them; with `dry_run`, only return them. The token is
     the environment's (HF_TOKEN, or huggingface_hub's own login), never an argument, so it
     stays out of shell history and logs."""
-    from pipeline.config.errors import UserError
-
     if not (version / "manifest.json").is_file():
         raise UserError(f"{version}: not a finished dataset version (no manifest.json)")
     files = published_files(version)

@@ -25,7 +25,7 @@ class LocalExecutor:
     """Everything in this process (pipeline.executors.base.Executor)."""
 
     def __init__(self, config: JobConfig, quiet: bool) -> None:
-        self.config = config
+        """Nothing to hold: the job's config and engine output concern other executors."""
 
     def cluster(self) -> AbstractContextManager[None]:
         return nullcontext()
