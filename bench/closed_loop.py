@@ -31,7 +31,6 @@ from typing import Any
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from pipeline.adapt.stage import finish_training
 from pipeline.config.job import JobConfig, load_config
 from pipeline.corpus.embedder import open_embedder
 from pipeline.corpus.index import CorpusIndex
@@ -47,6 +46,7 @@ from pipeline.generation.cache import CachingGenerator, RequestCache
 from pipeline.negatives.mining import mine
 from pipeline.quality.consistency import embed_queries
 from pipeline.run.job import run_job
+from pipeline.selection.choose import train_to_final
 from pipeline.teacher.judge import judge_for
 
 TEXT_FILTERS = ("length", "language", "heuristics")
@@ -240,6 +240,8 @@ def train_and_eval(
     before it (`unadapted`), so one training gives every row. A training finished earlier
     in `out` is resumed at its end, not repeated (an adapter changed since is refitted)."""
     raw = deep(train.model_dump(mode="json"), recipe)
+    if "merge_with_base" in recipe or "fit" in recipe.get("adapter", {}):
+        raw["select"] = None  # a hand-made recipe of the earlier loops: no choosing
     if not any(e.teacher_scores for e in load_examples([data], 1)):
         # The titles have no negatives and no teacher scores: margin-MSE has no term there,
         # so their rows train the rest of the recipe.
@@ -249,7 +251,7 @@ def train_and_eval(
     out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(TrainConfig.model_validate(raw))
     trainer.resume()
-    final = finish_training(trainer)
+    final = train_to_final(trainer)
     scores: dict[str, Any] = evaluate(Embedder(final), collection)
     for before in (UNMERGED, UNADAPTED):
         if (out / before).is_dir():

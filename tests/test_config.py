@@ -91,7 +91,18 @@ def test_bundled_configs_load(path: Path) -> None:
     key a session adds to one of them is a key the code knows."""
     if path.name.startswith("train-"):
         config = load_train_config(path)
-        assert config.loss.distill == "margin_mse" and config.merge_with_base == 0.5
+        assert config.loss.distill == "margin_mse" and config.select is not None
+        assert config.select.fits == ["none", "linear", "encoder"]
+        # One recipe for every collection: only where it reads and writes differs.
+        other = load_train_config(next(p for p in BUNDLED if p.name.startswith("train-")))
+        where = {"data", "output_dir"}
+        assert config.model_dump(exclude=where | {"adapter"}) == other.model_dump(
+            exclude=where | {"adapter"}
+        )
+        assert config.adapter is not None and other.adapter is not None
+        assert config.adapter.model_dump(exclude={"job"}) == other.adapter.model_dump(
+            exclude={"job"}
+        )
     else:
         job = load_config(path)
         assert job.tasks and job.output.dir.is_absolute()

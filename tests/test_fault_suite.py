@@ -112,6 +112,7 @@ def stalled_server() -> Iterator[str]:
         listener.close()
 
 
+@pytest.mark.faults  # twenty real job processes: about 100 s here, run by `make faults`
 def test_twenty_starters_on_one_dataset_exactly_one_runs(
     job_file: Callable[..., Path], tmp_path: Path, stalled_server: str
 ) -> None:

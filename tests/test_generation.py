@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 from datasets import load_dataset
 
 from pipeline.config.generator import StageSampling
@@ -152,6 +153,21 @@ def test_backend_keeps_order_and_disables_thinking(generator: Any) -> None:
         assert ids[-4:] == [think, 271, end_think, 271]  # an empty think block ends the prompt
         assert result.prompt_tokens == len(ids)  # ... and it is what the engine saw
         assert json.loads(result.text) == {"n": "x"}  # structured output enforced
+
+
+def test_each_bar_ends_at_its_total_when_a_document_has_two_plans(
+    generator: Any, job_file: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two queries per document: the bars after `read` count plans, so their totals are
+    the plans (a bar past its total dropped the total: `query: 230doc` for 150)."""
+    tasks = [{"type": "retrieval", "queries_per_document": 2}]
+    config = load_config(job_file(tasks=tasks))
+    run_job(config, generator=generator, limit=6, progress=True)
+    shown = capsys.readouterr()
+    lines = (shown.out + shown.err).replace("\r", "\n").splitlines()
+    for step, total in (("read", 6), ("config", 12), ("query", 12), ("mine", 12)):
+        last = [line for line in lines if line.strip().startswith(f"{step}:")][-1]
+        assert f"{total}/{total}" in last, last
 
 
 def test_progress_moves_within_a_one_batch_job(

@@ -21,6 +21,7 @@ FLOW = [
     "run",
     "embedding",
     "adapt",
+    "selection",
     "export",
     "models",
     "cli",

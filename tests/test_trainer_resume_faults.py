@@ -165,6 +165,7 @@ def saving(run: Path) -> bool:
     return any((run / "checkpoints").glob(".step-*.tmp"))
 
 
+@pytest.mark.faults  # kills of training processes: about 2 minutes here, run by `make faults`
 def test_train_killed_at_seeded_moments_resumes_to_the_same_weights(
     tiny_encoder: Path, title_pairs: Path, straight: Path, tmp_path: Path
 ) -> None:

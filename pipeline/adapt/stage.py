@@ -28,10 +28,11 @@ from pipeline.corpus.index import CorpusIndex
 from pipeline.corpus.reader import read_batches, read_queries
 from pipeline.corpus.survey import check_corpus
 from pipeline.dataset.manifest import write_json_atomic
+from pipeline.dataset.records import Document
 from pipeline.dedup.text import normalize
 from pipeline.embedding.dense import with_dense
 from pipeline.embedding.inference import Embedder
-from pipeline.embedding.train_config import AdapterConfig
+from pipeline.embedding.train_config import AdapterConfig, FitKind
 from pipeline.embedding.trainer import Trainer
 from pipeline.teacher.scorers import FusedTeacher
 
@@ -41,11 +42,12 @@ QUERIES = "adapter.queries"  # the setting named in a query file's errors
 UNUSED = {"linear": {"encoder"}, "encoder": {"reg", "steps", "learning_rate", "batch_size"}}
 
 
-def check_adapter(settings: AdapterConfig) -> None:
+def check_adapter(settings: AdapterConfig) -> JobConfig:
     """Everything the adapter reads, checked before any training: its job and its query
-    files."""
-    adapter_job(settings)
+    files; returns the job."""
+    job = adapter_job(settings)
     logged_queries(settings, [])
+    return job
 
 
 def adapter_job(settings: AdapterConfig) -> JobConfig:
@@ -75,19 +77,39 @@ def logged_queries(settings: AdapterConfig, known: list[str]) -> list[str]:
     return out
 
 
-def lesson(model: Path, queries: list[str], settings: AdapterConfig, seed: int = 0) -> Lesson:
-    """Embed the adapter job's corpus and the queries (the given ones, the query files',
-    the crops) with `model`; score them by the job's fused teacher (z scale: the softmax
-    over the corpus needs the mix itself)."""
-    job = adapter_job(settings)
-    logged = logged_queries(settings, queries)  # read once, before the corpus is embedded
+def job_documents(job: JobConfig) -> list[Document]:
+    """The adapter job's corpus: the documents the lesson (and a validation split) rank."""
     documents = [doc for docs, _ in read_batches(job.input) for doc in docs]
     if not documents:
-        raise UserError(f"adapter.job {settings.job}: its corpus has no documents")
-    embedder = Embedder(model)
+        raise UserError(f"adapter.job: {job.input.path} has no documents")
+    return documents
+
+
+def corpus_index(job: JobConfig, embedder: Embedder) -> CorpusIndex:
+    """The adapter job's corpus embedded by `embedder`."""
+    documents = job_documents(job)
     with tqdm(total=len(documents), desc="adapter: corpus", unit="doc") as bar:
-        index = CorpusIndex.build(documents, embedder, on_done=bar.update)
-    texts = queries + logged + crops(index.texts, settings.crops, seed)
+        return CorpusIndex.build(documents, embedder, on_done=bar.update)
+
+
+def lesson(
+    model: Path,
+    queries: list[str],
+    settings: AdapterConfig,
+    seed: int = 0,
+    index: CorpusIndex | None = None,
+    held_out: frozenset[str] = frozenset(),
+) -> Lesson:
+    """Embed the adapter job's corpus (unless `index` holds it, embedded by `model`) and the
+    queries (the given ones, the query files', the crops of every document but the
+    `held_out` ones, which a validation split keeps unseen) with `model`; score them by the
+    job's fused teacher (z scale: the softmax over the corpus needs the mix itself)."""
+    job = adapter_job(settings)
+    logged = logged_queries(settings, queries)  # read once, before the corpus is embedded
+    embedder = Embedder(model)
+    index = index or corpus_index(job, embedder)
+    cropped = [t for d, t in zip(index.doc_ids, index.texts, strict=True) if d not in held_out]
+    texts = queries + logged + crops(cropped, settings.crops, seed)
     with tqdm(total=len(texts), desc="adapter: queries", unit="query") as bar:
         vectors = embedder.encode_queries(texts, on_done=bar.update)
     teacher = FusedTeacher.from_config(index, job.teacher, "z")
@@ -110,6 +132,33 @@ def fit(taught: Lesson, settings: AdapterConfig, seed: int, device: torch.device
     )
 
 
+def fit_adapter(
+    model: Path, taught: Lesson, settings: AdapterConfig, kind: FitKind, trainer: Trainer, out: Path
+) -> dict[str, object]:
+    """Fit the adapter of `kind` (linear or encoder) on the lesson of `model`, write the
+    adapted model to `out`, and return the fit's report: what it saw and how far it got."""
+    seed, device = trainer.config.seed, trainer.device
+    if kind == "encoder":
+        before, after = fit_encoder(
+            model, taught, settings, instruction=trainer.instruction, seed=seed, device=device,
+            out=out,
+        )  # fmt: skip
+    else:
+        fitted = fit(taught, settings, seed, device)
+        with_dense(model, fitted.weight, out)
+        before, after = fitted.held_out_before, fitted.held_out_after
+    return {
+        "queries": len(taught.texts),
+        "generated": len(trainer.examples),
+        "logged": taught.logged,
+        "held_out_kl_before": before,
+        "held_out_kl_after": after,
+        **settings.model_dump(mode="json", exclude={"queries", *UNUSED[kind]}),
+        "fit": kind,
+        "query_files": [str(path) for path in settings.queries],
+    }
+
+
 def finish_training(trainer: Trainer) -> Path:
     """Train (from the trainer's current step), then run the adapter stage if the config
     has one; returns the final model. The adapter's job is checked before training."""
@@ -120,27 +169,9 @@ def finish_training(trainer: Trainer) -> Path:
     if settings is None:
         return trained
     queries = [example.query for example in trainer.examples]
-    seed, device = trainer.config.seed, trainer.device
-    taught = lesson(trained, queries, settings, seed)
+    taught = lesson(trained, queries, settings, trainer.config.seed)
     final = trainer.final_dir
-    if settings.fit == "encoder":
-        before, after = fit_encoder(
-            trained, taught, settings, instruction=trainer.instruction, seed=seed, device=device,
-            out=final,
-        )  # fmt: skip
-    else:
-        fitted = fit(taught, settings, seed, device)
-        with_dense(trained, fitted.weight, final)
-        before, after = fitted.held_out_before, fitted.held_out_after
-    report = {
-        "queries": len(taught.texts),
-        "generated": len(queries),
-        "logged": taught.logged,
-        "held_out_kl_before": before,
-        "held_out_kl_after": after,
-        **settings.model_dump(mode="json", exclude={"queries", *UNUSED[settings.fit]}),
-        "query_files": [str(path) for path in settings.queries],
-    }
+    report = fit_adapter(trained, taught, settings, settings.fit or "linear", trainer, final)
     write_json_atomic(report, trainer.config.output_dir / REPORT)
     return final
 

@@ -264,9 +264,10 @@ def train(
     resume: Annotated[bool, typer.Option(help="continue from the latest checkpoint")] = False,
 ) -> None:
     """Train an embedding model on one or more dataset versions."""
-    from pipeline.adapt.stage import adapter_report, check_adapter, finish_training
+    from pipeline.adapt.stage import adapter_report, check_adapter
     from pipeline.embedding.train_config import load_train_config
     from pipeline.embedding.trainer import FINAL, Trainer, checkpoints
+    from pipeline.selection.choose import train_to_final
 
     settings = load_train_config(config)
     if not resume and (checkpoints(settings.output_dir) or (settings.output_dir / FINAL).exists()):
@@ -286,9 +287,12 @@ def train(
             )
             return
         typer.echo(f"resuming at step {step} of {trainer.total_steps}")
-    final = finish_training(trainer)
+    final = train_to_final(trainer)
     last = trainer.history[-1]["loss"] if trainer.history else float("nan")
     typer.echo(f"trained {trainer.step} steps, last loss {last:.4f}; model: {final}")
+    if settings.select is not None:
+        print_selection(settings.output_dir)
+        return
     report = adapter_report(settings.output_dir) if settings.adapter else None
     if report:
         typer.echo(
@@ -296,6 +300,16 @@ def train(
             f"adapter.queries), held-out KL "
             f"{report['held_out_kl_before']:.4f} -> {report['held_out_kl_after']:.4f}"
         )
+
+
+def print_selection(output_dir: Path) -> None:
+    """Echo the training report of `select` (pipeline.selection) from its JSON."""
+    import json
+
+    from pipeline.cli.summary import format_selection
+    from pipeline.selection.choose import REPORT
+
+    typer.echo(format_selection(json.loads((output_dir / REPORT).read_text(encoding="utf-8"))))
 
 
 @app.command()

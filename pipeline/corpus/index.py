@@ -65,7 +65,10 @@ class CorpusIndex:
     def ranks(self, queries: np.ndarray, doc_ids: list[str]) -> np.ndarray:
         """1-based rank of each query's own document among all documents (ties count
         against it: a document scoring the same is ranked above)."""
-        scores = self.scores(queries)
+        return self.ranks_in(self.scores(queries), doc_ids)
+
+    def ranks_in(self, scores: np.ndarray, doc_ids: list[str]) -> np.ndarray:
+        """`ranks` from a score table already computed (queries x documents)."""
         own = scores[np.arange(len(doc_ids)), [self.rows[d] for d in doc_ids]]
         return (scores >= own[:, None]).sum(axis=1)
 

@@ -21,7 +21,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.dataset.records import Document
 from pipeline.dataset.writer import VERSION_DIR, write_atomic
 
 DOCUMENTS = Path("state") / "documents.parquet"
@@ -131,11 +130,11 @@ def write_superseded(version: Path, superseded: Superseded) -> None:
     write_atomic(table, version / SUPERSEDED)
 
 
-def write_covered(version: Path, docs: list[Document]) -> None:
-    """Record the documents this version read."""
+def write_covered(version: Path, covered: list[tuple[str, str]]) -> None:
+    """Record the documents this version read: (doc_id, content key) of each."""
     (version / DOCUMENTS).parent.mkdir(parents=True, exist_ok=True)
     table = pa.table(
-        {"doc_id": pa.array([d.doc_id for d in docs], pa.string()),
-         "key": pa.array([d.key for d in docs], pa.string())}
+        {"doc_id": pa.array([i for i, _ in covered], pa.string()),
+         "key": pa.array([key for _, key in covered], pa.string())}
     )  # fmt: skip
     write_atomic(table, version / DOCUMENTS)

@@ -38,6 +38,9 @@ class Example:
     # The teacher's scores of (positive, *negatives), None where it gave none; empty when
     # the data has no teacher scores (see pipeline.teacher).
     teacher_scores: tuple[float | None, ...] = ()
+    # The document the pair was made from, when the data names it (the validation split
+    # holds out whole documents: pipeline.embedding.split).
+    doc_id: str = ""
 
 
 def load_examples(versions: list[Path], max_negatives: int) -> list[Example]:
@@ -64,6 +67,7 @@ def load_examples(versions: list[Path], max_negatives: int) -> list[Example]:
                         negatives=negatives,
                         instruction=row["instruction"] or "",
                         teacher_scores=tuple(row.get(TEACHER) or ())[: 1 + len(negatives)],
+                        doc_id=str(row.get(DOC_ID) or ""),
                     )
                 )
     if not examples:

@@ -116,8 +116,10 @@ class AdapterConfig(Strict):
     settings below); `fit: encoder` fine-tunes every weight on the same lesson (`encoder`)."""
 
     job: Path = Field(description="the job config whose corpus and fused teacher it learns from")
-    fit: Literal["linear", "encoder"] = Field(
-        "linear", description="what is fitted: a map after pooling, or the whole encoder"
+    fit: Literal["linear", "encoder"] | None = Field(
+        None,
+        description="what is fitted: a map after pooling, or the whole encoder; none: linear "
+        "(with select: the fits tried are select.fits)",
     )
     encoder: EncoderFit = Field(default_factory=EncoderFit)
     reg: float = Field(0.03, gt=0, description="weight of ||W - I||^2: how far W may leave I")
@@ -134,6 +136,37 @@ class AdapterConfig(Strict):
         default_factory=list,
         description="query logs (JSONL with text or query, or a BEIR folder): unlabelled queries "
         "the collection's users wrote, taught the teacher's ranking beside the generated ones",
+    )
+
+
+FitKind = Literal["none", "linear", "encoder"]
+
+
+class SelectConfig(Strict):
+    """Train once, then build a candidate per merge share and adapter fit, measure each and
+    the base model on a held-out split of the pairs' documents (never on test queries), and
+    save the best as `final/`, or the base where no candidate beats it
+    (pipeline.selection)."""
+
+    held_out: float = Field(
+        0.2, gt=0, lt=1, description="share of the pairs' documents held out of training"
+    )
+    merge_with_base: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
+        default_factory=lambda: [0.5],
+        min_length=1,
+        description="the base model's shares in the slerp, one candidate each; 0: unmerged",
+    )
+    fits: list[FitKind] = Field(
+        default_factory=lambda: ["none", "linear", "encoder"],
+        min_length=1,
+        description="adapter fits tried on each merged model; linear and encoder need the "
+        "`adapter` section (its job's corpus and teacher)",
+    )
+    metric: Literal["ndcg@10", "mrr@10"] = Field(
+        "ndcg@10", description="what the candidates are ranked by on the split"
+    )
+    min_gain: float = Field(
+        0.0, ge=0, description="a candidate must beat the base model by more than this"
     )
 
 
@@ -197,6 +230,12 @@ class TrainConfig(Strict):
         "whole encoder, taught the fused teacher's ranking of the corpus; the model before "
         "it is kept in `unadapted`",
     )
+    select: SelectConfig | None = Field(
+        None,
+        description="choose the final model among candidates on a held-out split of the "
+        "data, keeping the base model when none beats it; replaces merge_with_base and "
+        "adapter.fit, whose choices it makes",
+    )
     seed: int = 0
 
     def loss_specs(self) -> list[LossSpec]:
@@ -211,7 +250,21 @@ class TrainConfig(Strict):
             raise ValueError("loss.mrl_dims must be positive sizes")
         if not self.loss.info_nce and self.loss.distill == "none":
             raise ValueError("loss.info_nce is off and loss.distill is none: nothing to train on")
+        if self.select is not None:
+            self._check_select(self.select)
         return self
+
+    def _check_select(self, select: SelectConfig) -> None:
+        """`select` makes the merge and fit choices, so it refuses them made by hand."""
+        if self.merge_with_base is not None:
+            raise ValueError("with select, give the shares to try in select.merge_with_base")
+        if self.adapter is not None and self.adapter.fit is not None:
+            raise ValueError("with select, give the fits to try in select.fits, not adapter.fit")
+        fitted = sorted(set(select.fits) - {"none"})
+        if fitted and self.adapter is None:
+            raise ValueError(
+                f"select.fits {fitted} need an adapter section (its job's corpus and teacher)"
+            )
 
 
 def load_train_config(path: Path) -> TrainConfig:

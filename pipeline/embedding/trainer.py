@@ -42,11 +42,14 @@ from pipeline.embedding.losses import Batch, LossSum, Matryoshka, build_objectiv
 from pipeline.embedding.merge import merge_models
 from pipeline.embedding.model import EmbeddingModel, query_text
 from pipeline.embedding.save import export_model, write_model
+from pipeline.embedding.split import split_pairs
 from pipeline.embedding.train_config import TrainConfig
 
 FINAL = "final"
 UNMERGED = "unmerged"  # the trained model, when the final one is merged with the base
 UNADAPTED = "unadapted"  # the model before the adapter stage, when there is one
+CANDIDATES = "candidates"  # with `select`: every candidate model, the trained one first
+TRAINED = "trained"
 # A replayed chunk differs from its cached pass by float noise; a different dropout mask
 # moves vectors by far more than this.
 REPLAY_TOLERANCE = 1e-2
@@ -60,6 +63,12 @@ class Trainer:
         # The data: every pair of the chosen dataset versions, cut into fixed-size batches.
         self.versions = [v for path in config.data for v in chosen_versions(path, config.versions)]
         self.examples = load_examples(self.versions, config.hard_negatives)
+        # With `select`, the held-out documents' pairs are the validation split, never trained.
+        self.held_out: list[Example] = []
+        if config.select is not None:
+            self.examples, self.held_out = split_pairs(
+                self.examples, config.select.held_out, config.seed
+            )
         self.steps_per_epoch = len(self.examples) // config.batch_size
         if self.steps_per_epoch == 0:
             raise UserError(
@@ -133,7 +142,10 @@ class Trainer:
 
     @property
     def trained_dir(self) -> Path:
-        """Where `train` puts its model: the final one, or the adapter stage's input."""
+        """Where `train` puts its model: the final one, the adapter stage's input, or with
+        `select` the first candidate."""
+        if self.config.select is not None:
+            return self.config.output_dir / CANDIDATES / TRAINED
         return self.config.output_dir / (UNADAPTED if self.config.adapter else FINAL)
 
     @property
@@ -141,10 +153,13 @@ class Trainer:
         """What a checkpoint was made from; resuming with anything else is refused."""
         # The adapter is fitted after training, so changing it keeps the checkpoints valid.
         # An unset `losses` is left out so that configs from before it keep their hash.
-        exclude = {"output_dir", "save_every", "adapter"}
+        # Of `select`, only the split changes what is trained.
+        exclude = {"output_dir", "save_every", "adapter", "select"}
         if self.config.losses is None:
             exclude.add("losses")
         settings = self.config.model_dump(mode="json", exclude=exclude)
+        if self.config.select is not None:
+            settings["held_out"] = self.config.select.held_out
         blob = json.dumps(settings, sort_keys=True).encode()
         return {
             "config_hash": hashlib.sha256(blob).hexdigest()[:16],

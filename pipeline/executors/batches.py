@@ -67,7 +67,9 @@ class Streamed:
     pairs: ShardWriter
     rejects: ShardWriter
     progress: StepProgress
-    read: list[Document] = field(default_factory=list)
+    # (doc_id, content key) of each document read: what the version records as covered.
+    # Ids and keys only, not texts: a run over millions of documents keeps no corpus text.
+    read: list[tuple[str, str]] = field(default_factory=list)
     rejected: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     generated: int = 0
@@ -96,7 +98,7 @@ class Streamed:
         docs = [d for d in docs if d.key not in steps.seen]
         if not docs and not skipped:
             return None
-        self.read.extend(docs)
+        self.read.extend((d.doc_id, d.key) for d in docs)
         self.record(skipped)
         steps.funnel.count("read", len(docs) + len(skipped), len(docs))
         unique, duplicates = steps.documents_dedup.check(docs)
@@ -110,6 +112,8 @@ class Streamed:
         t0 = time.perf_counter()
         candidates = steps.plan(docs)
         self.stage_seconds["plan"] += time.perf_counter() - t0
+        # The later bars count plans: a document of two plans is two of their total.
+        self.progress.planned(len(docs), plan_count(candidates))
         return candidates
 
     def took(self, done: StagesDone, progress_seen: bool) -> None:

@@ -47,9 +47,11 @@ def engine_output_to(log: Path | None) -> Iterator[TextIO]:
 
 
 class StepProgress:
-    """One bar per step of the flow, counting documents that are done with that step.
+    """One bar per step of the flow: `read` counts documents, each later step the plans
+    (a document's queries to ask) done with it; a document's plan count is added to the later
+    totals when its batch is planned (`planned`).
 
-    A document rejected at one step is also done with every later one, so all bars end at
+    A plan rejected at one step is also done with every later one, so the later bars end at
     the same total and their rate and ETA stay honest. Bars move as the engine finishes
     requests (see `Generator.generate`'s `on_done`), not once per batch.
     """
@@ -66,7 +68,8 @@ class StepProgress:
         labels = {name: step_label(name, i) for i, name in enumerate(steps)}
         if console is not None:
             print(
-                "progress: documents done with each step"
+                "progress: documents read, then plans (queries asked of a document) done "
+                "with each later step"
                 + "".join(
                     f"; {label} = {name.replace('/', ', ')}"
                     for name, label in labels.items()
@@ -77,7 +80,7 @@ class StepProgress:
         self.bars = {
             name: tqdm(
                 desc=f"{labels[name]:>8}",
-                unit="doc",
+                unit="doc" if i == 0 else "plan",
                 total=total,
                 position=i,
                 file=console,
@@ -94,6 +97,15 @@ class StepProgress:
             self.bars[step].update(n)
             if self.listener is not None:
                 self.listener(step, n)
+
+    def planned(self, documents: int, plans: int) -> None:
+        """`documents` were planned into `plans`: every step after `read` counts plans, so
+        its total grows by the difference (the total started as the document count)."""
+        for step in self.steps[1:]:
+            bar = self.bars[step]
+            if bar.total is not None and plans != documents:
+                bar.total += plans - documents
+                bar.refresh()
 
     def dropped(self, step: str, n: int) -> None:
         """`n` documents left the flow at `step`: they are done with every later step."""

@@ -23,6 +23,7 @@ from pipeline.corpus.embedder import embedder_path, open_embedder
 from pipeline.corpus.index import CorpusIndex
 from pipeline.corpus.reader import read_batches, read_queries
 from pipeline.corpus.survey import Survey, survey_corpus
+from pipeline.corpus.vectors import VectorStore, embedder_identity
 from pipeline.dataset.card import card_rows, write_card
 from pipeline.dataset.lock import dataset_lock
 from pipeline.dataset.manifest import now, write_json_atomic
@@ -124,7 +125,7 @@ def run_job(
     executor = open_executor(config, quiet_engine)
     with executor.cluster(), dataset_lock(root):
         scope = run_scope(config, library, survey, root, limit, refresh)
-        embedder = open_embedder(config.embedder) if needs_embedder(config) else None
+        embedder, store = _embedder(config, root)
         dedup = _query_dedup(config, embedder, scope)
         staging, version_dir = scope.unfinished or new_version(root)
         reset_for_resume(staging)
@@ -135,7 +136,7 @@ def run_job(
             say = (lambda line: print(line, file=console)) if progress else (lambda line: None)
             opening = Opening(say, stack, staging / "logs", log)
             caching = _caching(config, generator, staging, opening, scope)
-            index = _corpus_index(executor, embedder, survey, shown)
+            index = _corpus_index(executor, embedder, survey, store, shown)
             context = Context.for_job(config, library, embedder, index, dedup, caching)
             tokens = TokenCount()
             steps = _steps(config, library, executor, caching, context, scope, tokens, limit)
@@ -196,19 +197,39 @@ def _query_dedup(config: JobConfig, embedder: "Embedder | None", scope: Scope) -
     return queries
 
 
+def _embedder(config: JobConfig, root: Path) -> tuple["Embedder | None", VectorStore | None]:
+    """The job's embedder and the dataset's corpus vectors it made (pipeline.corpus.vectors),
+    opened before anything is written: vectors of another embedder are a user error. None
+    for a job that embeds nothing."""
+    if not needs_embedder(config):
+        return None, None
+    embedder = open_embedder(config.embedder)
+    identity = embedder_identity(embedder.path, embedder.backend)
+    return embedder, VectorStore(root, identity, embedder.dimension)
+
+
 def _corpus_index(
-    executor: Executor, embedder: "Embedder | None", survey: Survey, console: TextIO | None
+    executor: Executor,
+    embedder: "Embedder | None",
+    survey: Survey,
+    store: VectorStore | None,
+    console: TextIO | None,
 ) -> CorpusIndex | None:
-    """Every document of the job (up to the limit, as the survey kept them), embedded once
-    for the whole run by the executor; none for a job that embeds nothing."""
-    if embedder is None:
+    """Every document of the job (up to the limit, as the survey kept them) with its vector:
+    those the dataset's vector store holds are read from it, the others embedded by the
+    executor and stored; none for a job that embeds nothing."""
+    if embedder is None or store is None:
         return None
     documents = survey.documents or []
-    with tqdm(
-        total=len(documents), desc="  corpus", unit="doc", file=console, disable=console is None
-    ) as bar:
-        vectors = executor.embed(embedder, [d.text for d in documents], bar.update)
-    return CorpusIndex.from_vectors(documents, vectors)
+    keys = [d.key for d in documents]
+    missing = store.missing(keys)
+    if missing:
+        text = {d.key: d.text for d in documents}
+        with tqdm(
+            total=len(missing), desc="  corpus", unit="doc", file=console, disable=console is None
+        ) as bar:
+            store.add(missing, executor.embed(embedder, [text[k] for k in missing], bar.update))
+    return CorpusIndex.from_vectors(documents, store.vectors(keys))
 
 
 def _steps(
@@ -262,7 +283,7 @@ def _publish(
     streamed, staging = run.streamed, run.staging
     if context.dedup is not None:
         context.dedup.save(staging)
-    write_covered(staging, [doc for doc in streamed.read if doc.doc_id not in streamed.failed])
+    write_covered(staging, [(i, key) for i, key in streamed.read if i not in streamed.failed])
     run.seconds = time.perf_counter() - start
     run.without_negatives = context.without_negatives
     card = card_rows(staging)  # column counts, score arrays and a few example rows
