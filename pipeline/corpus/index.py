@@ -1,22 +1,21 @@
-"""The corpus index: every document of the job, embedded once, searched exactly.
-
-Exact search (a matrix product, blockwise) is fast and simple up to a few hundred thousand
-documents on a CPU; vectors are unit length, so scores are cosines.
+"""The corpus index: every document of the job, embedded once; its nearest documents for
+a query found exactly below a size, through a graph above it (pipeline.corpus.nearest).
+Vectors are unit length, so scores are cosines.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipeline.corpus.nearest import BLOCK, EXACT_BELOW, Graph, exact_top
 from pipeline.dataset.records import Document
 from pipeline.dedup.text import text_key
 
 if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
     from pipeline.embedding.inference import Embedder
-
-BLOCK = 512  # queries scored at once: bounds the score matrix to BLOCK x documents
 
 
 @dataclass
@@ -29,6 +28,11 @@ class CorpusIndex:
     vectors: np.ndarray
     rows: dict[str, int]
     keys: list[str]
+    # Where the graph of a corpus of `exact_below` documents or more is kept (None: built
+    # in memory by each process that searches).
+    graph_path: Path | None = None
+    exact_below: int = EXACT_BELOW
+    _graph: Graph | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -41,11 +45,29 @@ class CorpusIndex:
         return cls.from_vectors(documents, vectors)
 
     @classmethod
-    def from_vectors(cls, documents: list[Document], vectors: np.ndarray) -> "CorpusIndex":
-        """The index of documents embedded elsewhere (a Ray job's workers)."""
+    def from_vectors(
+        cls, documents: list[Document], vectors: np.ndarray, graph_path: Path | None = None
+    ) -> "CorpusIndex":
+        """The index of documents embedded elsewhere (a Ray job's workers, the dataset's
+        stored vectors)."""
         texts = [d.text for d in documents]
         ids = [d.doc_id for d in documents]
-        return cls(ids, texts, vectors, _rows(documents), [text_key(t) for t in texts])
+        keys = [text_key(t) for t in texts]
+        return cls(ids, texts, vectors, _rows(documents), keys, graph_path)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to Ray workers) without the open graph: each process opens the file."""
+        return self.__dict__ | {"_graph": None}
+
+    def top(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of each query's `k` nearest documents, best first: exact below
+        `exact_below` documents, else from the graph (row -1, score -inf where it found
+        fewer)."""
+        if len(self.doc_ids) < self.exact_below:
+            return exact_top(self.vectors, queries, k)
+        if self._graph is None:
+            self._graph = Graph.open(self.vectors, self.graph_path)
+        return self._graph.top(queries, k)
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
         """Cosine of each query against every document (queries x documents)."""

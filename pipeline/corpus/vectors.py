@@ -5,7 +5,9 @@ ids, changed texts) instead of the whole corpus again.
 
 Layout (`DATASET/state/corpus-vectors/`): `vectors.f32`, rows of float32 appended in the
 order they were embedded; `keys.txt`, the content key of each row, one per line; and
-`meta.json`, the embedder the rows came from and their dimension. The rows are written and
+`meta.json`, the embedder the rows came from and their dimension; and, for a corpus
+large enough to be searched through a graph, `graph-DIGEST.usearch`, the graph of the
+last corpus state (pipeline.corpus.nearest). The rows are written and
 synced before the key list is replaced (atomically), so a kill between the two leaves rows
 no key names, which the next write cuts off: a key never points at a vector not written.
 
@@ -94,6 +96,17 @@ class VectorStore:
         self.rows |= {key: row for row, key in enumerate(keys, start=len(self.rows))}
         with atomic_path(self.folder / KEYS) as tmp:
             tmp.write_text("".join(f"{key}\n" for key in self.keys), encoding="utf-8")
+
+    def graph_path(self, keys: list[str]) -> Path:
+        """Where the nearest-neighbour graph of the corpus `keys` (in their order: a row of
+        the graph is a position in it) is kept (pipeline.corpus.nearest); the graphs of
+        other corpus states are deleted, so the folder holds one."""
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+        path = self.folder / f"graph-{digest}.usearch"
+        for old in self.folder.glob("graph-*.usearch"):
+            if old != path:
+                old.unlink()
+        return path
 
     def vectors(self, keys: list[str]) -> np.ndarray:
         """The stored vectors of `keys`, in their order (every key must be stored)."""

@@ -17,17 +17,19 @@ from pipeline.corpus.index import CorpusIndex
 from pipeline.dataset.records import Candidate
 from pipeline.dedup.text import text_key
 
-Ranking = Callable[[list[Candidate]], tuple[np.ndarray, np.ndarray]]
+# (rows, scores, positives): for each candidate, corpus rows and their scores in any order
+# (row -1 pads), and its positive's score.
+Ranking = Callable[[list[Candidate], int], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def embedder_ranking(index: CorpusIndex) -> Ranking:
-    """The embedder's order: every corpus document's cosine, and the positive's."""
+    """The embedder's order: each query's `depth` nearest documents, and the positive's
+    cosine (nothing past the depth is scored: memory and time stay per query)."""
 
-    def rank(candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray]:
+    def rank(candidates: list[Candidate], depth: int) -> tuple[np.ndarray, ...]:
         vectors = np.stack([c.vector for c in candidates])
-        return index.scores(vectors), index.positive_scores(
-            vectors, [c.doc.doc_id for c in candidates]
-        )
+        rows, scores = index.top(vectors, depth)
+        return rows, scores, index.positive_scores(vectors, [c.doc.doc_id for c in candidates])
 
     return rank
 
@@ -44,23 +46,22 @@ def mine(
     many pairs got none. Such a pair stays: it still trains with in-batch negatives."""
     if not candidates:
         return 0
-    scores, positives = (ranking or embedder_ranking(index))(candidates)
-    depth = min(config.rank_end, scores.shape[1])
-    top = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
+    depth = min(config.rank_end, len(index.doc_ids))
+    rows, scores, positives = (ranking or embedder_ranking(index))(candidates, depth)
     without = 0
     for row, candidate in enumerate(candidates):
-        order = top[row][np.argsort(-scores[row, top[row]], kind="stable")]
+        order = np.argsort(-scores[row], kind="stable")[:depth]
         ceiling = min(
             positives[row] * config.max_score_ratio if positives[row] > 0 else positives[row],
             positives[row] - config.margin,
         )
         own = text_key(candidate.doc.text)
         picked: list[tuple[str, float]] = []
-        for rank, j in enumerate(order):
+        for rank, position in enumerate(order):
             if len(picked) == config.count:
                 break
-            score = float(scores[row, j])
-            same = index.doc_ids[j] == candidate.doc.doc_id or index.keys[j] == own
+            j, score = int(rows[row, position]), float(scores[row, position])
+            same = j < 0 or index.doc_ids[j] == candidate.doc.doc_id or index.keys[j] == own
             guarded = not (np.isfinite(score) and score <= ceiling)  # also unranked, NaN
             if rank < config.rank_start or same or guarded:
                 continue

@@ -98,31 +98,33 @@ class TeacherJudge:
     def _rerank(self, candidates: list[Candidate]) -> list[tuple[list[int], list[float | None]]]:
         """Each candidate's pool, its own document first and then the student's top POOL
         documents, with the teacher's score of each (corpus rows, scores)."""
-        student = self.index.scores(np.stack([c.vector for c in candidates]))
-        depth = min(POOL, student.shape[1])
-        tops = np.argpartition(-student, depth - 1, axis=1)[:, :depth]
+        tops, _ = self.index.top(np.stack([c.vector for c in candidates]), POOL)
         pools, items = [], []
         for c, top in zip(candidates, tops, strict=True):
             own = self.index.rows[c.doc.doc_id]
-            pool = [own, *(int(r) for r in top if r != own)]
+            pool = [own, *(int(r) for r in top if r != own and r >= 0)]
             pools.append(pool)
             items.append(self._scoring(c, [self.index.texts[r] for r in pool], list(pool)))
         return list(zip(pools, self.teacher.score(items), strict=True))
 
-    def ranking(self, candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray]:
-        """The teacher's order for mining (`negatives.ranked_by: teacher`): a (candidates,
-        corpus) score table, -inf outside each re-ranked pool, and each positive's score.
+    def ranking(self, candidates: list[Candidate], depth: int) -> tuple[np.ndarray, ...]:
+        """The teacher's order for mining (`negatives.ranked_by: teacher`): each candidate's
+        re-ranked pool as (rows, scores; -inf for a document it did not score, row -1 pads),
+        and each positive's score (`depth`: the pools are what the teacher scored).
         Why offered: the student's own order only yields negatives it already ranks high.
         Measured on Cranfield it hurts (docs/experiments.md): the teacher's top ranks hold
         more unlabelled positives, so the embedder's order stays the default."""
-        table = np.full((len(candidates), len(self.index.texts)), -np.inf, dtype=np.float32)
+        del depth  # the pools are POOL deep whatever mining asks for
+        ranked = self._rerank(candidates)
+        width = max(len(pool) for pool, _ in ranked)
+        rows = np.full((len(candidates), width), -1, dtype=np.int64)
+        table = np.full((len(candidates), width), -np.inf, dtype=np.float32)
         positives = np.full(len(candidates), np.nan, dtype=np.float32)
-        for n, (pool, scores) in enumerate(self._rerank(candidates)):
-            for row, score in zip(pool, scores, strict=True):
-                if score is not None:
-                    table[n, row] = score
+        for n, (pool, scores) in enumerate(ranked):
+            rows[n, : len(pool)] = pool
+            table[n, : len(pool)] = [-np.inf if s is None else s for s in scores]
             positives[n] = np.nan if scores[0] is None else scores[0]
-        return table, positives
+        return rows, table, positives
 
     def round_trip(
         self, candidates: list[Candidate], config: RoundTripFilter

@@ -1,0 +1,105 @@
+"""The nearest corpus documents of query vectors: exact search below `EXACT_BELOW`
+documents, an HNSW graph above it.
+
+Exact search scores every document for every query (a matrix product, blockwise): simple,
+and on a CPU fast enough up to ~100k documents, but its time per query grows with the
+corpus, so a job's time grows with the square of it. A graph answers a query in about
+log N, at a recall the bench measures against exact search (`bench/nearest.py`, recall@100).
+
+The graph is usearch's: one file that can be saved and opened as a memory-mapped view (the
+OS pages it in and shares it between processes on a node, so a run, its refresh and every
+worker read one copy without loading it), float32 inner product on the unit vectors, and a
+pip wheel with no system dependency. faiss-cpu's HNSW reads its index whole into memory
+(an mmap'ed IVF needs a trained quantiser and its own tuning), and hnswlib has had no
+release since 2023 and loads whole too.
+"""
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipeline.dataset.writer import atomic_path
+
+if TYPE_CHECKING:
+    from usearch.index import Index
+
+EXACT_BELOW = 100_000  # documents; a larger corpus is searched through the graph
+BLOCK = 512  # queries scored at once by exact search: bounds the table to BLOCK x documents
+# HNSW settings: M, efConstruction and ef; recall@100 >= 0.99 on the bench (bench/nearest.py).
+CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 256
+
+
+def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, scores): each query's `k` best documents by cosine, best first (the earlier
+    row on a tie within the k; which of tied documents at the k-th place is kept is
+    argpartition's choice)."""
+    k = min(k, len(vectors))
+    rows, scores = nothing(len(queries), k)
+    if not k:
+        return rows, scores
+    for start in range(0, len(queries), BLOCK):
+        table = queries[start : start + BLOCK] @ vectors.T
+        top = np.argpartition(-table, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(table, top, axis=1), axis=1, kind="stable")
+        best = np.take_along_axis(top, order, axis=1)
+        rows[start : start + len(table)] = best
+        scores[start : start + len(table)] = np.take_along_axis(table, best, axis=1)
+    return rows, scores
+
+
+def nothing(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """A top table with no document found yet: row -1, score -inf."""
+    return (np.full((queries, k), -1, dtype=np.int64),
+            np.full((queries, k), -np.inf, dtype=np.float32))  # fmt: skip
+
+
+class Graph:
+    """An HNSW graph over a corpus's vectors, built once and kept in a file (see module)."""
+
+    def __init__(self, index: "Index") -> None:
+        self.index = index
+        self.index.expansion_search = EXPANSION_SEARCH
+        self.size = len(index)
+
+    @classmethod
+    def open(cls, vectors: np.ndarray, path: Path | None) -> "Graph":
+        """The graph of `vectors`: read as a memory-mapped view from `path` where a run
+        saved it, else built (and saved there first, whole or not at all: a kill leaves no
+        torn graph); kept in memory only where there is no path."""
+        from usearch.index import Index  # a compiled extension: loaded where a graph is used
+
+        if path is not None and path.is_file():
+            return cls(Index.restore(str(path), view=True))
+        index = Index(ndim=vectors.shape[1], metric="ip", dtype="f32",
+                      connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD)  # fmt: skip
+        # One thread: usearch's concurrent inserts left up to 1.3% of a 1,000-vector graph
+        # unreachable (2 of 6 builds; tests/test_nearest.py), and one thread builds the
+        # same graph from the same vectors every time, so a dataset rebuilt is the same.
+        index.add(np.arange(len(vectors)), np.ascontiguousarray(vectors, dtype=np.float32),
+                  threads=1)  # fmt: skip
+        if path is None:
+            return cls(index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            index.save(str(tmp))
+        return cls(Index.restore(str(path), view=True))
+
+    def top(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) as `exact_top` gives them, from the graph (row -1 and score -inf
+        where the graph found fewer than k documents for a query)."""
+        k = min(k, self.size)
+        rows, scores = nothing(len(queries), k)
+        if not k or not len(queries):
+            return rows, scores
+        found = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k,
+                                  threads=os.cpu_count() or 1)  # fmt: skip
+        # One query's matches come unbatched: as many as were found, without counts.
+        keys = np.asarray(found.keys).reshape(len(queries), -1)
+        distances = np.asarray(found.distances, dtype=np.float32).reshape(len(queries), -1)
+        counts = np.asarray(getattr(found, "counts", [keys.shape[1]])).reshape(-1, 1)
+        valid = np.arange(keys.shape[1])[None, :] < counts
+        rows[:, : keys.shape[1]][valid] = keys[valid].astype(np.int64)
+        scores[:, : keys.shape[1]][valid] = 1 - distances[valid]
+        return rows, scores

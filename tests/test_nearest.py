@@ -1,0 +1,74 @@
+"""The corpus index's nearest documents: the HNSW graph a large corpus is searched through
+returns exact search's results where both run, is kept in the dataset's state and opened
+again by the next run, and mining through it picks exact search's negatives."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config.job import NegativesConfig
+from pipeline.corpus.index import CorpusIndex
+from pipeline.corpus.nearest import Graph, exact_top
+from pipeline.dataset.records import Candidate, Document
+from pipeline.negatives.mining import mine
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def clustered(n: int, dim: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`n` unit vectors in 40 clusters (as a corpus's topics), and 60 queries near some."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(40, dim))
+    corpus = unit(centers[rng.integers(0, 40, n)] + 0.5 * rng.normal(size=(n, dim)))
+    queries = unit(corpus[:60] + 0.3 * rng.normal(size=(60, dim)))
+    return corpus, queries
+
+
+def documents(n: int) -> list[Document]:
+    return [Document(f"d{i}", f"document number {i}") for i in range(n)]
+
+
+def test_the_graph_returns_exact_search_results_on_a_small_corpus(tmp_path: Path) -> None:
+    corpus, queries = clustered(1000)
+    exact_rows, exact_scores = exact_top(corpus, queries, 100)
+    # The exact order is the order of the full score table.
+    assert np.allclose(exact_scores, -np.sort(-(queries @ corpus.T), axis=1)[:, :100])
+    path = tmp_path / "graph.usearch"
+    graph = Graph.open(corpus, path)
+    rows, scores = graph.top(queries, 10)
+    assert np.array_equal(rows, exact_rows[:, :10])
+    assert np.allclose(scores, exact_scores[:, :10], atol=1e-5)
+    deep = graph.top(queries, 100)[0]
+    assert np.mean([len(set(a) & set(b)) for a, b in zip(deep, exact_rows, strict=True)]) > 99
+    # Saved whole, and the next run opens the file instead of building again.
+    made = path.stat().st_mtime_ns
+    again = Graph.open(np.zeros((0, 32), dtype=np.float32), path)
+    assert np.array_equal(again.top(queries, 100)[0], deep)
+    assert path.stat().st_mtime_ns == made and not list(tmp_path.glob(".*.tmp"))
+    # Where it finds fewer than asked (a query asks for more than the corpus holds).
+    assert graph.top(queries[:2], 5000)[0].shape == (2, 1000)
+
+
+def test_mining_through_the_graph_picks_exact_search_negatives(tmp_path: Path) -> None:
+    corpus, queries = clustered(1000, seed=1)
+    exact = CorpusIndex.from_vectors(documents(len(corpus)), corpus)
+    graph = replace(exact, exact_below=0, graph_path=tmp_path / "g.usearch")
+    assert exact.top(queries[:1], 5)[0].tolist() == graph.top(queries[:1], 5)[0].tolist()
+    config = NegativesConfig(count=3, rank_start=2, rank_end=30, max_score_ratio=0.99)
+    picked = []
+    for index in (exact, graph):
+        ids = documents(len(queries))
+        pairs = [
+            Candidate(d, "retrieval", "en", 8, [], vector=v)
+            for d, v in zip(ids, queries, strict=True)
+        ]
+        mine(pairs, index, config)
+        picked.append(pairs)
+    for by_exact, by_graph in zip(*picked, strict=True):
+        assert by_exact.negatives == by_graph.negatives
+        assert np.allclose(by_exact.negative_scores, by_graph.negative_scores, atol=1e-5)
+    assert sum(len(pair.negatives) == 3 for pair in picked[0]) > len(queries) // 2
+    assert (tmp_path / "g.usearch").is_file()
