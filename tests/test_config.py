@@ -92,7 +92,7 @@ def test_bundled_configs_load(path: Path) -> None:
     if path.name.startswith("train-"):
         config = load_train_config(path)
         assert config.loss.distill == "margin_mse" and config.select is not None
-        assert config.select.fits == ["none", "linear", "encoder"]
+        assert config.select.fits == ["none", "encoder"]
         # One recipe for every collection: only where it reads and writes differs.
         other = load_train_config(next(p for p in BUNDLED if p.name.startswith("train-")))
         where = {"data", "output_dir"}

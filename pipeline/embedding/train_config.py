@@ -157,7 +157,7 @@ class SelectConfig(Strict):
         description="the base model's shares in the slerp, one candidate each; 0: unmerged",
     )
     fits: list[FitKind] = Field(
-        default_factory=lambda: ["none", "linear", "encoder"],
+        default_factory=lambda: ["none", "encoder"],
         min_length=1,
         description="adapter fits tried on each merged model; linear and encoder need the "
         "`adapter` section (its job's corpus and teacher)",

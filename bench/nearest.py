@@ -1,0 +1,93 @@
+"""The corpus index's graph against exact search, in one process: recall@10 and recall@100
+of the graph's top documents (exact search's are the truth), the time per query of each
+and the graph's build time, for a corpus of N unit vectors.
+
+The vectors: a dataset's stored corpus vectors (`--dataset`, the rows of
+state/corpus-vectors, queries their noisy copies) or, by default, a seeded mixture of
+Gaussian topics in 384 dimensions (all-MiniLM-L6-v2's), a harder case for a graph than
+real sentence vectors (whose intrinsic dimension is lower).
+
+    python bench/nearest.py --n 100000 --queries 500
+"""
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.corpus.nearest import Graph, exact_top
+from pipeline.corpus.vectors import FOLDER, KEYS, VECTORS
+from pipeline.generation.backends.engine_settings import read_cpuinfo
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def topics(n: int, dim: int, seed: int) -> np.ndarray:
+    """`n` vectors around n/100 topic centres (spread as wide as the centres)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(max(1, n // 100), dim)).astype(np.float32)
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 100_000):  # in blocks: bounded memory at a million rows
+        size = min(100_000, n - start)
+        picked = centres[rng.integers(0, len(centres), size)]
+        out[start : start + size] = unit(picked + rng.normal(size=(size, dim)).astype(np.float32))
+    return out
+
+
+def stored(dataset: Path) -> np.ndarray:
+    """A dataset's stored corpus vectors (pipeline.corpus.vectors)."""
+    folder = dataset / FOLDER
+    rows = len((folder / KEYS).read_text(encoding="utf-8").split("\n")) - 1
+    return np.fromfile(folder / VECTORS, dtype=np.float32).reshape(rows, -1)
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """The share of exact search's top documents the graph found."""
+    hits = [len(set(a) & set(b)) for a, b in zip(found, truth, strict=True)]
+    return float(np.sum(hits) / truth.size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000, help="corpus size (synthetic)")
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--dataset", type=Path, help="use this dataset's corpus vectors")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    corpus = stored(args.dataset) if args.dataset else topics(args.n, args.dim, args.seed)
+    rng = np.random.default_rng(args.seed + 1)
+    picked = corpus[rng.choice(len(corpus), args.queries, replace=False)]
+    queries = unit(picked + 0.05 * rng.normal(size=picked.shape).astype(np.float32))
+    start = time.perf_counter()
+    truth, _ = exact_top(corpus, queries, 100)
+    exact_s = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "graph.usearch"
+        start = time.perf_counter()
+        graph = Graph.open(corpus, path)
+        build_s = time.perf_counter() - start
+        size_mib = path.stat().st_size / 2**20
+        start = time.perf_counter()
+        found, _ = graph.top(queries, 100)
+        graph_s = time.perf_counter() - start
+    name, flags = read_cpuinfo()
+    wide = " ".join(sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
+    print(f"machine: {name}, {os.cpu_count()} cores, {wide}")
+    print(f"corpus {len(corpus):,} x {corpus.shape[1]}, {args.queries} queries; graph build "
+          f"{build_s:.1f} s ({len(corpus) / build_s:,.0f} vectors/s, one thread), "
+          f"file {size_mib:,.0f} MiB")  # fmt: skip
+    per_query = 1e3 / args.queries
+    print(f"per query: exact {exact_s * per_query:.2f} ms, graph {graph_s * per_query:.2f} ms "
+          f"(exact / graph {exact_s / graph_s:.1f}x)")  # fmt: skip
+    print(f"recall@10 {recall(found[:, :10], truth[:, :10]):.4f}")
+    print(f"recall@100 {recall(found, truth):.4f}")
+
+
+if __name__ == "__main__":
+    main()
