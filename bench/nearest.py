@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.corpus.nearest import Graph, exact_top
+from pipeline.corpus.nearest import EXPANSION_SEARCH, Graph, exact_top
 from pipeline.corpus.vectors import FOLDER, KEYS, VECTORS
 from pipeline.generation.backends.engine_settings import read_cpuinfo
 
@@ -59,34 +59,38 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--dataset", type=Path, help="use this dataset's corpus vectors")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--expansion", type=int, nargs="*", default=[512, 1024],
+                        help="search depths (ef) to try besides the default")  # fmt: skip
     args = parser.parse_args()
     corpus = stored(args.dataset) if args.dataset else topics(args.n, args.dim, args.seed)
     rng = np.random.default_rng(args.seed + 1)
-    picked = corpus[rng.choice(len(corpus), args.queries, replace=False)]
+    picked = corpus[rng.choice(len(corpus), min(args.queries, len(corpus)), replace=False)]
     queries = unit(picked + 0.05 * rng.normal(size=picked.shape).astype(np.float32))
     start = time.perf_counter()
     truth, _ = exact_top(corpus, queries, 100)
     exact_s = time.perf_counter() - start
+    name, flags = read_cpuinfo()
+    wide = " ".join(sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
+    print(f"machine: {name}, {os.cpu_count()} cores, {wide}")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "graph.usearch"
         start = time.perf_counter()
         graph = Graph.open(corpus, path)
         build_s = time.perf_counter() - start
-        size_mib = path.stat().st_size / 2**20
-        start = time.perf_counter()
-        found, _ = graph.top(queries, 100)
-        graph_s = time.perf_counter() - start
-    name, flags = read_cpuinfo()
-    wide = " ".join(sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
-    print(f"machine: {name}, {os.cpu_count()} cores, {wide}")
-    print(f"corpus {len(corpus):,} x {corpus.shape[1]}, {args.queries} queries; graph build "
-          f"{build_s:.1f} s ({len(corpus) / build_s:,.0f} vectors/s, one thread), "
-          f"file {size_mib:,.0f} MiB")  # fmt: skip
-    per_query = 1e3 / args.queries
-    print(f"per query: exact {exact_s * per_query:.2f} ms, graph {graph_s * per_query:.2f} ms "
-          f"(exact / graph {exact_s / graph_s:.1f}x)")  # fmt: skip
-    print(f"recall@10 {recall(found[:, :10], truth[:, :10]):.4f}")
-    print(f"recall@100 {recall(found, truth):.4f}")
+        print(f"corpus {len(corpus):,} x {corpus.shape[1]}, {len(queries)} queries; graph "
+              f"build {build_s:.1f} s ({len(corpus) / build_s:,.0f} vectors/s, one thread), "
+              f"file {path.stat().st_size / 2**20:,.0f} MiB; exact search "
+              f"{1e3 * exact_s / len(queries):.2f} ms per query")  # fmt: skip
+        for expansion in sorted({EXPANSION_SEARCH, *args.expansion}):
+            graph.index.expansion_search = expansion
+            start = time.perf_counter()
+            found, _ = graph.top(queries, 100)
+            graph_s = time.perf_counter() - start
+            mark = " (the default)" if expansion == EXPANSION_SEARCH else ""
+            print(f"ef {expansion}{mark}: graph {1e3 * graph_s / len(queries):.2f} ms per query "
+                  f"(exact / graph {exact_s / graph_s:.1f}x), recall@10 "
+                  f"{recall(found[:, :10], truth[:, :10]):.4f}, "
+                  f"recall@100 {recall(found, truth):.4f}")  # fmt: skip
 
 
 if __name__ == "__main__":
