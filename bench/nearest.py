@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--dataset", type=Path, help="use this dataset's corpus vectors")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--expansion", type=int, nargs="*", default=[512, 1024],
+    parser.add_argument("--expansion", type=int, nargs="*", default=[256, 1024],
                         help="search depths (ef) to try besides the default")  # fmt: skip
     args = parser.parse_args()
     corpus = stored(args.dataset) if args.dataset else topics(args.n, args.dim, args.seed)

@@ -16,7 +16,7 @@ from sentence_transformers import SentenceTransformer
 
 from pipeline.adapt.crops import crops
 from pipeline.adapt.encoder import fit_encoder
-from pipeline.adapt.lesson import Lesson
+from pipeline.adapt.lesson import Lesson, every_row
 from pipeline.adapt.linear import fit_linear
 from pipeline.adapt.stage import REPORT, logged_queries
 from pipeline.corpus.index import CorpusIndex
@@ -30,7 +30,8 @@ TEXTS = ["how do wings make lift", "Lift comes from the pressure difference acro
 
 def fit(queries: np.ndarray, docs: np.ndarray, targets: np.ndarray, reg: float) -> object:
     settings = {"steps": 150, "learning_rate": 1e-2, "temperature": 0.05, "batch_size": 64}
-    return fit_linear(queries, docs, targets, reg=reg, seed=0, device=torch.device("cpu"),
+    rows = every_row(len(queries), len(docs))
+    return fit_linear(queries, docs, rows, targets, reg=reg, seed=0, device=torch.device("cpu"),
                       **settings)  # fmt: skip
 
 
@@ -62,7 +63,8 @@ def test_the_encoder_fit_learns_a_ranking_by_the_queries_words(
     index = CorpusIndex.build(documents, embedder)
     targets = np.full((len(texts), 4), 0.1, dtype=np.float32)
     targets[np.arange(len(texts)), np.arange(len(texts)) % 4] = 0.9
-    taught = Lesson(index, texts, embedder.encode_queries(texts), targets, logged=0)
+    rows = every_row(len(texts), 4)
+    taught = Lesson(index, texts, embedder.encode_queries(texts), rows, targets, logged=0)
     encoder = EncoderFit(learning_rate=2e-3, epochs=4, batch_size=8)
     settings = AdapterConfig(job=tmp_path / "job.yaml", fit="encoder", encoder=encoder)
     out = tmp_path / "fitted"

@@ -1,5 +1,5 @@
 """Fit the whole encoder to the adapter's lesson (`fit: encoder`): every weight of the trained
-model learns the teacher's distribution over the whole corpus, for the same queries and with
+model learns the teacher's distribution over the corpus, for the same queries and with
 the same loss as the linear map (pipeline.adapt.linear).
 
 Why beside the map: a map after pooling bends one shared space for every query and stops
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.adapt.lesson import Lesson
+from pipeline.adapt.lesson import Lesson, distinct
 from pipeline.adapt.linear import held_out_split, listwise_kl
 from pipeline.embedding.inference import saved_settings
 from pipeline.embedding.model import EmbeddingModel, query_text
@@ -53,8 +53,14 @@ def fit_encoder(
         batch = encoder.tokenize([prompted[i] for i in rows])
         return encoder({k: v.to(device) for k, v in batch.items()})
 
+    def kl(queries: torch.Tensor, batch: np.ndarray) -> torch.Tensor:
+        """The batch's KL, its queries' vectors given (against the fixed documents)."""
+        unique, where = distinct(taught.rows[batch])
+        student = (queries @ doc_vectors[unique.to(device)].T).gather(1, where.to(device))
+        return listwise_kl(student, teacher[batch], temperature)
+
     def held_out_kl(queries: torch.Tensor) -> float:
-        return float(listwise_kl(queries @ doc_vectors.T, teacher[held], temperature))
+        return float(kl(queries, held))
 
     vectors = torch.from_numpy(taught.vectors[held]).float().to(device)
     before = held_out_kl(vectors) if len(held) else float("nan")
@@ -68,7 +74,7 @@ def fit_encoder(
             order = rng.permutation(train)
             for start in range(0, len(order), size):
                 rows = order[start : start + size]
-                loss = listwise_kl(embed(rows) @ doc_vectors.T, teacher[rows], temperature)
+                loss = kl(embed(rows), rows)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

@@ -1,10 +1,19 @@
 """What the adapter stage teaches, whichever fit learns it (pipeline.adapt.linear or
 pipeline.adapt.encoder): its own module so the stage and both fits share it without a
-circle."""
+circle.
+
+Each query is taught the teacher's scores of some of the corpus, not all of it: its `top`
+best documents by the teacher and `sampled` others drawn at random from the rest, so the
+lesson's memory grows with queries x (top + sampled), linearly with the corpus (the crops
+are per document), instead of queries x corpus (40 GB at 20,000 documents). Where the
+corpus has no more documents than that, every query is taught every document, in corpus
+order: the whole table, as before.
+"""
 
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from pipeline.corpus.index import CorpusIndex
 
@@ -12,11 +21,48 @@ from pipeline.corpus.index import CorpusIndex
 @dataclass(frozen=True)
 class Lesson:
     """What the adapter learns from: the model's vectors of every corpus document and of
-    each query (the given ones, the logged ones, then the corpus crops), and the teacher's
-    scores of every document for each query."""
+    each query (the given ones, the logged ones, then the corpus crops), the corpus rows
+    each query is taught and the teacher's scores of them (queries x taught)."""
 
     index: CorpusIndex
     texts: list[str]
     vectors: np.ndarray
+    rows: np.ndarray
     targets: np.ndarray
     logged: int  # of the texts, how many came from the query files
+
+
+def whole(top: int | None, sampled: int, size: int) -> bool:
+    """Whether a query is taught every document of a corpus of `size`."""
+    return top is None or top + sampled >= size
+
+
+def every_row(queries: int, size: int) -> np.ndarray:
+    """The taught rows of the whole table: every document for every query (a view, no
+    memory of its own)."""
+    return np.broadcast_to(np.arange(size), (queries, size))
+
+
+def taught(
+    table: np.ndarray, top: int, sampled: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, targets) of a block of queries from the teacher's scores of the whole corpus
+    (queries x corpus): each query's `top` best rows (best first) and `sampled` rows drawn
+    without replacement from the others."""
+    size = table.shape[1]
+    best = np.argpartition(-table, top - 1, axis=1)[:, :top]
+    best = np.take_along_axis(best, np.argsort(-np.take_along_axis(table, best, 1), 1), 1)
+    others = np.empty((len(table), sampled), dtype=np.int64)
+    for n, kept in enumerate(np.sort(best, axis=1)):
+        # The j-th row not kept is j plus the number of kept rows at or below it.
+        drawn = rng.choice(size - top, sampled, replace=False)
+        others[n] = drawn + np.searchsorted(kept - np.arange(top), drawn, side="right")
+    rows = np.concatenate([best, others], axis=1)
+    return rows, np.take_along_axis(table, rows, axis=1)
+
+
+def distinct(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct corpus rows of a batch's taught rows and where each taught row is among
+    them: a fit scores each document once per step, then gathers."""
+    unique, inverse = np.unique(rows, return_inverse=True)
+    return torch.from_numpy(unique), torch.from_numpy(inverse.reshape(rows.shape))

@@ -1,8 +1,8 @@
 """Fit the adapter: a square map W after pooling, s(q, d) = cos(Wq, Wd), taught the
-teacher's distribution over the whole corpus.
+teacher's distribution over the corpus (each query's taught documents: pipeline.adapt.lesson).
 
-Loss per query: KL(teacher || student) between the two softmaxes over every document at one
-temperature, plus `reg` x ||W - I||^2. W starts at the identity and the penalty pulls it
+Loss per query: KL(teacher || student) between the two softmaxes over its taught documents
+at one temperature, plus `reg` x ||W - I||^2. W starts at the identity and the penalty pulls it
 back there, so the adapter can only bend what the trained model already knows. Documents
 are mapped by W too (one model for both sides, as sentence-transformers applies it). A fifth
 of the queries is held out: its KL, before and after, says whether the fit generalized.
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from pipeline.adapt.lesson import distinct
 
 HELD_OUT = 5  # one query in five is held out
 
@@ -43,6 +45,7 @@ class Fit:
 def fit_linear(
     queries: np.ndarray,
     docs: np.ndarray,
+    rows: np.ndarray,
     targets: np.ndarray,
     *,
     reg: float,
@@ -53,8 +56,8 @@ def fit_linear(
     seed: int,
     device: torch.device,
 ) -> Fit:
-    """W for query vectors (n x dim), document vectors (docs x dim) and the teacher's
-    scores of every document per query (n x docs), on the cosine scale."""
+    """W for query vectors (n x dim), document vectors (docs x dim), the corpus rows each
+    query is taught and the teacher's scores of them (n x taught), on the cosine scale."""
     held, train = held_out_split(len(queries), seed)
     eye = torch.eye(docs.shape[1], device=device)
     weight = torch.nn.Parameter(eye.clone())
@@ -63,18 +66,20 @@ def fit_linear(
     d_all = torch.from_numpy(docs).float().to(device)
     t_all = torch.from_numpy(targets).float().to(device)
 
-    def kl(rows: np.ndarray) -> torch.Tensor:
-        q = F.normalize(q_all[rows] @ weight.T, dim=-1)
-        d = F.normalize(d_all @ weight.T, dim=-1)
-        return listwise_kl(q @ d.T, t_all[rows], temperature)
+    def kl(batch: np.ndarray) -> torch.Tensor:
+        unique, where = distinct(rows[batch])
+        q = F.normalize(q_all[batch] @ weight.T, dim=-1)
+        d = F.normalize(d_all[unique.to(device)] @ weight.T, dim=-1)
+        student = (q @ d.T).gather(1, where.to(device))
+        return listwise_kl(student, t_all[batch], temperature)
 
     with torch.no_grad():
         before = float(kl(held)) if len(held) else float("nan")
     rng = np.random.default_rng(seed)
     for _ in range(steps):
-        rows = train if len(train) <= batch_size else rng.choice(train, batch_size, replace=False)
+        batch = train if len(train) <= batch_size else rng.choice(train, batch_size, replace=False)
         optimizer.zero_grad()
-        loss = kl(rows) + reg * ((weight - eye) ** 2).sum()
+        loss = kl(batch) + reg * ((weight - eye) ** 2).sum()
         loss.backward()
         optimizer.step()
     with torch.no_grad():

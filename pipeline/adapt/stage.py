@@ -15,16 +15,18 @@ knows no executor: it reads a job config, query files and a model folder.
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from pipeline.adapt.crops import crops
 from pipeline.adapt.encoder import fit_encoder
-from pipeline.adapt.lesson import Lesson
+from pipeline.adapt.lesson import Lesson, every_row, taught, whole
 from pipeline.adapt.linear import Fit, fit_linear
 from pipeline.config.errors import UserError
 from pipeline.config.job import JobConfig, load_config
 from pipeline.corpus.index import CorpusIndex
+from pipeline.corpus.nearest import BLOCK
 from pipeline.corpus.reader import read_batches, read_queries
 from pipeline.corpus.survey import check_corpus
 from pipeline.dataset.manifest import write_json_atomic
@@ -103,7 +105,8 @@ def lesson(
     """Embed the adapter job's corpus (unless `index` holds it, embedded by `model`) and the
     queries (the given ones, the query files', the crops of every document but the
     `held_out` ones, which a validation split keeps unseen) with `model`; score them by the
-    job's fused teacher (z scale: the softmax over the corpus needs the mix itself)."""
+    job's fused teacher (z scale: the softmax over the corpus needs the mix itself); each
+    query keeps the scores of its taught documents (pipeline.adapt.lesson)."""
     job = adapter_job(settings)
     logged = logged_queries(settings, queries)  # read once, before the corpus is embedded
     embedder = Embedder(model)
@@ -113,7 +116,17 @@ def lesson(
     with tqdm(total=len(texts), desc="adapter: queries", unit="query") as bar:
         vectors = embedder.encode_queries(texts, on_done=bar.update)
     teacher = FusedTeacher.from_config(index, job.teacher, "z")
-    return Lesson(index, texts, vectors, teacher.corpus_scores(texts, vectors), len(logged))
+    size, rng = len(index.doc_ids), np.random.default_rng(seed)
+    # A block of queries at a time: only the taught part of each block's table is kept.
+    blocks = (teacher.corpus_scores(texts[i : i + BLOCK], vectors[i : i + BLOCK])
+              for i in range(0, len(texts), BLOCK))  # fmt: skip
+    if whole(settings.top, settings.sampled, size):
+        rows, targets = every_row(len(texts), size), np.concatenate(list(blocks))
+    else:
+        assert settings.top is not None
+        parts = [taught(block, settings.top, settings.sampled, rng) for block in blocks]
+        rows, targets = (np.concatenate(side) for side in zip(*parts, strict=True))
+    return Lesson(index, texts, vectors, rows, targets, len(logged))
 
 
 def fit(taught: Lesson, settings: AdapterConfig, seed: int, device: torch.device) -> Fit:
@@ -121,6 +134,7 @@ def fit(taught: Lesson, settings: AdapterConfig, seed: int, device: torch.device
     return fit_linear(
         taught.vectors,
         taught.index.vectors,
+        taught.rows,
         taught.targets,
         reg=settings.reg,
         steps=settings.steps,

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 EXACT_BELOW = 100_000  # documents; a larger corpus is searched through the graph
 BLOCK = 512  # queries scored at once by exact search: bounds the table to BLOCK x documents
 # HNSW settings: M, efConstruction and ef; recall@100 >= 0.99 on the bench (bench/nearest.py).
-CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 256
+CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 512
 
 
 def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -132,6 +132,16 @@ class AdapterConfig(Strict):
     crops: int = Field(
         3, ge=0, description="sentences per document used as queries beside the generated ones"
     )
+    top: int | None = Field(
+        256,
+        gt=0,
+        description="documents per query taught from the teacher's ranking (its best): with "
+        "`sampled`, what bounds the lesson's memory to queries x (top + sampled); null: the "
+        "whole corpus",
+    )
+    sampled: int = Field(
+        64, ge=0, description="documents per query drawn at random from the rest of the corpus"
+    )
     queries: list[Path] = Field(
         default_factory=list,
         description="query logs (JSONL with text or query, or a BEIR folder): unlabelled queries "

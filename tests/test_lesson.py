@@ -1,0 +1,71 @@
+"""The adapter's lesson in bounded memory: computed a block of queries at a time it equals
+the whole table computed at once, and where each query is taught only part of the corpus
+that part is the teacher's best documents and distinct others, with the whole table's
+scores of them."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.adapt.lesson import taught
+from pipeline.adapt.stage import adapter_job, lesson
+from pipeline.corpus.nearest import BLOCK
+from pipeline.embedding.inference import Embedder
+from pipeline.embedding.train_config import AdapterConfig
+from pipeline.teacher.scorers import FusedTeacher
+
+WORDS = [
+    "wing",
+    "lift",
+    "pressure",
+    "ink",
+    "press",
+    "spruce",
+    "bark",
+    "beetle",
+    "tax",
+    "law",
+    "court",
+    "river",
+    "delta",
+]
+
+
+def queries(n: int) -> list[str]:
+    """`n` distinct short queries over a few words (more than a block of them)."""
+    return [f"{WORDS[i % 13]} {WORDS[(i // 13) % 13]} note {i}" for i in range(n)]
+
+
+def test_the_lesson_in_blocks_equals_the_whole_table(
+    tiny_encoder: Path, job_file: Callable[..., Path]
+) -> None:
+    settings = AdapterConfig(job=job_file(teacher={"kind": "fused"}), crops=1, top=None)
+    asked = queries(BLOCK + 100)
+    whole = lesson(tiny_encoder, asked, settings, seed=0)
+    assert len(whole.texts) > BLOCK + 100  # the queries and the crops: two blocks and more
+    teacher = FusedTeacher.from_config(whole.index, adapter_job(settings).teacher, "z")
+    at_once = teacher.corpus_scores(whole.texts, Embedder(tiny_encoder).encode_queries(whole.texts))
+    np.testing.assert_allclose(whole.targets, at_once, rtol=0, atol=1e-5)
+    size = len(whole.index.doc_ids)
+    assert whole.rows.shape == whole.targets.shape == (len(whole.texts), size)
+    assert (whole.rows == np.arange(size)).all()
+    # Taught part of the corpus: the same scores of fewer documents, the teacher's best first.
+    part = lesson(tiny_encoder, asked, settings.model_copy(update={"top": 5, "sampled": 10}))
+    assert part.rows.shape == part.targets.shape == (len(whole.texts), 15)
+    np.testing.assert_allclose(part.targets, np.take_along_axis(at_once, part.rows, 1), atol=1e-5)
+    np.testing.assert_allclose(part.targets[:, :5], -np.sort(-at_once, axis=1)[:, :5], atol=1e-5)
+
+
+def test_taught_rows_are_the_best_then_distinct_others_from_the_rest() -> None:
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(40, 300)).astype(np.float32)
+    rows, targets = taught(table, 10, 30, np.random.default_rng(1))
+    assert rows.shape == targets.shape == (40, 40)
+    np.testing.assert_array_equal(rows[:, :10], np.argsort(-table, axis=1)[:, :10])
+    np.testing.assert_array_equal(targets, np.take_along_axis(table, rows, 1))
+    assert all(len(set(row)) == 40 for row in rows)  # no document taught twice
+    assert (rows >= 0).all() and (rows < 300).all()
+    # The others are drawn from the whole rest of the corpus, not a corner of it.
+    others = rows[:, 10:].ravel()
+    assert others.min() < 30 and others.max() > 270
