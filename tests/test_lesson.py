@@ -1,7 +1,7 @@
 """The adapter's lesson in bounded memory: computed a block of queries at a time it equals
 the whole table computed at once, and where each query is taught only part of the corpus
 that part is the teacher's best documents and distinct others, with the whole table's
-scores of them."""
+scores of them, each sampled one weighted for the part of the corpus it stands for."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +55,9 @@ def test_the_lesson_in_blocks_equals_the_whole_table(
     assert part.rows.shape == part.targets.shape == (len(whole.texts), 15)
     np.testing.assert_allclose(part.targets, np.take_along_axis(at_once, part.rows, 1), atol=1e-5)
     np.testing.assert_allclose(part.targets[:, :5], -np.sort(-at_once, axis=1)[:, :5], atol=1e-5)
+    # A sampled document stands for (size - top) / sampled of the rest in both softmaxes.
+    assert whole.weights is None and part.weights is not None
+    np.testing.assert_allclose(part.weights, [0] * 5 + [np.log((size - 5) / 10)] * 10, atol=1e-6)
 
 
 def test_taught_rows_are_the_best_then_distinct_others_from_the_rest() -> None:

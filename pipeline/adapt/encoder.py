@@ -47,6 +47,8 @@ def fit_encoder(
     prompted = [query_text(text, instruction) for text in taught.texts]
     doc_vectors = torch.from_numpy(taught.index.vectors).float().to(device)
     teacher = torch.from_numpy(taught.targets).float().to(device)
+    weights = taught.weights
+    shift = None if weights is None else torch.from_numpy(weights).float().to(device)
     temperature, fit = settings.temperature, settings.encoder
 
     def embed(rows: np.ndarray) -> torch.Tensor:
@@ -57,7 +59,7 @@ def fit_encoder(
         """The batch's KL, its queries' vectors given (against the fixed documents)."""
         unique, where = distinct(taught.rows[batch])
         student = (queries @ doc_vectors[unique.to(device)].T).gather(1, where.to(device))
-        return listwise_kl(student, teacher[batch], temperature)
+        return listwise_kl(student, teacher[batch], temperature, shift)
 
     def held_out_kl(queries: torch.Tensor) -> float:
         return float(kl(queries, held))

@@ -30,11 +30,8 @@ class Lesson:
     rows: np.ndarray
     targets: np.ndarray
     logged: int  # of the texts, how many came from the query files
-
-
-def whole(top: int | None, sampled: int, size: int) -> bool:
-    """Whether a query is taught every document of a corpus of `size`."""
-    return top is None or top + sampled >= size
+    # Per taught column, the log of how many documents it stands for (sampled_weights).
+    weights: np.ndarray | None = None
 
 
 def every_row(queries: int, size: int) -> np.ndarray:
@@ -59,6 +56,17 @@ def taught(
         others[n] = drawn + np.searchsorted(kept - np.arange(top), drawn, side="right")
     rows = np.concatenate([best, others], axis=1)
     return rows, np.take_along_axis(table, rows, axis=1)
+
+
+def sampled_weights(top: int, sampled: int, size: int) -> np.ndarray:
+    """The log weight of each taught column in both softmaxes: 0 for the teacher's best,
+    log((size - top) / sampled) for a sampled document, which stands for that many of the
+    rest (sampled softmax): without it the rest of the corpus weighs `sampled` documents'
+    worth, and the student may raise every untaught document unopposed (measured: 0.7
+    nDCG@10 lost on Cranfield, docs/experiments.md)."""
+    weights = np.zeros(top + sampled, dtype=np.float32)
+    weights[top:] = np.log((size - top) / sampled) if sampled else 0.0
+    return weights
 
 
 def distinct(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

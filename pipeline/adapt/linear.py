@@ -25,11 +25,18 @@ def held_out_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return order[: n // HELD_OUT], order[n // HELD_OUT :]
 
 
-def listwise_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+def listwise_kl(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    temperature: float,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mean KL(teacher || student) between the softmaxes of two (queries x docs) score
-    tables, both on the cosine scale, at one temperature."""
-    target = torch.log_softmax(teacher / temperature, dim=-1)
-    learned = torch.log_softmax(student / temperature, dim=-1)
+    tables, both on the cosine scale, at one temperature; `weights`: each column's log
+    weight in both softmaxes (pipeline.adapt.lesson.sampled_weights)."""
+    shift = 0.0 if weights is None else weights
+    target = torch.log_softmax(teacher / temperature + shift, dim=-1)
+    learned = torch.log_softmax(student / temperature + shift, dim=-1)
     return (target.exp() * (target - learned)).sum(-1).mean()
 
 
@@ -47,6 +54,7 @@ def fit_linear(
     docs: np.ndarray,
     rows: np.ndarray,
     targets: np.ndarray,
+    weights: np.ndarray | None = None,
     *,
     reg: float,
     steps: int,
@@ -57,7 +65,8 @@ def fit_linear(
     device: torch.device,
 ) -> Fit:
     """W for query vectors (n x dim), document vectors (docs x dim), the corpus rows each
-    query is taught and the teacher's scores of them (n x taught), on the cosine scale."""
+    query is taught and the teacher's scores of them (n x taught, on the cosine scale),
+    and the taught columns' log weights (none: the whole corpus is taught)."""
     held, train = held_out_split(len(queries), seed)
     eye = torch.eye(docs.shape[1], device=device)
     weight = torch.nn.Parameter(eye.clone())
@@ -65,13 +74,14 @@ def fit_linear(
     q_all = torch.from_numpy(queries).float().to(device)
     d_all = torch.from_numpy(docs).float().to(device)
     t_all = torch.from_numpy(targets).float().to(device)
+    shift = None if weights is None else torch.from_numpy(weights).float().to(device)
 
     def kl(batch: np.ndarray) -> torch.Tensor:
         unique, where = distinct(rows[batch])
         q = F.normalize(q_all[batch] @ weight.T, dim=-1)
         d = F.normalize(d_all[unique.to(device)] @ weight.T, dim=-1)
         student = (q @ d.T).gather(1, where.to(device))
-        return listwise_kl(student, t_all[batch], temperature)
+        return listwise_kl(student, t_all[batch], temperature, shift)
 
     with torch.no_grad():
         before = float(kl(held)) if len(held) else float("nan")

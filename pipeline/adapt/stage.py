@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from pipeline.adapt.crops import crops
 from pipeline.adapt.encoder import fit_encoder
-from pipeline.adapt.lesson import Lesson, every_row, taught, whole
+from pipeline.adapt.lesson import Lesson, every_row, sampled_weights, taught
 from pipeline.adapt.linear import Fit, fit_linear
 from pipeline.config.errors import UserError
 from pipeline.config.job import JobConfig, load_config
@@ -120,13 +120,14 @@ def lesson(
     # A block of queries at a time: only the taught part of each block's table is kept.
     blocks = (teacher.corpus_scores(texts[i : i + BLOCK], vectors[i : i + BLOCK])
               for i in range(0, len(texts), BLOCK))  # fmt: skip
-    if whole(settings.top, settings.sampled, size):
-        rows, targets = every_row(len(texts), size), np.concatenate(list(blocks))
-    else:
-        assert settings.top is not None
-        parts = [taught(block, settings.top, settings.sampled, rng) for block in blocks]
-        rows, targets = (np.concatenate(side) for side in zip(*parts, strict=True))
-    return Lesson(index, texts, vectors, rows, targets, len(logged))
+    top, sampled = settings.top, settings.sampled
+    if top is None or top + sampled >= size:  # every document taught: the whole table
+        targets = np.concatenate(list(blocks))
+        return Lesson(index, texts, vectors, every_row(len(texts), size), targets, len(logged))
+    parts = [taught(block, top, sampled, rng) for block in blocks]
+    rows, targets = (np.concatenate(side) for side in zip(*parts, strict=True))
+    weights = sampled_weights(top, sampled, size)
+    return Lesson(index, texts, vectors, rows, targets, len(logged), weights)
 
 
 def fit(taught: Lesson, settings: AdapterConfig, seed: int, device: torch.device) -> Fit:
@@ -136,6 +137,7 @@ def fit(taught: Lesson, settings: AdapterConfig, seed: int, device: torch.device
         taught.index.vectors,
         taught.rows,
         taught.targets,
+        taught.weights,
         reg=settings.reg,
         steps=settings.steps,
         learning_rate=settings.learning_rate,
