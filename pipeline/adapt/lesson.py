@@ -2,12 +2,12 @@
 pipeline.adapt.encoder): its own module so the stage and both fits share it without a
 circle.
 
-Each query is taught the teacher's scores of some of the corpus, not all of it: its `top`
-best documents by the teacher and `sampled` others drawn at random from the rest, so the
-lesson's memory grows with queries x (top + sampled), linearly with the corpus (the crops
-are per document), instead of queries x corpus (40 GB at 20,000 documents). Where the
-corpus has no more documents than that, every query is taught every document, in corpus
-order: the whole table, as before.
+Where the teacher's whole table (queries x corpus) would not fit `whole_table_gib`, each
+query is taught some of the corpus: its `top` best documents by the teacher and `sampled`
+others drawn at random from the rest, so the lesson's memory grows with queries x (top +
+sampled), linearly with the corpus (the crops are per document), instead of with its square
+(40 GB at 20,000 documents). Below that, every query is taught every document, in corpus
+order: the whole table, exact.
 """
 
 from dataclasses import dataclass

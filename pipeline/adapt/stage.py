@@ -121,13 +121,21 @@ def lesson(
     blocks = (teacher.corpus_scores(texts[i : i + BLOCK], vectors[i : i + BLOCK])
               for i in range(0, len(texts), BLOCK))  # fmt: skip
     top, sampled = settings.top, settings.sampled
-    if top is None or top + sampled >= size:  # every document taught: the whole table
+    if whole_table(len(texts), size, settings):
         targets = np.concatenate(list(blocks))
         return Lesson(index, texts, vectors, every_row(len(texts), size), targets, len(logged))
     parts = [taught(block, top, sampled, rng) for block in blocks]
     rows, targets = (np.concatenate(side) for side in zip(*parts, strict=True))
     weights = sampled_weights(top, sampled, size)
     return Lesson(index, texts, vectors, rows, targets, len(logged), weights)
+
+
+def whole_table(queries: int, size: int, settings: AdapterConfig) -> bool:
+    """Whether every query is taught every document: where the table fits
+    `whole_table_gib` (exact, and small beside the corpus vectors) or the taught part would
+    be the whole corpus anyway."""
+    gib = queries * size * 4 / 2**30
+    return gib <= settings.whole_table_gib or settings.top + settings.sampled >= size
 
 
 def fit(taught: Lesson, settings: AdapterConfig, seed: int, device: torch.device) -> Fit:

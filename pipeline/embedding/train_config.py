@@ -132,12 +132,14 @@ class AdapterConfig(Strict):
     crops: int = Field(
         3, ge=0, description="sentences per document used as queries beside the generated ones"
     )
-    top: int | None = Field(
-        256,
-        gt=0,
-        description="documents per query taught from the teacher's ranking (its best): with "
-        "`sampled`, what bounds the lesson's memory to queries x (top + sampled); null: the "
-        "whole corpus",
+    whole_table_gib: float = Field(
+        2.0,
+        ge=0,
+        description="the teacher's scores of every document for every query are kept where "
+        "they fit in this many GiB; above it each query keeps `top` + `sampled` documents",
+    )
+    top: int = Field(
+        256, gt=0, description="documents per query taught from the teacher's ranking (its best)"
     )
     sampled: int = Field(
         64, ge=0, description="documents per query drawn at random from the rest of the corpus"
