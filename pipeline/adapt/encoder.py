@@ -47,8 +47,7 @@ def fit_encoder(
     prompted = [query_text(text, instruction) for text in taught.texts]
     doc_vectors = torch.from_numpy(taught.index.vectors).float().to(device)
     teacher = torch.from_numpy(taught.targets).float().to(device)
-    weights = taught.weights
-    shift = None if weights is None else torch.from_numpy(weights).float().to(device)
+    shift = None if taught.weights is None else torch.from_numpy(taught.weights).to(device)
     temperature, fit = settings.temperature, settings.encoder
 
     def embed(rows: np.ndarray) -> torch.Tensor:
@@ -61,11 +60,8 @@ def fit_encoder(
         student = (queries @ doc_vectors[unique.to(device)].T).gather(1, where.to(device))
         return listwise_kl(student, teacher[batch], temperature, shift)
 
-    def held_out_kl(queries: torch.Tensor) -> float:
-        return float(kl(queries, held))
-
     vectors = torch.from_numpy(taught.vectors[held]).float().to(device)
-    before = held_out_kl(vectors) if len(held) else float("nan")
+    before = float(kl(vectors, held)) if len(held) else float("nan")
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=fit.learning_rate)
     rng = np.random.default_rng(seed)
     size = fit.batch_size
@@ -85,6 +81,6 @@ def fit_encoder(
     encoder.eval()
     with torch.no_grad():
         chunks = [embed(held[i : i + size]) for i in range(0, len(held), size)]
-        after = held_out_kl(torch.cat(chunks)) if len(held) else float("nan")
+        after = float(kl(torch.cat(chunks), held)) if len(held) else float("nan")
     export_model(encoder, out, instruction)
     return before, after

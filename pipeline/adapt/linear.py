@@ -74,7 +74,7 @@ def fit_linear(
     q_all = torch.from_numpy(queries).float().to(device)
     d_all = torch.from_numpy(docs).float().to(device)
     t_all = torch.from_numpy(targets).float().to(device)
-    shift = None if weights is None else torch.from_numpy(weights).float().to(device)
+    shift = None if weights is None else torch.from_numpy(weights).to(device)
 
     def kl(batch: np.ndarray) -> torch.Tensor:
         unique, where = distinct(rows[batch])
