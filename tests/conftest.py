@@ -106,6 +106,16 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_encoder(tmp_path_factory.mktemp("models") / "tiny-bert", seed=0)
 
 
+def train_tiny(model: Path, pairs: Path, folder: Path, **settings: Any) -> tuple[Path, Any]:
+    """Write `folder/train.yaml` (the model on the pairs, batch 8, into `folder/run`, with
+    `settings` on top) and run `embsynth train` on it: (the run folder, the CLI result)."""
+    raw = {"model": str(model), "data": [str(pairs)], "output_dir": str(folder / "run"),
+           "batch_size": 8, **settings}  # fmt: skip
+    path = folder / "train.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return folder / "run", cli("train", path)
+
+
 def cli(*args: str) -> Any:
     """Run `embsynth ARGS` in this process (no interpreter start-up); returns click's Result
     with exit_code, stdout and stderr."""

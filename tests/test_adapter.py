@@ -23,7 +23,7 @@ from pipeline.corpus.index import CorpusIndex
 from pipeline.dataset.records import Document
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import AdapterConfig, EncoderFit
-from tests.conftest import cli
+from tests.conftest import cli, train_tiny
 
 TEXTS = ["how do wings make lift", "Lift comes from the pressure difference across a wing."]
 
@@ -121,25 +121,10 @@ def adapter_run(
         teacher: dict[str, object], queries: tuple[Path, ...] = (), **adapter: object
     ) -> tuple[Path, object]:
         job = job_file(teacher=teacher)
-        settings = {
-            "model": str(tiny_encoder),
-            "data": [str(title_pairs)],
-            "output_dir": str(tmp_path / "run"),
-            "batch_size": 8,
-            "max_steps": 2,
-            "merge_with_base": 0.5,
-            "adapter": {
-                "job": str(job),
-                "steps": 30,
-                "crops": 1,
-                "learning_rate": 1e-2,
-                "queries": [str(path) for path in queries],
-                **adapter,
-            },
-        }
-        path = tmp_path / "train.yaml"
-        path.write_text(yaml.safe_dump(settings))
-        return tmp_path / "run", cli("train", path)
+        settings = {"job": str(job), "steps": 30, "crops": 1, "learning_rate": 1e-2,
+                    "queries": [str(path) for path in queries], **adapter}  # fmt: skip
+        return train_tiny(tiny_encoder, title_pairs, tmp_path, max_steps=2,
+                          merge_with_base=0.5, adapter=settings)  # fmt: skip
 
     return run
 

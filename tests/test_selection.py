@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from pipeline.adapt.stage import lesson
 from pipeline.dataset.records import Document
@@ -20,7 +19,7 @@ from pipeline.embedding.split import document_key, split_pairs
 from pipeline.embedding.train_config import AdapterConfig, TrainConfig
 from pipeline.selection.choose import REPORT, ModelCandidate, choose
 from pipeline.selection.validation import Split, Validator
-from tests.conftest import cli
+from tests.conftest import train_tiny
 
 PROBES = ["how wings make lift", "printing press history", "a passage about rivers"]
 
@@ -32,19 +31,9 @@ def train_run(
     """Write a training YAML with a `select` section (and the given settings); run it."""
 
     def run(select: dict[str, Any], **settings: Any) -> tuple[Path, Any]:
-        raw = {
-            "model": str(tiny_encoder),
-            "data": [str(title_pairs)],
-            "output_dir": str(tmp_path / "run"),
-            "batch_size": 8,
-            "max_steps": 6,
-            "learning_rate": 1e-3,
-            "select": {"held_out": 0.25, **select},
-            **settings,
-        }
-        path = tmp_path / "train.yaml"
-        path.write_text(yaml.safe_dump(raw))
-        return tmp_path / "run", cli("train", path)
+        settings = {"max_steps": 6, "learning_rate": 1e-3} | settings
+        return train_tiny(tiny_encoder, title_pairs, tmp_path,
+                          select={"held_out": 0.25, **select}, **settings)  # fmt: skip
 
     return run
 
