@@ -32,9 +32,8 @@ CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 512
 
 
 def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, scores): each query's `k` best documents by cosine, best first (the earlier
-    row on a tie within the k; which of tied documents at the k-th place is kept is
-    argpartition's choice)."""
+    """(rows, scores): each query's `k` best documents by cosine, best first (tied
+    documents in argpartition's order, as mining ranked them before the index had `top`)."""
     k = min(k, len(vectors))
     rows, scores = nothing(len(queries), k)
     if not k:
