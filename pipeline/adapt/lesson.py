@@ -63,7 +63,7 @@ def sampled_weights(top: int, sampled: int, size: int) -> np.ndarray:
     log((size - top) / sampled) for a sampled document, which stands for that many of the
     rest (sampled softmax): without it the rest of the corpus weighs `sampled` documents'
     worth, and the student may raise every untaught document unopposed (measured: 0.7
-    nDCG@10 lost on Cranfield, docs/experiments.md)."""
+    nDCG@10 lost on Cranfield, docs/benchmarks.md)."""
     weights = np.zeros(top + sampled, dtype=np.float32)
     weights[top:] = np.log((size - top) / sampled) if sampled else 0.0
     return weights
