@@ -11,10 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from pipeline.embedding.data import write_version
+from pipeline.generation.cache import RequestCache
 
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # fast start, one process
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -134,3 +136,19 @@ def tiny_cross_encoder(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFact
     out = tmp_path_factory.mktemp("models") / "tiny-cross-encoder"
     CrossEncoder(str(tiny_encoder), device="cpu", config_kwargs={"num_labels": 1}).save(str(out))
     return out
+
+
+def assert_resumed_as_whole(resumed: Path, whole: Path) -> None:
+    """A version resumed after kills made the uninterrupted run's requests (the same plans,
+    prompts and seeds, each once), and where every generation came out as that run's, its
+    rows are that run's rows, in order.
+
+    The generations are compared, not assumed equal: vLLM's CPU kernels are batch-invariant
+    on the AVX2 machines here, but on AVX-512/AMX a batch resumed after a kill holds fewer
+    prompts than the uninterrupted run's, the tiny model's flat logits then sample other
+    tokens, and other queries mean other pair ids, filter verdicts and negatives."""
+    got, want = RequestCache(resumed / "cache").results, RequestCache(whole / "cache").results
+    assert sorted(got) == sorted(want)
+    if got == want:
+        data = [pq.read_table(v / "data").to_pylist() for v in (resumed, whole)]
+        assert data[0] == data[1]

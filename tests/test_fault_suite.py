@@ -21,7 +21,7 @@ import pytest
 
 from pipeline.config.job import load_config
 from pipeline.run.job import run_job
-from tests.conftest import SAMPLE_CORPUS
+from tests.conftest import SAMPLE_CORPUS, assert_resumed_as_whole
 
 EMBSYNTH = [sys.executable, "-m", "pipeline.cli.app", "run"]
 KILLS = 10
@@ -79,17 +79,8 @@ def test_ten_kills_of_one_job_resume_to_the_uninterrupted_dataset(
     if not (root / "v0001").exists():
         run_job(load_config(path), generator=generator, limit=LIMIT, progress=False)
     assert not list(root.glob(".*.partial")) and not (root / ".lock").exists()
+    assert_resumed_as_whole(root / "v0001", whole.version_dir)
     got = pq.read_table(root / "v0001" / "data").to_pylist()
-    want = pq.read_table(whole.version_dir / "data").to_pylist()
-    # Every column equal where the CPU's kernels are batch-invariant (the AVX2 machines
-    # here); on AVX-512/AMX a batch resumed after a kill holds fewer prompts than the
-    # uninterrupted run's, and the tiny model's flat logits then sample other tokens, so
-    # there the pairs' plans are compared: the same pairs of the same documents.
-    planned = ("pair_id", "doc_id", "task", "language")
-    assert [[r[c] for c in planned] for r in got] == [[r[c] for c in planned] for r in want]
-    texts = [c for c, v in want[0].items() if isinstance(v, str | list)]
-    if all(a[c] == b[c] for a, b in zip(got, want, strict=True) for c in texts):
-        assert got == want
     manifest = json.loads((root / "v0001" / "manifest.json").read_text())
     assert manifest["counts"]["kept"] == len(got) and manifest["counts"]["read"]["documents"] == 60
 
