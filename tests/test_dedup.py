@@ -8,6 +8,7 @@ from pipeline.config.errors import UserError
 from pipeline.config.job import DedupConfig
 from pipeline.corpus.embedder import embedder_path
 from pipeline.dataset.records import Candidate, Document
+from pipeline.dedup import semantic
 from pipeline.dedup.documents import DocumentDedup
 from pipeline.dedup.near import NearDuplicates, lsh_bands
 from pipeline.dedup.queries import QueryDedup, read_state
@@ -126,3 +127,25 @@ def test_state_round_trip_and_incompatible_embedder(tmp_path, minilm: Embedder) 
     other = QueryDedup(DedupConfig(), "/models/other-embedder", 768)
     with pytest.raises(UserError, match="dedup state was made with embedder all-MiniLM-L6-v2"):
         other.load_versions([version])
+
+
+def test_semantic_duplicates_in_blocks_are_those_of_one_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kept vectors searched block by block (memory bounded however many were kept) find
+    the same repeats, matched to the same kept query, as one table of them all."""
+    rng = np.random.default_rng(0)
+    first = rng.normal(size=(12, 16))
+    # Each batch: fresh vectors, and close copies of the batch before (repeats).
+    batches = [first, *(np.concatenate([rng.normal(size=(8, 16)), first[n : n + 4] + 0.01 * n])
+                        for n in range(1, 6))]  # fmt: skip
+    blocked, whole = (semantic.SemanticDuplicates(0.95, 16) for _ in range(2))
+    for n, batch in enumerate(batches):
+        vectors = (batch / np.linalg.norm(batch, axis=1, keepdims=True)).astype(np.float32)
+        keys = [f"q{n}-{i}" for i in range(len(vectors))]
+        monkeypatch.setattr(semantic, "CHUNK", 5)
+        got = blocked.check(vectors, keys)
+        monkeypatch.setattr(semantic, "CHUNK", 1_000_000)
+        assert got == whole.check(vectors, keys)
+    assert len(blocked.blocks) > 3 and not whole.blocks
+    assert sum(found is not None for found in got) > 0  # near copies of kept queries

@@ -72,3 +72,15 @@ def test_mining_through_the_graph_picks_exact_search_negatives(tmp_path: Path) -
         assert np.allclose(by_exact.negative_scores, by_graph.negative_scores, atol=1e-5)
     assert sum(len(pair.negatives) == 3 for pair in picked[0]) > len(queries) // 2
     assert (tmp_path / "g.usearch").is_file()
+
+
+def test_round_trip_ranks_through_the_graph_are_exact_within_their_depth(tmp_path: Path) -> None:
+    corpus, queries = clustered(1000, seed=2)
+    exact = CorpusIndex.from_vectors(documents(len(corpus)), corpus)
+    graph = replace(exact, exact_below=0, graph_path=tmp_path / "g.usearch")
+    owners = [f"d{i}" for i in range(len(queries))]
+    whole = exact.ranks(queries, owners, 10)
+    bounded = graph.ranks(queries, owners, 10)
+    # Inside the top 10 the same rank; beyond it "depth + 1", a miss either way.
+    assert np.array_equal(np.where(whole <= 10, whole, 11), bounded)
+    assert (whole <= 10).any() and (whole > 10).any()

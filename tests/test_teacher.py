@@ -188,7 +188,7 @@ def test_round_trip_by_the_teacher_keeps_what_the_student_misses(
 ) -> None:
     # A rare exact term ("B cells") that BM25 weighs and the small embedder does not.
     candidate = pair(embedder, "proteins made by B cells", doc="antibodies")
-    student_rank = int(index.ranks(candidate.vector[None], ["antibodies"])[0])
+    student_rank = int(index.ranks(candidate.vector[None], ["antibodies"], 10)[0])
     judge = TeacherJudge(
         FusedTeacher(index, 0.3, 0.7, stemmer="english"), TeacherConfig(kind="fused"), index
     )

@@ -63,7 +63,7 @@ class CorpusIndex:
         """(rows, scores) of each query's `k` nearest documents, best first: exact below
         `exact_below` documents, else from the graph (row -1, score -inf where it found
         fewer)."""
-        if len(self.doc_ids) < self.exact_below:
+        if self.exhaustive:
             return exact_top(self.vectors, queries, k)
         if self._graph is None:
             self._graph = Graph.open(self.vectors, self.graph_path)
@@ -84,10 +84,24 @@ class CorpusIndex:
         rows = [self.rows[d] for d in doc_ids]
         return np.einsum("ij,ij->i", queries, self.vectors[rows])
 
-    def ranks(self, queries: np.ndarray, doc_ids: list[str]) -> np.ndarray:
+    @property
+    def exhaustive(self) -> bool:
+        """Whether each query is scored against every document (below `exact_below`); above
+        it only a query's nearest documents are (the graph, the fused teacher's candidates)."""
+        return len(self.doc_ids) < self.exact_below
+
+    def ranks(self, queries: np.ndarray, doc_ids: list[str], depth: int) -> np.ndarray:
         """1-based rank of each query's own document among all documents (ties count
-        against it: a document scoring the same is ranked above)."""
-        return self.ranks_in(self.scores(queries), doc_ids)
+        against it: a document scoring the same is ranked above). Above `exact_below` only
+        the `depth` nearest are ranked, so time per query does not grow with the corpus: a
+        document beyond them gets `depth + 1`."""
+        if self.exhaustive:
+            return self.ranks_in(self.scores(queries), doc_ids)
+        rows, scores = self.top(queries, depth)
+        own = np.array([self.rows[d] for d in doc_ids])[:, None]
+        found = (rows == own).any(axis=1)
+        mine = np.where(rows == own, scores, np.inf).min(axis=1)
+        return np.where(found, (scores >= mine[:, None]).sum(axis=1), depth + 1)
 
     def ranks_in(self, scores: np.ndarray, doc_ids: list[str]) -> np.ndarray:
         """`ranks` from a score table already computed (queries x documents)."""

@@ -108,11 +108,13 @@ def check_round_trip(
     """Reject a query whose positive ranks below `top_k` among the job's corpus."""
     if not candidates:
         return []
-    ranks = index.ranks(_vectors(candidates), [c.doc.doc_id for c in candidates])
+    ranks = index.ranks(_vectors(candidates), [c.doc.doc_id for c in candidates], config.top_k)
     size = len(index.doc_ids)
     return _verdicts(candidates, ranks.tolist(), "round_trip", "round_trip_rank",
                      lambda v: v <= config.top_k, "round_trip_miss",
-                     lambda v: f"positive ranks {v} of {size} > top {config.top_k}")  # fmt: skip
+                     lambda v: f"positive ranks {v} of {size} > top {config.top_k}"
+                     if index.exhaustive
+                     else f"positive not in the top {config.top_k} of {size}")  # fmt: skip
 
 
 def embedding_check(

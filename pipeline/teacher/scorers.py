@@ -14,7 +14,12 @@ the student's (see pipeline.embedding.losses.margin_mse).
   mean of the mix's top k documents and the mix is taken again: a short query's vector then
   carries the words its best documents share (on Cranfield that ranks better than the mix;
   docs/teacher.md). It runs offline wherever the job runs and scores corpus
-  documents only (a written text has no BM25 statistics: None).
+  documents only (a written text has no BM25 statistics: None). Above the index's
+  `exact_below` it scores, per query, only its candidates (pipeline.teacher.pooled): the
+  texts asked about and the top `depth` documents by the embedder and by BM25, z-scored
+  with the corpus's exact statistics; `rank` then ranks them among the candidates, so a
+  document below all of them is ranked as if last among them, and positions past the
+  embedder's searched top take the normal quantile of its cosines.
 - `cross_encoder`: a sentence-transformers `CrossEncoder` folder, scores through its
   activation (sigmoid for one label); any text.
 - `llm`: the job's own generator as a yes/no judge under the pair's instruction
@@ -34,6 +39,7 @@ from pipeline.corpus.index import CorpusIndex
 from pipeline.generation.backends.base import Generator
 from pipeline.teacher.lexical import Bm25Index
 from pipeline.teacher.llm_judge import judge
+from pipeline.teacher.pooled import DEPTH, DenseMoments, ranked_cosines, zscores
 
 
 @dataclass(frozen=True)
@@ -89,8 +95,10 @@ class FusedTeacher:
         feedback: tuple[int, float] = (0, 0.0),
         *,
         stemmer: str,
+        depth: int = DEPTH,
     ) -> None:
         self.index = index
+        self.depth = depth
         self.stemmer = stemmer
         total = embedder_weight + bm25_weight
         self.weights = (embedder_weight / total, bm25_weight / total)
@@ -132,14 +140,60 @@ class FusedTeacher:
         np.put_along_axis(out, order, -np.sort(-cosines, axis=1), axis=1)
         return out
 
+    @cached_property
+    def moments(self) -> DenseMoments:
+        return DenseMoments.of(self.index.vectors)
+
     def score(self, items: list[Scoring]) -> list[list[float | None]]:
         if not items:
             return []
+        if not self.index.exhaustive:
+            return self._pooled(items)
         table = self.corpus_scores([i.query for i in items], np.stack([i.vector for i in items]))
         return [
             [None if row is None else float(table[n, row]) for row in item.rows]
             for n, item in enumerate(items)
         ]
+
+    def _pooled(self, items: list[Scoring]) -> list[list[float | None]]:
+        """`score` from each query's candidates (see the module)."""
+        vectors = np.stack([i.vector for i in items])
+        tops, cosines = self.index.top(vectors, self.depth)
+        means, stds = self.moments.stats(vectors)
+        out = []
+        for n, item in enumerate(items):
+            lexical = self.bm25.scores([item.query])[0]
+            words = zscores(lexical, float(lexical.mean()), float(lexical.std()))
+            found = tops[n][tops[n] >= 0]
+            lexical_top = np.argpartition(-lexical, min(self.depth, len(lexical) - 1))
+            asked = np.array([r for r in item.rows if r is not None], dtype=np.int64)
+            pool = np.unique(np.concatenate([found, lexical_top[: self.depth], asked]))
+            fused = self._pooled_mix(item.vector, pool, words[pool], (means[n], stds[n]))
+            if self.scale == "z":
+                values = means[n] + stds[n] * fused
+            else:
+                positions = np.empty(len(pool), dtype=np.int64)
+                positions[np.argsort(-fused, kind="stable")] = np.arange(len(pool))
+                stats = (float(means[n]), float(stds[n]))
+                values = ranked_cosines(cosines[n][: len(found)], positions, stats, len(lexical))
+            at = dict(zip(pool.tolist(), values.tolist(), strict=True))
+            out.append([None if row is None else at[row] for row in item.rows])
+        return out
+
+    def _pooled_mix(
+        self, vector: np.ndarray, pool: np.ndarray, words: np.ndarray, stats: tuple[float, float]
+    ) -> np.ndarray:
+        """The fused z-scores of the pool's documents for one query, after feedback."""
+        dense = zscores(self.index.vectors[pool] @ vector, *stats)
+        fused = self._mix(dense, words)
+        docs, weight = self.feedback
+        if not docs:
+            return fused
+        best = pool[np.argsort(-fused, kind="stable")[:docs]]
+        moved = vector + weight * self.index.vectors[best].mean(axis=0)
+        moved /= np.linalg.norm(moved)
+        mean, std = self.moments.stats(moved[None])
+        return self._mix(zscores(self.index.vectors[pool] @ moved, mean[0], std[0]), words)
 
 
 class CrossEncoderTeacher:

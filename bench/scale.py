@@ -1,0 +1,184 @@
+"""How a job's memory and time grow with its corpus: `embsynth run` on corpora of N documents
+made from the bundled sample corpus, then a refresh after 1% new documents.
+
+Each corpus is deterministic (seeded): every document is 5 to 10 sentences drawn from the
+sample corpus's English passages, so texts are real prose, distinct, and about as long as
+the sample's. The job is the retrieval family with every filter, dedup (exact, near,
+semantic, documents), mining and the fused teacher (as the bundled Cranfield job: scale
+rank, the round trip judged by the teacher) on, with the bundled all-MiniLM-L6-v2 as
+embedder and the tiny random Qwen3 as generator, so the LLM does not hide the pipeline's own
+cost. The filters' thresholds let the tiny model's text through (language judged only when
+lingua is certain, any cosine, the round trip within the whole corpus), so every later step
+sees every pair, as it would with a real generator's good queries.
+
+Each run is a fresh `embsynth run` process as a user starts it; the bench samples the PSS of
+its process tree (the job and vLLM's engine process) every half second. Time per step comes
+from the version's manifest (`timings`; "other" is what the steps leave of the job's total,
+"start-up" the wall before it: imports, the engine, the corpus vectors). Prints, per N, the wall per document, the peak PSS and the steps,
+then `peak memory ratio R` (largest N / smallest), `time per document ratio R` and
+`refresh share R` (the refresh's wall / the largest full run's).
+
+    python bench/scale.py [--sizes 10000 100000] [--work DIR]
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline.models.tiny_qwen3 import build_tiny_qwen3  # noqa: E402
+
+SAMPLE = ROOT / "pipeline" / "data" / "sample_corpus.jsonl"
+NEW_SHARE = 0.01  # the refresh's new documents, as a share of the corpus
+
+
+def sentences() -> list[str]:
+    """Every sentence of the sample corpus's English passages."""
+    docs = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()]
+    found = []
+    for doc in docs:
+        if doc.get("language") == "en":
+            found += [s.strip() for s in re.split(r"(?<=[.!?])\s+", doc["text"]) if s.strip()]
+    return found
+
+
+def write_corpus(path: Path, count: int, seed: int = 0) -> None:
+    """`count` documents s0000000.., each 5-10 seeded sentences; a longer corpus of the
+    same seed starts with the shorter one's documents (the refresh's old documents)."""
+    pool = np.array(sentences(), dtype=object)
+    rng = np.random.default_rng(seed)
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(count):
+            picked = pool[rng.integers(0, len(pool), rng.integers(5, 11))]
+            out.write(json.dumps({"id": f"s{i:07d}", "text": " ".join(picked)}) + "\n")
+
+
+def job(corpus: Path, out: Path, model: Path) -> dict[str, Any]:
+    """The measured job (see the module)."""
+    return {
+        "name": "scale",
+        "seed": 1,
+        "input": {"path": str(corpus), "batch_size": 512},
+        "tasks": [{"type": "retrieval", "query_words": [3, 12]}],
+        "languages": {"query": ["en"]},
+        "generator": {"model": str(model), "engine": {"enforce_eager": True,
+                                                      "max_model_len": 2048}},
+        "filters": {
+            "max_copy_ratio": 1.0,
+            "length": {"tolerance": 10.0, "slack": 40},
+            "language": {"min_confidence": 1.0},
+            "heuristics": {"max_ngram_overlap": 1.0},
+            "consistency": {"min_cosine": -1.0},
+            "round_trip": {"judge": "teacher", "top_k": 10_000_000},
+        },
+        "teacher": {"kind": "fused", "scale": "rank"},
+        "output": {"dir": str(out), "shard_size": 10_000},
+    }  # fmt: skip
+
+
+def tree_pss(process: psutil.Process) -> int:
+    """PSS bytes of a process and its descendants (0 for one that is gone)."""
+    total = 0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            total += p.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
+
+
+def measured(command: list[str], log: Path) -> tuple[float, int]:
+    """(wall seconds, peak PSS bytes of the process tree) of a command run to its end."""
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    start = time.perf_counter()
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        watched, peak, done = psutil.Process(process.pid), [0], threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], tree_pss(watched))
+                done.wait(0.5)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        code = process.wait()
+        done.set()
+        watcher.join()
+    if code != 0:
+        raise SystemExit(f"{' '.join(command)} exited {code}: see {log}")
+    return time.perf_counter() - start, peak[0]
+
+
+def run(config: dict[str, Any], folder: Path, name: str, command: str) -> dict[str, Any]:
+    """One `embsynth run|refresh` of `config`: its wall, peak PSS and the manifest's steps."""
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cli = [sys.executable, "-m", "pipeline.cli.app", command, str(path)]
+    wall, peak = measured(cli, folder / f"{name}.log")
+    versions = sorted((Path(config["output"]["dir"]) / "scale").glob("v[0-9]*"))
+    manifest = json.loads((versions[-1] / "manifest.json").read_text())
+    timings = {k.removesuffix("_seconds"): v for k, v in manifest["timings"].items()}
+    total = timings.pop("total")
+    timings["other"] = total - sum(timings.values())
+    timings["start-up"] = wall - total  # imports, the engine, the corpus vectors
+    documents = manifest["counts"]["read"]["documents"]
+    return {"wall": wall, "peak": peak, "documents": documents,
+            "kept": manifest["counts"]["kept"], "steps": timings}  # fmt: skip
+
+
+def report(n: int, result: dict[str, Any]) -> None:
+    steps = "  ".join(f"{k} {v:.0f} s" for k, v in sorted(result["steps"].items()))
+    print(f"N={n}: {result['documents']} documents read, {result['kept']} pairs, "
+          f"wall {result['wall']:.0f} s ({1000 * result['wall'] / n:.1f} ms/document), "
+          f"peak PSS {result['peak'] / 2**30:.2f} GiB", flush=True)  # fmt: skip
+    print(f"  steps: {steps}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--work", type=Path, default=ROOT / "bench" / ".scale")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    model = args.work / "tiny-qwen3"
+    if not (model / "config.json").is_file():
+        build_tiny_qwen3(model, seed=0)
+    results = {}
+    for n in sorted(args.sizes):
+        folder = args.work / str(n)
+        folder.mkdir(exist_ok=True)
+        corpus = folder / "corpus.jsonl"
+        write_corpus(corpus, n)
+        config = job(corpus, folder / "out", model)
+        results[n] = run(config, folder, "run", "run")
+        report(n, results[n])
+    small, large = min(results), max(results)
+    write_corpus(args.work / str(large) / "corpus.jsonl", int(large * (1 + NEW_SHARE)))
+    config = job(args.work / str(large) / "corpus.jsonl", args.work / str(large) / "out", model)
+    refreshed = run(config, args.work / str(large), "refresh", "refresh")
+    print(f"refresh of N={large} after {int(large * NEW_SHARE)} new documents: "
+          f"{refreshed['documents']} read, wall {refreshed['wall']:.0f} s, "
+          f"peak PSS {refreshed['peak'] / 2**30:.2f} GiB", flush=True)  # fmt: skip
+    print(f"  steps: {'  '.join(f'{k} {v:.0f} s' for k, v in refreshed['steps'].items())}")
+    per_doc = {n: r["wall"] / n for n, r in results.items()}
+    print(f"peak memory ratio {results[large]['peak'] / results[small]['peak']:.2f}")
+    print(f"time per document ratio {per_doc[large] / per_doc[small]:.2f}")
+    print(f"refresh share {refreshed['wall'] / results[large]['wall']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
