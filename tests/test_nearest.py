@@ -9,7 +9,8 @@ import numpy as np
 
 from pipeline.config.job import NegativesConfig
 from pipeline.corpus.index import CorpusIndex
-from pipeline.corpus.nearest import Graph, exact_top
+from pipeline.corpus.nearest import Graph, GraphFile, exact_top
+from pipeline.corpus.vectors import VectorStore
 from pipeline.dataset.records import Candidate, Document
 from pipeline.negatives.mining import mine
 
@@ -37,7 +38,7 @@ def test_the_graph_returns_exact_search_results_on_a_small_corpus(tmp_path: Path
     # The exact order is the order of the full score table.
     assert np.allclose(exact_scores, -np.sort(-(queries @ corpus.T), axis=1)[:, :100])
     path = tmp_path / "graph.usearch"
-    graph = Graph.open(corpus, path)
+    graph = Graph.open(corpus, GraphFile(path))
     rows, scores = graph.top(queries, 10)
     assert np.array_equal(rows, exact_rows[:, :10])
     assert np.allclose(scores, exact_scores[:, :10], atol=1e-5)
@@ -45,7 +46,7 @@ def test_the_graph_returns_exact_search_results_on_a_small_corpus(tmp_path: Path
     assert np.mean([len(set(a) & set(b)) for a, b in zip(deep, exact_rows, strict=True)]) > 99
     # Saved whole, and the next run opens the file instead of building again.
     made = path.stat().st_mtime_ns
-    again = Graph.open(np.zeros((0, 32), dtype=np.float32), path)
+    again = Graph.open(np.zeros((0, 32), dtype=np.float32), GraphFile(path))
     assert np.array_equal(again.top(queries, 100)[0], deep)
     assert path.stat().st_mtime_ns == made and not list(tmp_path.glob(".*.tmp"))
     # Where it finds fewer than asked (a query asks for more than the corpus holds).
@@ -55,7 +56,7 @@ def test_the_graph_returns_exact_search_results_on_a_small_corpus(tmp_path: Path
 def test_mining_through_the_graph_picks_exact_search_negatives(tmp_path: Path) -> None:
     corpus, queries = clustered(1000, seed=1)
     exact = CorpusIndex.from_vectors(documents(len(corpus)), corpus)
-    graph = replace(exact, exact_below=0, graph_path=tmp_path / "g.usearch")
+    graph = replace(exact, exact_below=0, graph=GraphFile(tmp_path / "g.usearch"))
     assert exact.top(queries[:1], 5)[0].tolist() == graph.top(queries[:1], 5)[0].tolist()
     config = NegativesConfig(count=3, rank_start=2, rank_end=30, max_score_ratio=0.99)
     picked = []
@@ -77,10 +78,33 @@ def test_mining_through_the_graph_picks_exact_search_negatives(tmp_path: Path) -
 def test_round_trip_ranks_through_the_graph_are_exact_within_their_depth(tmp_path: Path) -> None:
     corpus, queries = clustered(1000, seed=2)
     exact = CorpusIndex.from_vectors(documents(len(corpus)), corpus)
-    graph = replace(exact, exact_below=0, graph_path=tmp_path / "g.usearch")
+    graph = replace(exact, exact_below=0, graph=GraphFile(tmp_path / "g.usearch"))
     owners = [f"d{i}" for i in range(len(queries))]
     whole = exact.ranks(queries, owners, 10)
     bounded = graph.ranks(queries, owners, 10)
     # Inside the top 10 the same rank; beyond it "depth + 1", a miss either way.
     assert np.array_equal(np.where(whole <= 10, whole, 11), bounded)
     assert (whole <= 10).any() and (whole > 10).any()
+
+
+def test_a_grown_corpus_grows_its_graph_and_another_builds_anew(tmp_path: Path) -> None:
+    """A refresh whose corpus is the last one plus new documents at its end adds them to
+    the stored graph (the base is deleted once the grown graph is saved); a corpus in
+    another order builds its own."""
+    corpus, queries = clustered(1000, seed=3)
+    keys = [f"k{i}" for i in range(len(corpus))]
+    store = VectorStore(tmp_path, {"embedder": "e", "backend": "torch", "fingerprint": "f"}, 32)
+    store.add(keys, corpus)
+    folder, first = store.corpus_state(keys[:800])
+    assert first.base is None and first.path == folder / "graph.usearch"
+    Graph.open(store.vectors(keys[:800]), first)
+    grown = store.corpus_state(keys)[1]
+    assert grown.base == first.path
+    graph = Graph.open(store.vectors(keys), grown)
+    assert not first.path.exists() and grown.path.is_file()
+    exact_rows = exact_top(corpus, queries, 10)[0]
+    rows = graph.top(queries, 10)[0]
+    assert np.mean([len(set(a) & set(b)) for a, b in zip(rows, exact_rows, strict=True)]) > 9.9
+    assert (rows >= 800).any()  # the new documents are found
+    shuffled = store.corpus_state(keys[::-1])[1]
+    assert shuffled.base is None and not grown.path.parent.exists()

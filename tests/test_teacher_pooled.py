@@ -1,17 +1,21 @@
 """The fused teacher past the index's `exact_below`: it scores each query's candidates with
 the corpus's exact statistics instead of every document; where the candidates are the whole
 corpus it gives the whole-corpus scores (both scales, with feedback), and with fewer the
-z scale stays exact and the rank scale keeps the top of the teacher's order."""
+z scale stays exact and the rank scale keeps the top of the teacher's order. Its BM25 index
+is saved with the corpus state and loaded memory-mapped by the next process."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipeline.corpus.embedder import embedder_path
 from pipeline.corpus.index import CorpusIndex
+from pipeline.corpus.nearest import GraphFile
 from pipeline.dataset.records import Document
 from pipeline.embedding.inference import Embedder
+from pipeline.teacher.lexical import Bm25Index
 from pipeline.teacher.pooled import DenseMoments
 from pipeline.teacher.scorers import FusedTeacher, Scoring
 from tests.test_negatives import CORPUS
@@ -30,7 +34,7 @@ def indexes(tmp_path_factory: pytest.TempPathFactory) -> tuple[CorpusIndex, Corp
     embedder = Embedder(embedder_path("all-MiniLM-L6-v2"))
     whole = CorpusIndex.build([Document(k, v) for k, v in CORPUS.items()], embedder)
     graph = tmp_path_factory.mktemp("graph") / "g.usearch"
-    return whole, replace(whole, exact_below=0, graph_path=graph)
+    return whole, replace(whole, exact_below=0, graph=GraphFile(graph))
 
 
 def items(index: CorpusIndex) -> list[Scoring]:
@@ -73,3 +77,19 @@ def test_candidates_covering_the_corpus_give_the_whole_corpus_scores(
     for narrow, full in zip(few, expected, strict=True):  # the teacher's first document
         best = int(np.argmax(full[:-1]))
         assert narrow[best] == pytest.approx(full[best], abs=1e-5)
+
+
+def test_bm25_is_saved_with_the_corpus_state_and_loaded_mapped(
+    indexes: tuple, tmp_path: Path
+) -> None:
+    whole, _ = indexes
+    stated = replace(whole, state=tmp_path / "state")
+    built = FusedTeacher(stated, 0.7, 0.3, stemmer="english")
+    expected = built.score(items(stated))
+    folder = tmp_path / "state" / "bm25-english"
+    assert (folder / "params.index.json").is_file() and not list(tmp_path.glob("state/.*"))
+    made = folder.stat().st_mtime_ns
+    loaded = Bm25Index(whole.texts, "english", folder)  # as the next run opens it
+    assert isinstance(loaded.retriever.scores["data"], np.memmap)
+    again = FusedTeacher(stated, 0.7, 0.3, stemmer="english").score(items(stated))
+    assert again == expected and folder.stat().st_mtime_ns == made

@@ -15,6 +15,7 @@ release since 2023 and loads whole too.
 """
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,15 @@ def nothing(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
             np.full((queries, k), -np.inf, dtype=np.float32))  # fmt: skip
 
 
+@dataclass(frozen=True)
+class GraphFile:
+    """Where a corpus's graph is kept, and the graph of an earlier state whose documents
+    are the first ones of this corpus (a corpus that grew: the graph is grown from it)."""
+
+    path: Path
+    base: Path | None = None
+
+
 class Graph:
     """An HNSW graph over a corpus's vectors, built once and kept in a file (see module)."""
 
@@ -63,27 +73,34 @@ class Graph:
         self.size = len(index)
 
     @classmethod
-    def open(cls, vectors: np.ndarray, path: Path | None) -> "Graph":
-        """The graph of `vectors`: read as a memory-mapped view from `path` where a run
-        saved it, else built (and saved there first, whole or not at all: a kill leaves no
-        torn graph); kept in memory only where there is no path."""
+    def open(cls, vectors: np.ndarray, file: GraphFile | None) -> "Graph":
+        """The graph of `vectors`: read as a memory-mapped view from the file where a run
+        saved it, else built, or grown from the base file by the rows added since (a
+        refresh adds its new documents instead of building again), and saved first, whole
+        or not at all (a kill leaves no torn graph); kept in memory only without a file."""
         from usearch.index import Index  # a compiled extension: loaded where a graph is used
 
-        if path is not None and path.is_file():
-            return cls(Index.restore(str(path), view=True))
-        index = Index(ndim=vectors.shape[1], metric="ip", dtype="f32",
-                      connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD)  # fmt: skip
+        if file is not None and file.path.is_file():
+            return cls(Index.restore(str(file.path), view=True))
+        if file is not None and file.base is not None and file.base.is_file():
+            index = Index.restore(str(file.base))
+        else:
+            index = Index(ndim=vectors.shape[1], metric="ip", dtype="f32",
+                          connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD)  # fmt: skip
         # One thread: usearch's concurrent inserts left up to 1.3% of a 1,000-vector graph
         # unreachable (2 of 6 builds; tests/test_nearest.py), and one thread builds the
         # same graph from the same vectors every time, so a dataset rebuilt is the same.
-        index.add(np.arange(len(vectors)), np.ascontiguousarray(vectors, dtype=np.float32),
-                  threads=1)  # fmt: skip
-        if path is None:
+        start = len(index)
+        index.add(np.arange(start, len(vectors)),
+                  np.ascontiguousarray(vectors[start:], dtype=np.float32), threads=1)  # fmt: skip
+        if file is None:
             return cls(index)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
+        file.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(file.path) as tmp:
             index.save(str(tmp))
-        return cls(Index.restore(str(path), view=True))
+        if file.base is not None:
+            file.base.unlink(missing_ok=True)
+        return cls(Index.restore(str(file.path), view=True))
 
     def top(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, scores) as `exact_top` gives them, from the graph (row -1 and score -inf

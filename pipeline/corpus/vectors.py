@@ -5,9 +5,10 @@ ids, changed texts) instead of the whole corpus again.
 
 Layout (`DATASET/state/corpus-vectors/`): `vectors.f32`, rows of float32 appended in the
 order they were embedded; `keys.txt`, the content key of each row, one per line; and
-`meta.json`, the embedder the rows came from and their dimension; and, for a corpus
-large enough to be searched through a graph, `graph-DIGEST.usearch`, the graph of the
-last corpus state (pipeline.corpus.nearest). The rows are written and
+`meta.json`, the embedder the rows came from and their dimension; and `state-COUNT-DIGEST/`,
+what is derived from the last corpus state: the graph a corpus large enough is searched
+through (`graph.usearch`, pipeline.corpus.nearest) and the fused teacher's BM25 indexes
+(`bm25-STEMMER/`, pipeline.teacher.lexical). The rows are written and
 synced before the key list is replaced (atomically), so a kill between the two leaves rows
 no key names, which the next write cuts off: a key never points at a vector not written.
 
@@ -20,16 +21,19 @@ vectors would be compared with the stored ones.
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.config.errors import UserError
+from pipeline.corpus.nearest import GraphFile
 from pipeline.dataset.manifest import write_json_atomic
 from pipeline.dataset.writer import atomic_path
 
 FOLDER = Path("state") / "corpus-vectors"
 VECTORS, KEYS, META = "vectors.f32", "keys.txt", "meta.json"
+GRAPH = "graph.usearch"
 MIB = 1 << 20
 SAME = ("backend", "fingerprint", "dimension")  # what must match; the path may move
 
@@ -97,21 +101,44 @@ class VectorStore:
         with atomic_path(self.folder / KEYS) as tmp:
             tmp.write_text("".join(f"{key}\n" for key in self.keys), encoding="utf-8")
 
-    def graph_path(self, keys: list[str]) -> Path:
-        """Where the nearest-neighbour graph of the corpus `keys` (in their order: a row of
-        the graph is a position in it) is kept (pipeline.corpus.nearest); the graphs of
-        other corpus states are deleted, so the folder holds one."""
-        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
-        path = self.folder / f"graph-{digest}.usearch"
-        for old in self.folder.glob("graph-*.usearch"):
-            if old != path:
-                old.unlink()
-        return path
+    def corpus_state(self, keys: list[str]) -> tuple[Path, GraphFile]:
+        """The folder of what is derived from the corpus `keys` (in their order: a row of the
+        graph is a position in it), `state-COUNT-DIGEST/`, and its nearest-neighbour graph
+        (pipeline.corpus.nearest) with, as its base, the graph of the longest earlier state
+        whose documents are the first of these (a corpus that grew at its end: the graph
+        grows from it). The folders of other states are deleted, so one is kept (two while
+        a graph is grown)."""
+        state = self.folder / f"state-{len(keys)}-{_digest(keys)}"
+        base = None
+        earlier = sorted(self.folder.glob("state-*"), key=_count, reverse=True)
+        for old in (folder for folder in earlier if folder != state):
+            count = _count(old)
+            prefix = 0 < count < len(keys) and old.name == f"state-{count}-{_digest(keys[:count])}"
+            if base is None and prefix and (old / GRAPH).is_file():
+                base = old / GRAPH
+            else:
+                shutil.rmtree(old, ignore_errors=True)
+        return state, GraphFile(state / GRAPH, base)
 
     def vectors(self, keys: list[str]) -> np.ndarray:
-        """The stored vectors of `keys`, in their order (every key must be stored)."""
+        """The stored vectors of `keys`, in their order (every key must be stored): a
+        memory-mapped view where they are the file's first rows in its order (a corpus read
+        as it was embedded, grown at its end), else a copy."""
         if not keys:
             return np.zeros((0, self.dimension), dtype=np.float32)
         table = np.memmap(self.folder / VECTORS, dtype=np.float32, mode="r",
                           shape=(len(self.keys), self.dimension))  # fmt: skip
-        return np.asarray(table[[self.rows[key] for key in keys]])
+        rows = np.fromiter((self.rows[key] for key in keys), dtype=np.int64, count=len(keys))
+        if rows[0] == 0 and (np.diff(rows) == 1).all():
+            return table[: len(keys)]  # the file's own order: paged in as read, not copied
+        return np.asarray(table[rows])
+
+
+def _count(folder: Path) -> int:
+    """The document count in a state folder's name (0 for a name not of that form)."""
+    count = folder.name.removeprefix("state-").partition("-")[0]
+    return int(count) if count.isdigit() else 0
+
+
+def _digest(keys: list[str]) -> str:
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]

@@ -229,7 +229,7 @@ def _corpus_index(
             total=len(missing), desc="  corpus", unit="doc", file=console, disable=console is None
         ) as bar:
             store.add(missing, executor.embed(embedder, [text[k] for k in missing], bar.update))
-    return CorpusIndex.from_vectors(documents, store.vectors(keys), store.graph_path(keys))
+    return CorpusIndex.from_vectors(documents, store.vectors(keys), store.corpus_state(keys))
 
 
 def _steps(

@@ -6,10 +6,17 @@ Snowball stemmer (PyStemmer) by default: without one a query's "electrons" never
 document's "electron", and BM25 without stemming ranks far lower on NPL and Cranfield
 (docs/benchmarks.md), which decides whether the fused teacher is stronger than the student
 there at all (docs/teacher.md).
+
+Indexed once per corpus state: a job whose corpus index has a state folder saves the index
+there (bm25s's arrays) and the next run, a resumed run or a Ray worker on the same disk
+loads it memory-mapped instead of tokenizing the corpus again.
 """
 
 import importlib
+import os
+import shutil
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -38,13 +45,19 @@ def bm25s_module() -> ModuleType:
 
 class Bm25Index:
     """A BM25 index of the corpus texts, scoring a query against every document; `stemmer`
-    is a Snowball algorithm's name (PyStemmer) or "none"."""
+    is a Snowball algorithm's name (PyStemmer) or "none"; `folder`, where it is kept."""
 
-    def __init__(self, texts: list[str], stemmer: str) -> None:
+    def __init__(self, texts: list[str], stemmer: str, folder: Path | None = None) -> None:
         self.size = len(texts)
         self.stemmer = None if stemmer == "none" else Stemmer.Stemmer(stemmer)
-        self.retriever = bm25s_module().BM25()
+        bm25s = bm25s_module()
+        if folder is not None and folder.is_dir():
+            self.retriever = bm25s.BM25.load(str(folder), mmap=True)
+            return
+        self.retriever = bm25s.BM25()
         self.retriever.index(self._tokens(texts), show_progress=False)
+        if folder is not None:
+            save(self.retriever, folder)
 
     def _tokens(self, texts: list[str]) -> list[list[str]]:
         return bm25s_module().tokenize(
@@ -60,3 +73,17 @@ class Bm25Index:
             if known:
                 rows[i] = self.retriever.get_scores(known)
         return rows
+
+
+def save(retriever: object, folder: Path) -> None:
+    """Save the index whole or not at all: into a temp folder beside `folder`, renamed into
+    place (a folder a kill left half-written is never read; the next save removes it)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f".{folder.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    retriever.save(str(tmp), show_progress=False)  # type: ignore[attr-defined]
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process saved it first: the same index
+        shutil.rmtree(tmp, ignore_errors=True)

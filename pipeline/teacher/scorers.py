@@ -119,7 +119,10 @@ class FusedTeacher:
 
     @cached_property
     def bm25(self) -> Bm25Index:
-        return Bm25Index(self.index.texts, self.stemmer)
+        root = self.index.state
+        return Bm25Index(
+            self.index.texts, self.stemmer, root / f"bm25-{self.stemmer}" if root else None
+        )
 
     def corpus_scores(self, queries: list[str], vectors: np.ndarray) -> np.ndarray:
         """The fused score of every corpus document for each query, on the cosine scale."""
