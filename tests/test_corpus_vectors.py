@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config.job import load_config
@@ -113,3 +114,46 @@ def test_a_kill_between_rows_and_keys_loses_no_named_vector(tmp_path: Path) -> N
     np.testing.assert_array_equal(reread.vectors(["d", "a", "c"]),
                                   np.stack([second[0], first[0], first[2]]))  # fmt: skip
     assert (tmp_path / FOLDER / "vectors.f32").stat().st_size == 4 * 4 * 4
+
+
+def test_a_job_past_exact_below_makes_the_exact_jobs_pairs_and_grows_its_state(
+    generator: Any, job_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The same job with `embedder.exact_below: 0` (searched as a large corpus is: the
+    graph, the round trip within each query's top k, the fused teacher on candidates) makes
+    the pairs, negatives and teacher scores of the exact job on a corpus smaller than the
+    candidates; its refresh after new documents grows the stored graph."""
+    rows = [json.loads(line) for line in SAMPLE_CORPUS.read_text().splitlines()]
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", rows[:12])
+    off = ("length", "language", "heuristics", "consistency")
+    filters = {name: {"enabled": False} for name in off}
+
+    def run(name: str, exact_below: int, refresh: bool = False) -> Any:
+        path = job_file(input={"path": str(corpus), "batch_size": 16}, dedup=NO_DEDUP,
+                        filters={**filters, "round_trip": {"top_k": 6}},
+                        teacher={"kind": "fused", "scale": "rank"},
+                        embedder={"exact_below": exact_below},
+                        output={"dir": str(tmp_path / name), "shard_size": 100})  # fmt: skip
+        return run_job(load_config(path), generator=generator, refresh=refresh, progress=False)
+
+    exact, graph = run("exact", 100_000), run("graph", 0)
+    got, want = (pq.read_table(v.version_dir / "data").to_pylist() for v in (graph, exact))
+    assert len(want) >= 4 and any(row["negatives"] for row in want)
+    floats = ("teacher_scores", "negative_scores")
+    scores = (
+        [[row.pop(c) for c in floats] for row in got],
+        [[row.pop(c) for c in floats] for row in want],
+    )
+    assert got == want  # the same pairs, in order, with the same mined negatives
+    for mine, theirs in zip(*scores, strict=True):
+        assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(mine, theirs, strict=True))
+    rejects = pq.read_table(exact.version_dir / "rejects").to_pylist()
+    assert any(r["reason"] == "round_trip_miss" for r in rejects)  # the round trip decided
+    states = tmp_path / "graph" / "t" / FOLDER
+    first = next(states.glob("state-12-*"))
+    assert {p.name for p in first.iterdir()} == {"graph.usearch", "bm25-english"}
+    write_jsonl(corpus, rows[:14])
+    refreshed = run("graph", 0, refresh=True)
+    assert refreshed.documents == 2
+    assert [p.name[:9] for p in states.glob("state-*")] == ["state-14-"]
+    assert (next(states.glob("state-14-*")) / "graph.usearch").is_file()

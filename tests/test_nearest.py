@@ -99,9 +99,9 @@ def test_a_grown_corpus_grows_its_graph_and_another_builds_anew(tmp_path: Path) 
     assert first.base is None and first.path == folder / "graph.usearch"
     Graph.open(store.vectors(keys[:800]), first)
     grown = store.corpus_state(keys)[1]
-    assert grown.base == first.path
+    assert grown.base == grown.path.with_name("base.usearch") and not folder.exists()
     graph = Graph.open(store.vectors(keys), grown)
-    assert not first.path.exists() and grown.path.is_file()
+    assert grown.path.is_file() and not grown.base.exists()
     exact_rows = exact_top(corpus, queries, 10)[0]
     rows = graph.top(queries, 10)[0]
     assert np.mean([len(set(a) & set(b)) for a, b in zip(rows, exact_rows, strict=True)]) > 9.9

@@ -208,6 +208,12 @@ class EmbedderConfig(Strict):
     )
     batch_size: int = Field(64, gt=0)
     backend: Literal["torch", "vllm"] = "torch"
+    exact_below: int = Field(
+        100_000,
+        ge=0,
+        description="a corpus this large or larger is searched through an HNSW graph and "
+        "the fused teacher scores each query's candidates, not every document",
+    )
 
 
 class OutputConfig(Strict):

@@ -52,6 +52,7 @@ class CorpusIndex:
         documents: list[Document],
         vectors: np.ndarray,
         state: tuple[Path, GraphFile] | None = None,
+        exact_below: int = EXACT_BELOW,
     ) -> "CorpusIndex":
         """The index of documents embedded elsewhere (a Ray job's workers, the dataset's
         stored vectors)."""
@@ -59,7 +60,7 @@ class CorpusIndex:
         ids = [d.doc_id for d in documents]
         keys = [text_key(t) for t in texts]
         folder, graph = state if state is not None else (None, None)
-        return cls(ids, texts, vectors, _rows(documents), keys, graph, folder)
+        return cls(ids, texts, vectors, _rows(documents), keys, graph, folder, exact_below)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (to Ray workers) without the open graph: each process opens the file."""

@@ -33,7 +33,7 @@ from pipeline.dataset.writer import atomic_path
 
 FOLDER = Path("state") / "corpus-vectors"
 VECTORS, KEYS, META = "vectors.f32", "keys.txt", "meta.json"
-GRAPH = "graph.usearch"
+GRAPH, BASE = "graph.usearch", "base.usearch"
 MIB = 1 << 20
 SAME = ("backend", "fingerprint", "dimension")  # what must match; the path may move
 
@@ -104,20 +104,19 @@ class VectorStore:
     def corpus_state(self, keys: list[str]) -> tuple[Path, GraphFile]:
         """The folder of what is derived from the corpus `keys` (in their order: a row of the
         graph is a position in it), `state-COUNT-DIGEST/`, and its nearest-neighbour graph
-        (pipeline.corpus.nearest) with, as its base, the graph of the longest earlier state
-        whose documents are the first of these (a corpus that grew at its end: the graph
-        grows from it). The folders of other states are deleted, so one is kept (two while
-        a graph is grown)."""
+        (pipeline.corpus.nearest). The graph of the longest earlier state whose documents
+        are the first of these (a corpus that grew at its end) is moved in as `base.usearch`,
+        for the graph to grow from; the folders of other states are deleted, so one is kept."""
         state = self.folder / f"state-{len(keys)}-{_digest(keys)}"
-        base = None
+        base = state / BASE if (state / BASE).is_file() else None
         earlier = sorted(self.folder.glob("state-*"), key=_count, reverse=True)
         for old in (folder for folder in earlier if folder != state):
             count = _count(old)
             prefix = 0 < count < len(keys) and old.name == f"state-{count}-{_digest(keys[:count])}"
             if base is None and prefix and (old / GRAPH).is_file():
-                base = old / GRAPH
-            else:
-                shutil.rmtree(old, ignore_errors=True)
+                state.mkdir(parents=True, exist_ok=True)
+                base = (old / GRAPH).rename(state / BASE)
+            shutil.rmtree(old, ignore_errors=True)
         return state, GraphFile(state / GRAPH, base)
 
     def vectors(self, keys: list[str]) -> np.ndarray:

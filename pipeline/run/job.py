@@ -136,7 +136,7 @@ def run_job(
             say = (lambda line: print(line, file=console)) if progress else (lambda line: None)
             opening = Opening(say, stack, staging / "logs", log)
             caching = _caching(config, generator, staging, opening, scope)
-            index = _corpus_index(executor, embedder, survey, store, shown)
+            index = _corpus_index(executor, config, embedder, survey, store, shown)
             context = Context.for_job(config, library, embedder, index, dedup, caching)
             tokens = TokenCount()
             steps = _steps(config, library, executor, caching, context, scope, tokens, limit)
@@ -210,6 +210,7 @@ def _embedder(config: JobConfig, root: Path) -> tuple["Embedder | None", VectorS
 
 def _corpus_index(
     executor: Executor,
+    config: JobConfig,
     embedder: "Embedder | None",
     survey: Survey,
     store: VectorStore | None,
@@ -229,7 +230,10 @@ def _corpus_index(
             total=len(missing), desc="  corpus", unit="doc", file=console, disable=console is None
         ) as bar:
             store.add(missing, executor.embed(embedder, [text[k] for k in missing], bar.update))
-    return CorpusIndex.from_vectors(documents, store.vectors(keys), store.corpus_state(keys))
+    state = store.corpus_state(keys)
+    return CorpusIndex.from_vectors(
+        documents, store.vectors(keys), state, config.embedder.exact_below
+    )
 
 
 def _steps(
