@@ -14,14 +14,17 @@ sees every pair, as it would with a real generator's good queries.
 Each run is a fresh `embsynth run` process as a user starts it; the bench samples the PSS of
 its process tree (the job and vLLM's engine process) every half second. Time per step comes
 from the version's manifest (`timings`; "other" is what the steps leave of the job's total,
-"start-up" the wall before it: imports, the engine, the corpus vectors). Prints, per N, the wall per document, the peak PSS and the steps,
-then `peak memory ratio R` (largest N / smallest), `time per document ratio R` and
-`refresh share R` (the refresh's wall / the largest full run's).
+"start-up" the wall before it: imports, the engine, the corpus vectors). Prints, per N,
+the wall per document, the peak PSS and the steps, then `peak memory ratio R` (largest N /
+smallest), `time per document ratio R`, the same without the two LLM stages (`pipeline
+time per document ratio R`: what the tiny model's generation does not hide) and `refresh
+share R` (the refresh's wall / the largest full run's).
 
-    python bench/scale.py [--sizes 10000 100000] [--work DIR]
+    python bench/scale.py [--sizes 10000 100000] [--work DIR] [--exact-below N]
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -43,6 +46,7 @@ from pipeline.models.tiny_qwen3 import build_tiny_qwen3  # noqa: E402
 
 SAMPLE = ROOT / "pipeline" / "data" / "sample_corpus.jsonl"
 NEW_SHARE = 0.01  # the refresh's new documents, as a share of the corpus
+GENERATION = ("config", "query")  # the retrieval family's LLM stages
 
 
 def sentences() -> list[str]:
@@ -66,7 +70,7 @@ def write_corpus(path: Path, count: int, seed: int = 0) -> None:
             out.write(json.dumps({"id": f"s{i:07d}", "text": " ".join(picked)}) + "\n")
 
 
-def job(corpus: Path, out: Path, model: Path) -> dict[str, Any]:
+def job(corpus: Path, out: Path, model: Path, exact_below: int) -> dict[str, Any]:
     """The measured job (see the module)."""
     return {
         "name": "scale",
@@ -85,6 +89,7 @@ def job(corpus: Path, out: Path, model: Path) -> dict[str, Any]:
             "round_trip": {"judge": "teacher", "top_k": 10_000_000},
         },
         "teacher": {"kind": "fused", "scale": "rank"},
+        "embedder": {"exact_below": exact_below},
         "output": {"dir": str(out), "shard_size": 10_000},
     }  # fmt: skip
 
@@ -93,10 +98,8 @@ def tree_pss(process: psutil.Process) -> int:
     """PSS bytes of a process and its descendants (0 for one that is gone)."""
     total = 0
     for p in [process, *process.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             total += p.memory_full_info().pss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
     return total
 
 
@@ -152,6 +155,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / ".scale")
+    parser.add_argument(
+        "--exact-below",
+        type=int,
+        default=100_000,
+        help="embedder.exact_below: 0 runs every size as a large corpus runs",
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     model = args.work / "tiny-qwen3"
@@ -163,12 +172,17 @@ def main() -> None:
         folder.mkdir(exist_ok=True)
         corpus = folder / "corpus.jsonl"
         write_corpus(corpus, n)
-        config = job(corpus, folder / "out", model)
+        config = job(corpus, folder / "out", model, args.exact_below)
         results[n] = run(config, folder, "run", "run")
         report(n, results[n])
     small, large = min(results), max(results)
     write_corpus(args.work / str(large) / "corpus.jsonl", int(large * (1 + NEW_SHARE)))
-    config = job(args.work / str(large) / "corpus.jsonl", args.work / str(large) / "out", model)
+    config = job(
+        args.work / str(large) / "corpus.jsonl",
+        args.work / str(large) / "out",
+        model,
+        args.exact_below,
+    )
     refreshed = run(config, args.work / str(large), "refresh", "refresh")
     print(f"refresh of N={large} after {int(large * NEW_SHARE)} new documents: "
           f"{refreshed['documents']} read, wall {refreshed['wall']:.0f} s, "
@@ -177,6 +191,8 @@ def main() -> None:
     per_doc = {n: r["wall"] / n for n, r in results.items()}
     print(f"peak memory ratio {results[large]['peak'] / results[small]['peak']:.2f}")
     print(f"time per document ratio {per_doc[large] / per_doc[small]:.2f}")
+    own = {n: (r["wall"] - sum(r["steps"][s] for s in GENERATION)) / n for n, r in results.items()}
+    print(f"pipeline time per document ratio {own[large] / own[small]:.2f}")
     print(f"refresh share {refreshed['wall'] / results[large]['wall']:.3f}")
 
 

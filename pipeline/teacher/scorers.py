@@ -166,21 +166,23 @@ class FusedTeacher:
         out = []
         for n, item in enumerate(items):
             lexical = self.bm25.scores([item.query])[0]
-            words = zscores(lexical, float(lexical.mean()), float(lexical.std()))
             found = tops[n][tops[n] >= 0]
             lexical_top = np.argpartition(-lexical, min(self.depth, len(lexical) - 1))
             asked = np.array([r for r in item.rows if r is not None], dtype=np.int64)
             pool = np.unique(np.concatenate([found, lexical_top[: self.depth], asked]))
-            fused = self._pooled_mix(item.vector, pool, words[pool], (means[n], stds[n]))
+            words = zscores(lexical[pool], float(lexical.mean()), float(lexical.std()))
+            fused = self._pooled_mix(item.vector, pool, words, (means[n], stds[n]))
+            mine = np.searchsorted(pool, asked)  # the asked documents' places in the pool
             if self.scale == "z":
-                values = means[n] + stds[n] * fused
+                values = means[n] + stds[n] * fused[mine]
             else:
                 positions = np.empty(len(pool), dtype=np.int64)
                 positions[np.argsort(-fused, kind="stable")] = np.arange(len(pool))
                 stats = (float(means[n]), float(stds[n]))
-                values = ranked_cosines(cosines[n][: len(found)], positions, stats, len(lexical))
-            at = dict(zip(pool.tolist(), values.tolist(), strict=True))
-            out.append([None if row is None else at[row] for row in item.rows])
+                values = ranked_cosines(cosines[n][: len(found)], positions[mine], stats,
+                                        len(lexical))  # fmt: skip
+            scored = iter(values.tolist())
+            out.append([None if row is None else next(scored) for row in item.rows])
         return out
 
     def _pooled_mix(
