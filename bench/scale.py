@@ -94,26 +94,31 @@ def job(corpus: Path, out: Path, model: Path, exact_below: int) -> dict[str, Any
     }  # fmt: skip
 
 
-def tree_pss(process: psutil.Process) -> int:
-    """PSS bytes of a process and its descendants (0 for one that is gone)."""
-    total = 0
+def tree_pss(process: psutil.Process) -> tuple[int, int]:
+    """PSS bytes of a process and of its descendants (vLLM's engine process; 0 for one that
+    is gone)."""
+    sizes = []
     for p in [process, *process.children(recursive=True)]:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            total += p.memory_full_info().pss
-    return total
+            sizes.append(p.memory_full_info().pss)
+    return (sizes[0], sum(sizes[1:])) if sizes else (0, 0)
 
 
-def measured(command: list[str], log: Path) -> tuple[float, int]:
-    """(wall seconds, peak PSS bytes of the process tree) of a command run to its end."""
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+def measured(command: list[str], log: Path) -> tuple[float, int, int]:
+    """(wall seconds, peak PSS bytes of the process tree, peak of the job's own process)
+    of a command run to its end. The engine's KV cache is 1 GiB, as `make` sets it: vLLM's
+    default reserves more, and the pages a run has touched of it grow with its length."""
+    env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "VLLM_CPU_KVCACHE_SPACE": "1"} | dict(os.environ)  # fmt: skip
     start = time.perf_counter()
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        watched, peak, done = psutil.Process(process.pid), [0], threading.Event()
+        watched, peak, done = psutil.Process(process.pid), [0, 0], threading.Event()
 
         def watch() -> None:
             while not done.is_set():
-                peak[0] = max(peak[0], tree_pss(watched))
+                job, engine = tree_pss(watched)
+                peak[:] = max(peak[0], job + engine), max(peak[1], job)
                 done.wait(0.5)
 
         watcher = threading.Thread(target=watch, daemon=True)
@@ -123,7 +128,7 @@ def measured(command: list[str], log: Path) -> tuple[float, int]:
         watcher.join()
     if code != 0:
         raise SystemExit(f"{' '.join(command)} exited {code}: see {log}")
-    return time.perf_counter() - start, peak[0]
+    return time.perf_counter() - start, peak[0], peak[1]
 
 
 def run(config: dict[str, Any], folder: Path, name: str, command: str) -> dict[str, Any]:
@@ -131,7 +136,7 @@ def run(config: dict[str, Any], folder: Path, name: str, command: str) -> dict[s
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     cli = [sys.executable, "-m", "pipeline.cli.app", command, str(path)]
-    wall, peak = measured(cli, folder / f"{name}.log")
+    wall, peak, job = measured(cli, folder / f"{name}.log")
     versions = sorted((Path(config["output"]["dir"]) / "scale").glob("v[0-9]*"))
     manifest = json.loads((versions[-1] / "manifest.json").read_text())
     timings = {k.removesuffix("_seconds"): v for k, v in manifest["timings"].items()}
@@ -139,7 +144,7 @@ def run(config: dict[str, Any], folder: Path, name: str, command: str) -> dict[s
     timings["other"] = total - sum(timings.values())
     timings["start-up"] = wall - total  # imports, the engine, the corpus vectors
     documents = manifest["counts"]["read"]["documents"]
-    return {"wall": wall, "peak": peak, "documents": documents,
+    return {"wall": wall, "peak": peak, "job": job, "documents": documents,
             "kept": manifest["counts"]["kept"], "steps": timings}  # fmt: skip
 
 
@@ -147,7 +152,8 @@ def report(n: int, result: dict[str, Any]) -> None:
     steps = "  ".join(f"{k} {v:.0f} s" for k, v in sorted(result["steps"].items()))
     print(f"N={n}: {result['documents']} documents read, {result['kept']} pairs, "
           f"wall {result['wall']:.0f} s ({1000 * result['wall'] / n:.1f} ms/document), "
-          f"peak PSS {result['peak'] / 2**30:.2f} GiB", flush=True)  # fmt: skip
+          f"peak PSS {result['peak'] / 2**30:.2f} GiB (the job's process "
+          f"{result['job'] / 2**30:.2f} GiB)", flush=True)  # fmt: skip
     print(f"  steps: {steps}", flush=True)
 
 
@@ -190,6 +196,8 @@ def main() -> None:
     print(f"  steps: {'  '.join(f'{k} {v:.0f} s' for k, v in refreshed['steps'].items())}")
     per_doc = {n: r["wall"] / n for n, r in results.items()}
     print(f"peak memory ratio {results[large]['peak'] / results[small]['peak']:.2f}")
+    alone = results[large]["job"] / results[small]["job"]
+    print(f"the job's process: peak memory ratio {alone:.2f}")
     print(f"time per document ratio {per_doc[large] / per_doc[small]:.2f}")
     own = {n: (r["wall"] - sum(r["steps"][s] for s in GENERATION)) / n for n, r in results.items()}
     print(f"pipeline time per document ratio {own[large] / own[small]:.2f}")
