@@ -168,6 +168,7 @@ def main() -> None:
         help="embedder.exact_below: 0 runs every size as a large corpus runs",
     )
     args = parser.parse_args()
+    args.work = args.work.resolve()  # the job files name paths from their own folder
     args.work.mkdir(parents=True, exist_ok=True)
     model = args.work / "tiny-qwen3"
     if not (model / "config.json").is_file():
