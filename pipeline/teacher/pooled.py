@@ -48,9 +48,9 @@ class DenseMoments:
         return mean, np.sqrt(np.maximum(variance, 0.0))
 
 
-def zscores(values: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """(values - mean) / std, with std 0 read as 1 (as over the whole corpus)."""
-    return (values - mean) / (std if std > 0 else 1.0)
+def zscores(values: np.ndarray, mean: float | np.ndarray, std: float | np.ndarray) -> np.ndarray:
+    """(values - mean) / std, with std 0 read as 1 (a query no document tells apart)."""
+    return (values - mean) / np.where(np.asarray(std) > 0, std, 1.0)
 
 
 def ranked_cosines(

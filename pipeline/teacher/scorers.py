@@ -67,8 +67,7 @@ def _z(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-row z-scores, and the rows' means and standard deviations."""
     mean = scores.mean(axis=1, keepdims=True)
     std = scores.std(axis=1, keepdims=True)
-    safe = np.where(std > 0, std, 1.0)
-    return (scores - mean) / safe, mean[:, 0], std[:, 0]
+    return zscores(scores, mean, std), mean[:, 0], std[:, 0]
 
 
 def per_item(items: list[Scoring], flat: list[float | None]) -> list[list[float | None]]:
@@ -189,16 +188,16 @@ class FusedTeacher:
         self, vector: np.ndarray, pool: np.ndarray, words: np.ndarray, stats: tuple[float, float]
     ) -> np.ndarray:
         """The fused z-scores of the pool's documents for one query, after feedback."""
-        dense = zscores(self.index.vectors[pool] @ vector, *stats)
-        fused = self._mix(dense, words)
+        documents = self.index.vectors[pool]  # gathered once: feedback scores them again
+        fused = self._mix(zscores(documents @ vector, *stats), words)
         docs, weight = self.feedback
         if not docs:
             return fused
-        best = pool[np.argsort(-fused, kind="stable")[:docs]]
-        moved = vector + weight * self.index.vectors[best].mean(axis=0)
+        best = np.argsort(-fused, kind="stable")[:docs]
+        moved = vector + weight * documents[best].mean(axis=0)
         moved /= np.linalg.norm(moved)
         mean, std = self.moments.stats(moved[None])
-        return self._mix(zscores(self.index.vectors[pool] @ moved, mean[0], std[0]), words)
+        return self._mix(zscores(documents @ moved, mean[0], std[0]), words)
 
 
 class CrossEncoderTeacher:
