@@ -9,7 +9,7 @@ import numpy as np
 
 from pipeline.config.job import NegativesConfig
 from pipeline.corpus.index import CorpusIndex
-from pipeline.corpus.nearest import Graph, GraphFile, exact_top
+from pipeline.corpus.nearest import Graph, exact_top
 from pipeline.corpus.vectors import VectorStore
 from pipeline.dataset.records import Candidate, Document
 from pipeline.negatives.mining import mine
@@ -38,7 +38,7 @@ def test_the_graph_returns_exact_search_results_on_a_small_corpus(tmp_path: Path
     # The exact order is the order of the full score table.
     assert np.allclose(exact_scores, -np.sort(-(queries @ corpus.T), axis=1)[:, :100])
     path = tmp_path / "graph.usearch"
-    graph = Graph.open(corpus, GraphFile(path))
+    graph = Graph.open(corpus, tmp_path)
     rows, scores = graph.top(queries, 10)
     assert np.array_equal(rows, exact_rows[:, :10])
     assert np.allclose(scores, exact_scores[:, :10], atol=1e-5)
@@ -46,7 +46,7 @@ def test_the_graph_returns_exact_search_results_on_a_small_corpus(tmp_path: Path
     assert np.mean([len(set(a) & set(b)) for a, b in zip(deep, exact_rows, strict=True)]) > 99
     # Saved whole, and the next run opens the file instead of building again.
     made = path.stat().st_mtime_ns
-    again = Graph.open(np.zeros((0, 32), dtype=np.float32), GraphFile(path))
+    again = Graph.open(np.zeros((0, 32), dtype=np.float32), tmp_path)
     assert np.array_equal(again.top(queries, 100)[0], deep)
     assert path.stat().st_mtime_ns == made and not list(tmp_path.glob(".*.tmp"))
     # Where it finds fewer than asked (a query asks for more than the corpus holds).
@@ -56,7 +56,7 @@ def test_the_graph_returns_exact_search_results_on_a_small_corpus(tmp_path: Path
 def test_mining_through_the_graph_picks_exact_search_negatives(tmp_path: Path) -> None:
     corpus, queries = clustered(1000, seed=1)
     exact = CorpusIndex.from_vectors(documents(len(corpus)), corpus)
-    graph = replace(exact, exact_below=0, graph=GraphFile(tmp_path / "g.usearch"))
+    graph = replace(exact, exact_below=0, state=tmp_path)
     assert exact.top(queries[:1], 5)[0].tolist() == graph.top(queries[:1], 5)[0].tolist()
     config = NegativesConfig(count=3, rank_start=2, rank_end=30, max_score_ratio=0.99)
     picked = []
@@ -72,13 +72,13 @@ def test_mining_through_the_graph_picks_exact_search_negatives(tmp_path: Path) -
         assert by_exact.negatives == by_graph.negatives
         assert np.allclose(by_exact.negative_scores, by_graph.negative_scores, atol=1e-5)
     assert sum(len(pair.negatives) == 3 for pair in picked[0]) > len(queries) // 2
-    assert (tmp_path / "g.usearch").is_file()
+    assert (tmp_path / "graph.usearch").is_file()
 
 
 def test_round_trip_ranks_through_the_graph_are_exact_within_their_depth(tmp_path: Path) -> None:
     corpus, queries = clustered(1000, seed=2)
     exact = CorpusIndex.from_vectors(documents(len(corpus)), corpus)
-    graph = replace(exact, exact_below=0, graph=GraphFile(tmp_path / "g.usearch"))
+    graph = replace(exact, exact_below=0, state=tmp_path)
     owners = [f"d{i}" for i in range(len(queries))]
     whole = exact.ranks(queries, owners, 10)
     bounded = graph.ranks(queries, owners, 10)
@@ -95,16 +95,16 @@ def test_a_grown_corpus_grows_its_graph_and_another_builds_anew(tmp_path: Path) 
     keys = [f"k{i}" for i in range(len(corpus))]
     store = VectorStore(tmp_path, {"embedder": "e", "backend": "torch", "fingerprint": "f"}, 32)
     store.add(keys, corpus)
-    folder, first = store.corpus_state(keys[:800])
-    assert first.base is None and first.path == folder / "graph.usearch"
+    first = store.corpus_state(keys[:800])
     Graph.open(store.vectors(keys[:800]), first)
-    grown = store.corpus_state(keys)[1]
-    assert grown.base == grown.path.with_name("base.usearch") and not folder.exists()
+    assert (first / "graph.usearch").is_file()
+    grown = store.corpus_state(keys)
+    assert (grown / "base.usearch").is_file() and not first.exists()  # the old graph moved in
     graph = Graph.open(store.vectors(keys), grown)
-    assert grown.path.is_file() and not grown.base.exists()
+    assert (grown / "graph.usearch").is_file() and not (grown / "base.usearch").exists()
     exact_rows = exact_top(corpus, queries, 10)[0]
     rows = graph.top(queries, 10)[0]
     assert np.mean([len(set(a) & set(b)) for a, b in zip(rows, exact_rows, strict=True)]) > 9.9
     assert (rows >= 800).any()  # the new documents are found
-    shuffled = store.corpus_state(keys[::-1])[1]
-    assert shuffled.base is None and not grown.path.parent.exists()
+    shuffled = store.corpus_state(keys[::-1])
+    assert not (shuffled / "base.usearch").exists() and not grown.exists()

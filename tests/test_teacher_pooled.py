@@ -12,7 +12,6 @@ import pytest
 
 from pipeline.corpus.embedder import embedder_path
 from pipeline.corpus.index import CorpusIndex
-from pipeline.corpus.nearest import GraphFile
 from pipeline.dataset.records import Document
 from pipeline.embedding.inference import Embedder
 from pipeline.teacher.lexical import Bm25Index
@@ -33,8 +32,7 @@ def indexes(tmp_path_factory: pytest.TempPathFactory) -> tuple[CorpusIndex, Corp
     """The CORPUS index searched exactly, and the same searched as past `exact_below`."""
     embedder = Embedder(embedder_path("all-MiniLM-L6-v2"))
     whole = CorpusIndex.build([Document(k, v) for k, v in CORPUS.items()], embedder)
-    graph = tmp_path_factory.mktemp("graph") / "g.usearch"
-    return whole, replace(whole, exact_below=0, graph=GraphFile(graph))
+    return whole, replace(whole, exact_below=0, state=tmp_path_factory.mktemp("state"))
 
 
 def items(index: CorpusIndex) -> list[Scoring]:

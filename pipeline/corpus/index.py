@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.corpus.nearest import BLOCK, EXACT_BELOW, Graph, GraphFile, exact_top
+from pipeline.corpus.nearest import BLOCK, EXACT_BELOW, Graph, exact_top
 from pipeline.dataset.records import Document
 from pipeline.dedup.text import text_key
 
@@ -28,10 +28,8 @@ class CorpusIndex:
     vectors: np.ndarray
     rows: dict[str, int]
     keys: list[str]
-    # Where the graph of a corpus of `exact_below` documents or more is kept, and the folder
-    # of what else is derived from this corpus state (None: built in memory by each
-    # process that uses it).
-    graph: GraphFile | None = None
+    # The folder of what is derived from this corpus state: the graph of a corpus of
+    # `exact_below` documents or more, BM25 (None: built in memory by each process).
     state: Path | None = None
     exact_below: int = EXACT_BELOW
     _graph: Graph | None = field(default=None, repr=False, compare=False)
@@ -51,7 +49,7 @@ class CorpusIndex:
         cls,
         documents: list[Document],
         vectors: np.ndarray,
-        state: tuple[Path, GraphFile] | None = None,
+        state: Path | None = None,
         exact_below: int = EXACT_BELOW,
     ) -> "CorpusIndex":
         """The index of documents embedded elsewhere (a Ray job's workers, the dataset's
@@ -59,8 +57,7 @@ class CorpusIndex:
         texts = [d.text for d in documents]
         ids = [d.doc_id for d in documents]
         keys = [text_key(t) for t in texts]
-        folder, graph = state if state is not None else (None, None)
-        return cls(ids, texts, vectors, _rows(documents), keys, graph, folder, exact_below)
+        return cls(ids, texts, vectors, _rows(documents), keys, state, exact_below)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (to Ray workers) without the open graph: each process opens the file."""
@@ -73,7 +70,7 @@ class CorpusIndex:
         if self.exhaustive:
             return exact_top(self.vectors, queries, k)
         if self._graph is None:
-            self._graph = Graph.open(self.vectors, self.graph)
+            self._graph = Graph.open(self.vectors, self.state)
         return self._graph.top(queries, k)
 
     def scores(self, queries: np.ndarray) -> np.ndarray:

@@ -15,7 +15,6 @@ release since 2023 and loads whole too.
 """
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +29,9 @@ EXACT_BELOW = 100_000  # documents; a larger corpus is searched through the grap
 BLOCK = 512  # queries scored at once by exact search: bounds the table to BLOCK x documents
 # HNSW settings: M, efConstruction and ef; recall@100 >= 0.99 on the bench (bench/nearest.py).
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 512
+# In a corpus state's folder: its graph, and the graph of an earlier state whose documents
+# are the first of this corpus's (a corpus that grew at its end), which the graph grows from.
+GRAPH, BASE = "graph.usearch", "base.usearch"
 
 
 def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -55,15 +57,6 @@ def nothing(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
             np.full((queries, k), -np.inf, dtype=np.float32))  # fmt: skip
 
 
-@dataclass(frozen=True)
-class GraphFile:
-    """Where a corpus's graph is kept, and the graph of an earlier state whose documents
-    are the first ones of this corpus (a corpus that grew: the graph is grown from it)."""
-
-    path: Path
-    base: Path | None = None
-
-
 class Graph:
     """An HNSW graph over a corpus's vectors, built once and kept in a file (see module)."""
 
@@ -73,17 +66,19 @@ class Graph:
         self.size = len(index)
 
     @classmethod
-    def open(cls, vectors: np.ndarray, file: GraphFile | None) -> "Graph":
-        """The graph of `vectors`: read as a memory-mapped view from the file where a run
-        saved it, else built, or grown from the base file by the rows added since (a
-        refresh adds its new documents instead of building again), and saved first, whole
-        or not at all (a kill leaves no torn graph); kept in memory only without a file."""
+    def open(cls, vectors: np.ndarray, folder: Path | None) -> "Graph":
+        """The graph of `vectors` in its corpus state's folder: read as a memory-mapped view
+        where a run saved it, else built, or grown from the folder's base by the rows added
+        since (a refresh adds its new documents instead of building again), and saved first,
+        whole or not at all (a kill leaves no torn graph); kept in memory only without a
+        folder."""
         from usearch.index import Index  # a compiled extension: loaded where a graph is used
 
-        if file is not None and file.path.is_file():
-            return cls(Index.restore(str(file.path), view=True))
-        if file is not None and file.base is not None and file.base.is_file():
-            index = Index.restore(str(file.base))
+        path, base = (folder / GRAPH, folder / BASE) if folder is not None else (None, None)
+        if path is not None and path.is_file():
+            return cls(Index.restore(str(path), view=True))
+        if base is not None and base.is_file():
+            index = Index.restore(str(base))
         else:
             index = Index(ndim=vectors.shape[1], metric="ip", dtype="f32",
                           connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD)  # fmt: skip
@@ -93,14 +88,13 @@ class Graph:
         start = len(index)
         index.add(np.arange(start, len(vectors)),
                   np.ascontiguousarray(vectors[start:], dtype=np.float32), threads=1)  # fmt: skip
-        if file is None:
+        if path is None or base is None:  # no folder: kept in memory
             return cls(index)
-        file.path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(file.path) as tmp:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
             index.save(str(tmp))
-        if file.base is not None:
-            file.base.unlink(missing_ok=True)
-        return cls(Index.restore(str(file.path), view=True))
+        base.unlink(missing_ok=True)
+        return cls(Index.restore(str(path), view=True))
 
     def top(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, scores) as `exact_top` gives them, from the graph (row -1 and score -inf

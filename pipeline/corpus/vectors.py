@@ -27,13 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config.errors import UserError
-from pipeline.corpus.nearest import GraphFile
+from pipeline.corpus.nearest import BASE, GRAPH
 from pipeline.dataset.manifest import write_json_atomic
 from pipeline.dataset.writer import atomic_path
 
 FOLDER = Path("state") / "corpus-vectors"
 VECTORS, KEYS, META = "vectors.f32", "keys.txt", "meta.json"
-GRAPH, BASE = "graph.usearch", "base.usearch"
 MIB = 1 << 20
 SAME = ("backend", "fingerprint", "dimension")  # what must match; the path may move
 
@@ -101,10 +100,10 @@ class VectorStore:
         with atomic_path(self.folder / KEYS) as tmp:
             tmp.write_text("".join(f"{key}\n" for key in self.keys), encoding="utf-8")
 
-    def corpus_state(self, keys: list[str]) -> tuple[Path, GraphFile]:
+    def corpus_state(self, keys: list[str]) -> Path:
         """The folder of what is derived from the corpus `keys` (in their order: a row of the
-        graph is a position in it), `state-COUNT-DIGEST/`, and its nearest-neighbour graph
-        (pipeline.corpus.nearest). The graph of the longest earlier state whose documents
+        graph is a position in it), `state-COUNT-DIGEST/`: its nearest-neighbour graph
+        (pipeline.corpus.nearest), BM25. The graph of the longest earlier state whose documents
         are the first of these (a corpus that grew at its end) is moved in as `base.usearch`,
         for the graph to grow from; the folders of other states are deleted, so one is kept."""
         state = self.folder / f"state-{len(keys)}-{_digest(keys)}"
@@ -117,7 +116,7 @@ class VectorStore:
                 state.mkdir(parents=True, exist_ok=True)
                 base = (old / GRAPH).rename(state / BASE)
             shutil.rmtree(old, ignore_errors=True)
-        return state, GraphFile(state / GRAPH, base)
+        return state
 
     def vectors(self, keys: list[str]) -> np.ndarray:
         """The stored vectors of `keys`, in their order (every key must be stored): a
