@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config.job import load_config
+from pipeline.corpus.columns import TEXTS, CorpusColumns
 from pipeline.corpus.vectors import FOLDER, VectorStore
 from pipeline.embedding.inference import Embedder
 from pipeline.models.tiny_encoder import build_tiny_encoder
@@ -61,6 +62,12 @@ def test_reruns_and_refreshes_embed_only_what_no_run_embedded(
     assert sorted(t for t in embedded if t in texts) == sorted(r["text"] for r in rows[:8])
     store = root / FOLDER
     assert len((store / "keys.txt").read_text().splitlines()) == 8
+    # The corpus state's ids and texts, written once (pipeline.corpus.columns).
+    (state,) = store.glob("state-8-*")
+    columns = CorpusColumns.open(state / TEXTS)
+    assert list(columns.doc_ids) == [r["id"] for r in rows[:8]]
+    assert list(columns.texts) == [r["text"] for r in rows[:8]]
+    written = (state / TEXTS).stat()
 
     # Another config over the same corpus (a new version of all 8 documents), the embedder
     # copied to another folder (a rebuilt environment): none embedded.
@@ -68,6 +75,8 @@ def test_reruns_and_refreshes_embed_only_what_no_run_embedded(
     second = run(seed=11, embedder=moved)
     assert second.version_dir.name == "v0002" and second.documents == 8
     assert not [t for t in embedded if t in texts]
+    kept = (state / TEXTS).stat()  # the same corpus state: its file not written again
+    assert (kept.st_ino, kept.st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
 
     # A refresh after 1 changed and 2 new documents: those 3 texts embedded, no other.
     changed = dict(rows[3], text=rows[3]["text"] + " Revised in 2026.")
@@ -76,6 +85,10 @@ def test_reruns_and_refreshes_embed_only_what_no_run_embedded(
     assert third.documents == 3
     fresh = sorted([changed["text"], rows[8]["text"], rows[9]["text"]])
     assert sorted(t for t in embedded if t in texts) == fresh
+    (grown,) = store.glob("state-*")  # one state kept: the refreshed corpus's
+    assert list(CorpusColumns.open(grown / TEXTS).texts) == [
+        r["text"] for r in [*rows[:3], changed, *rows[4:10]]
+    ]
     keys = (store / "keys.txt").read_text().splitlines()
     assert len(keys) == 11  # 8 + 3: the old text of the changed document stays stored
     # The stored rows are the embedder's vectors of the texts, in the order embedded.
@@ -151,7 +164,7 @@ def test_a_job_past_exact_below_makes_the_exact_jobs_pairs_and_grows_its_state(
     assert any(r["reason"] == "round_trip_miss" for r in rejects)  # the round trip decided
     states = tmp_path / "graph" / "t" / FOLDER
     first = next(states.glob("state-12-*"))
-    assert {p.name for p in first.iterdir()} == {"graph.usearch", "bm25-english"}
+    assert {p.name for p in first.iterdir()} == {"graph.usearch", "bm25-english", "texts.arrow"}
     write_jsonl(corpus, rows[:14])
     refreshed = run("graph", 0, refresh=True)
     assert refreshed.documents == 2

@@ -3,16 +3,16 @@ a query found exactly below a size, through a graph above it (pipeline.corpus.ne
 Vectors are unit length, so scores are cosines.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipeline.corpus.columns import CorpusColumns
 from pipeline.corpus.nearest import BLOCK, EXACT_BELOW, Graph, exact_top
 from pipeline.dataset.records import Document
-from pipeline.dedup.text import text_key
 
 if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
     from pipeline.embedding.inference import Embedder
@@ -20,14 +20,11 @@ if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
 
 @dataclass
 class CorpusIndex:
-    """Documents and their unit vectors, with row lookup by document id and each text's
-    exact-duplicate key (so mining can tell a positive's twin without rehashing)."""
+    """Documents (ids, texts, each text's exact-duplicate key, so mining can tell a
+    positive's twin without rehashing: pipeline.corpus.columns) and their unit vectors."""
 
-    doc_ids: list[str]
-    texts: list[str]
+    columns: CorpusColumns
     vectors: np.ndarray
-    rows: dict[str, int]
-    keys: list[str]
     # The folder of what is derived from this corpus state: the graph of a corpus of
     # `exact_below` documents or more, BM25 (None: built in memory by each process).
     state: Path | None = None
@@ -45,22 +42,32 @@ class CorpusIndex:
         return cls.from_vectors(documents, vectors)
 
     @classmethod
-    def from_vectors(
-        cls,
-        documents: list[Document],
-        vectors: np.ndarray,
-        state: Path | None = None,
-        exact_below: int = EXACT_BELOW,
-    ) -> "CorpusIndex":
-        """The index of documents embedded elsewhere (a Ray job's workers, the dataset's
-        stored vectors)."""
-        texts = [d.text for d in documents]
-        ids = [d.doc_id for d in documents]
-        keys = [text_key(t) for t in texts]
-        return cls(ids, texts, vectors, _rows(documents), keys, state, exact_below)
+    def from_vectors(cls, documents: list[Document], vectors: np.ndarray) -> "CorpusIndex":
+        """The index of documents held in memory, embedded elsewhere (validation's split)."""
+        return cls(CorpusColumns.from_documents(documents), vectors)
+
+    @property
+    def doc_ids(self) -> Sequence[str]:
+        return self.columns.doc_ids
+
+    @property
+    def texts(self) -> Sequence[str]:
+        return self.columns.texts
+
+    @property
+    def keys(self) -> Sequence[str]:
+        return self.columns.keys
+
+    @property
+    def rows(self) -> Mapping[str, int]:
+        """A document's row by its id (a twin's first)."""
+        return self.columns.rows
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled (to Ray workers) without the open graph: each process opens the file."""
+        """Pickled (to Ray workers) without the open graph, which each process opens from
+        its file; the columns go by their file's path (pipeline.corpus.columns) and the
+        vectors as Ray sends arrays: one copy in each node's object store, which the actors
+        read without copying."""
         return self.__dict__ | {"_graph": None}
 
     def top(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,18 +118,3 @@ class CorpusIndex:
         """`ranks` from a score table already computed (queries x documents)."""
         own = scores[np.arange(len(doc_ids)), [self.rows[d] for d in doc_ids]]
         return (scores >= own[:, None]).sum(axis=1)
-
-
-def _rows(documents: list[Document]) -> dict[str, int]:
-    """Row by document id. Two texts under one id would score one's queries against the
-    other (the reader lets no such corpus through: pipeline.corpus.doc_ids), so they are refused
-    here too; a twin (the same text under its content-hash id) keeps the first row, which
-    holds the same vector."""
-    rows: dict[str, int] = {}
-    for i, doc in enumerate(documents):
-        first = rows.setdefault(doc.doc_id, i)
-        if first != i and documents[first].text != doc.text:
-            raise ValueError(
-                f"duplicate document id {doc.doc_id!r} for two texts (rows {first} and {i})"
-            )
-    return rows

@@ -1,16 +1,16 @@
 """The one pass over the corpus before generation: it checks every row (so bad input fails
 before a model loads), counts what the progress bars will see, digests the content (what
-tells a rerun of the same job from a new one), lists each document's content key (what a
-refresh compares with the keys earlier versions covered) and, when the job embeds the
-corpus, holds the documents its index is built from.
+tells a rerun of the same job from a new one) and lists each document's content key (what a
+refresh compares with the keys earlier versions covered, and what names a corpus state).
+It holds no text: a job that embeds the corpus reads its documents again
+(`kept_documents`) only for a corpus state it has not written yet (pipeline.run.job).
 
-The corpus is read twice per run, no more: this survey, then the executor's streaming read
-that feeds generation. A `limit` bounds what is counted, digested and kept; the rows past it
-are still checked, as a job over the first N rows of a broken file should not pass.
+A `limit` bounds what is counted, digested and listed; the rows past it are still checked,
+as a job over the first N rows of a broken file should not pass.
 """
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from pipeline.config.errors import UserError
@@ -26,7 +26,6 @@ class Survey:
     fmt: str
     read: int = 0  # documents and skipped rows: the read step's progress total
     keys: list[tuple[str, str]] = field(default_factory=list)  # (doc_id, key) per document
-    documents: list[Document] | None = None  # held only for a job that embeds the corpus
     digest: str = ""
 
     def new(self, seen: set[str]) -> int:
@@ -34,10 +33,9 @@ class Survey:
         return sum(key not in seen for _, key in self.keys)
 
 
-def survey_corpus(config: InputConfig, limit: int | None = None, keep: bool = False) -> Survey:
-    """Check, count and digest the corpus in one pass (see the module docstring); with
-    `keep`, hold the documents up to the limit."""
-    survey = Survey(check_layout(config), documents=[] if keep else None)
+def survey_corpus(config: InputConfig, limit: int | None = None) -> Survey:
+    """Check, count and digest the corpus in one pass (see the module docstring)."""
+    survey = Survey(check_layout(config))
     digest = hashlib.sha256()
     fields: dict[str, None] = {}  # every JSONL field seen, in order of first sight
     rows = empty = long = taken = 0
@@ -57,13 +55,34 @@ def survey_corpus(config: InputConfig, limit: int | None = None, keep: bool = Fa
         taken += 1
         digest.update(doc.key.encode())
         survey.keys.append((doc.doc_id, doc.key))
-        if survey.documents is not None:
-            survey.documents.append(doc)
     if survey.fmt == "jsonl":
         _named_fields(config, fields)
     _some_document(config, rows, empty, long)
     survey.digest = digest.hexdigest()[:16]
     return survey
+
+
+def kept_documents(config: InputConfig, survey: Survey, size: int) -> Iterator[list[Document]]:
+    """The documents the survey listed, read again in batches of `size`: a document whose
+    content is not the one surveyed (the file changed under the job) is a user error."""
+    batch: list[Document] = []
+    taken = 0
+    for _, doc in read_documents(config, survey.fmt):
+        if taken == len(survey.keys):
+            break
+        if skip(doc, config) is not None:
+            continue
+        if doc.key != survey.keys[taken][1]:
+            raise UserError(f"{config.path} changed while the job read it; run the job again")
+        taken += 1
+        batch.append(doc)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+    if taken < len(survey.keys):
+        raise UserError(f"{config.path} changed while the job read it; run the job again")
 
 
 def check_corpus(config: InputConfig) -> str:

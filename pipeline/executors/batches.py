@@ -2,10 +2,13 @@
 (refresh skip, document dedup), run a run of stages in order with their accounting, and
 gather what was seen into one `Streamed` report."""
 
+import ctypes
+import ctypes.util
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from pipeline.dataset.records import Candidate, Document, Reject, plan_count, reject_row
@@ -128,4 +131,24 @@ class Streamed:
     def write(self, steps: JobSteps, candidates: list[Candidate]) -> None:
         t0 = time.perf_counter()
         self.pairs.add([steps.to_row(c) for c in candidates])
+        release_freed()
         self.stage_seconds["write"] += time.perf_counter() - t0
+
+
+def release_freed() -> None:
+    """Give the memory a finished batch freed back to the system (glibc's `malloc_trim`;
+    nothing elsewhere). glibc keeps freed pages in its arenas for reuse, and the stages'
+    tables and the engine's buffers differ in size from batch to batch, so without this a
+    long run's footprint creeps up by what it once needed (measured: the tiny-model scale
+    job's process held 0.3-0.5 GiB more before a trim than after, growing with the batches
+    it ran)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    return getattr(libc, "malloc_trim", None)

@@ -14,7 +14,7 @@ from pipeline.config.job import JobConfig
 from pipeline.corpus.embedder import open_embedder
 from pipeline.corpus.index import CorpusIndex
 from pipeline.dataset.records import Candidate
-from pipeline.executors.batches import StagesDone, run_stages
+from pipeline.executors.batches import StagesDone, release_freed, run_stages
 from pipeline.generation.backends.registry import Opening, open_backend
 from pipeline.generation.cache import CachingGenerator, RequestCache
 from pipeline.generation.stages import TokenCount
@@ -68,6 +68,7 @@ class EngineActor:
         done = run_stages(
             [(name, self.stages[name]) for name in names], self.generation, candidates, self.funnel
         )
+        release_freed()
         settings = self.generator.settings
         return ActorDone(
             done,

@@ -9,7 +9,8 @@ pipeline.run.manifest's; this module only orders them.
 """
 
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,15 +20,16 @@ from tqdm import tqdm
 
 from pipeline.config.errors import GenerationFailed, UserError
 from pipeline.config.job import JobConfig
+from pipeline.corpus.columns import TEXTS, CorpusColumns, write_columns
 from pipeline.corpus.embedder import embedder_path, open_embedder
 from pipeline.corpus.index import CorpusIndex
 from pipeline.corpus.reader import read_batches, read_queries
-from pipeline.corpus.survey import Survey, survey_corpus
+from pipeline.corpus.survey import Survey, kept_documents, survey_corpus
 from pipeline.corpus.vectors import VectorStore, embedder_identity
 from pipeline.dataset.card import card_rows, write_card
 from pipeline.dataset.lock import dataset_lock
 from pipeline.dataset.manifest import now, write_json_atomic
-from pipeline.dataset.records import PAIR_SCHEMA, REJECT_SCHEMA
+from pipeline.dataset.records import PAIR_SCHEMA, REJECT_SCHEMA, Document
 from pipeline.dataset.refresh import write_covered, write_superseded
 from pipeline.dataset.writer import ShardWriter, new_version, publish, reset_for_resume
 from pipeline.dedup.documents import DocumentDedup
@@ -50,6 +52,8 @@ from pipeline.quality.decontamination import SETTING as DECONTAMINATION
 from pipeline.run.manifest import Finished, manifest
 from pipeline.run.scope import Scope, run_scope
 from pipeline.teacher.scorers import check_teacher
+
+EMBED_CHUNK = 65_536  # documents read, embedded and stored at a time
 
 if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
     from pipeline.embedding.inference import Embedder
@@ -97,7 +101,7 @@ def prepare(config: JobConfig, limit: int | None = None) -> tuple[PromptLibrary,
     check_backend(config)
     if needs_embedder(config):
         embedder_path(config.embedder.model)
-    return library, survey_corpus(config.input, limit, keep=needs_embedder(config))
+    return library, survey_corpus(config.input, limit)
 
 
 def run_job(
@@ -216,24 +220,49 @@ def _corpus_index(
     store: VectorStore | None,
     console: TextIO | None,
 ) -> CorpusIndex | None:
-    """Every document of the job (up to the limit, as the survey kept them) with its vector:
-    those the dataset's vector store holds are read from it, the others embedded by the
-    executor and stored; none for a job that embeds nothing."""
+    """Every document of the job (up to the limit, as the survey listed them) with its
+    vector, from the dataset's corpus state: the columns of its ids and texts
+    (pipeline.corpus.columns) and the stored vectors. A state not written yet, or documents
+    no vector is stored for, take one more read of the corpus, in chunks: the missing
+    vectors are embedded by the executor and stored chunk by chunk (a kill keeps those
+    done), and no text is held past its chunk. None for a job that embeds nothing."""
     if embedder is None or store is None:
         return None
-    documents = survey.documents or []
-    keys = [d.key for d in documents]
-    missing = store.missing(keys)
-    if missing:
-        text = {d.key: d.text for d in documents}
-        with tqdm(
-            total=len(missing), desc="  corpus", unit="doc", file=console, disable=console is None
-        ) as bar:
-            store.add(missing, executor.embed(embedder, [text[k] for k in missing], bar.update))
+    keys = [key for _, key in survey.keys]
+    wanted = set(store.missing(keys))
     state = store.corpus_state(keys)
-    return CorpusIndex.from_vectors(
-        documents, store.vectors(keys), state, config.embedder.exact_below
+    texts = state / TEXTS
+    if wanted or not texts.is_file():
+        with tqdm(
+            total=len(wanted), desc="  corpus", unit="doc", file=console, disable=console is None
+        ) as bar:
+            chunks = _embedded(executor, embedder, store, wanted, bar.update, config, survey)
+            if texts.is_file():
+                deque(chunks, maxlen=0)
+            else:
+                write_columns(texts, chunks)
+    return CorpusIndex(
+        CorpusColumns.open(texts), store.vectors(keys), state, config.embedder.exact_below
     )
+
+
+def _embedded(
+    executor: Executor,
+    embedder: "Embedder",
+    store: VectorStore,
+    wanted: set[str],
+    on_done: Callable[[int], None],
+    config: JobConfig,
+    survey: Survey,
+) -> Iterator[list[Document]]:
+    """The surveyed documents in chunks, each chunk's unstored vectors embedded and stored
+    before it is passed on."""
+    for chunk in kept_documents(config.input, survey, EMBED_CHUNK):
+        new = list({d.key: d.text for d in chunk if d.key in wanted}.items())
+        if new:
+            store.add([k for k, _ in new], executor.embed(embedder, [t for _, t in new], on_done))
+            wanted.difference_update(k for k, _ in new)
+        yield chunk
 
 
 def _steps(

@@ -38,7 +38,6 @@ class TeacherJudge:
         self.config = config
         self.index = index
         self.instruction_of = instruction_of
-        self.rows = {text: row for row, text in enumerate(index.texts)}
 
     def _scoring(self, candidate: Candidate, texts: list[str], rows: list[int | None]) -> Scoring:
         return Scoring(
@@ -52,7 +51,7 @@ class TeacherJudge:
         for c in candidates:
             texts = [c.positive_text, *([c.negative] if c.negative else []), *c.negatives]
             own = self.index.rows.get(c.doc.doc_id) if c.positive is None else None
-            rows = [own, *(self.rows.get(t) for t in texts[1:])]
+            rows = [own, *(self.index.columns.by_text.find(t) for t in texts[1:])]
             items.append(self._scoring(c, texts, rows))
         verdicts: list[Reject | None] = []
         for candidate, scores in zip(candidates, self.teacher.score(items), strict=True):

@@ -1,0 +1,89 @@
+"""The corpus index's ids and texts as memory-mapped Arrow columns
+(pipeline.corpus.columns): what is written reads back as it was, lookups by id and text
+find the first row holding the value (also where digests meet), and a pickled index (what
+Ray sends its actors) names the file instead of carrying the texts."""
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipeline.corpus.columns import (
+    SCHEMA,
+    TEXTS,
+    CorpusColumns,
+    digest64,
+    record_batch,
+    write_columns,
+)
+from pipeline.corpus.index import CorpusIndex
+from pipeline.dataset.records import Document
+from pipeline.dedup.text import text_key
+
+DOCS = [
+    Document("a", "Photosynthesis turns light into sugar."),
+    Document("b", "Die Photosynthese wandelt Licht in Zucker um. Straße, Ökologie."),
+    Document("c", "光合作用把光能转化为化学能。🌱"),
+    Document("h1", "A twin: the same text under two content-hash ids."),
+    Document("h2", "A twin: the same text under two content-hash ids."),
+    Document("a", "Photosynthesis turns light into sugar."),  # the same row repeated
+]
+
+
+def test_written_columns_read_back_memory_mapped(tmp_path: Path) -> None:
+    path = tmp_path / TEXTS
+    write_columns(path, [DOCS[:2], DOCS[2:]])  # two chunks, as the job's read sends them
+    assert not list(tmp_path.glob(".*tmp*"))  # the temp file was renamed into place
+    mapped, held = CorpusColumns.open(path), CorpusColumns.from_documents(DOCS)
+    for columns in (mapped, held):
+        assert len(columns) == len(DOCS)
+        assert list(columns.doc_ids) == [d.doc_id for d in DOCS]
+        assert list(columns.texts) == [d.text for d in DOCS]
+        assert [columns.texts[i] for i in range(len(DOCS))] == [d.text for d in DOCS]
+        assert list(columns.keys) == [text_key(d.text) for d in DOCS]
+        # By id: the first row of a repeated one; a missing id is a KeyError / None.
+        assert [columns.rows[i] for i in ("a", "b", "c", "h1", "h2")] == [0, 1, 2, 3, 4]
+        assert columns.rows.get("zzz") is None
+        # By text: the first row holding it (a negative's text names its row).
+        assert columns.by_text.find(DOCS[4].text) == 3
+        assert columns.by_text.find("not in the corpus") is None
+    assert mapped.path == path
+
+
+def test_lookups_check_every_row_whose_digest_meets(tmp_path: Path) -> None:
+    """Digests of 64 bits rarely meet; where they do, the column decides. Written here with
+    every row's digests those of the last id and of the third text, so a lookup of either
+    walks every row to the one that holds it."""
+    batch = record_batch(DOCS[:5])
+    clashing = pa.record_batch(
+        [*batch.columns[:3], pa.array([digest64("h2")] * 5, pa.uint64()),
+         pa.array([digest64(DOCS[2].text)] * 5, pa.uint64())],
+        schema=SCHEMA,
+    )  # fmt: skip
+    columns = CorpusColumns(pa.Table.from_batches([clashing]))
+    assert columns.rows["h2"] == 4
+    assert columns.by_text.find(DOCS[2].text) == 2
+
+
+def test_two_texts_under_one_id_are_refused() -> None:
+    with pytest.raises(ValueError, match="duplicate document id 'a' for two texts"):
+        CorpusColumns.from_documents([DOCS[0], DOCS[1], Document("a", "another text")])
+
+
+def test_a_pickled_index_names_its_columns_file(tmp_path: Path) -> None:
+    path = tmp_path / TEXTS
+    write_columns(path, [DOCS])
+    vectors = np.eye(len(DOCS), 8, dtype=np.float32)
+    index = CorpusIndex(CorpusColumns.open(path), vectors, tmp_path)
+    sent = pickle.dumps(index, protocol=5)
+    # The vectors (what Ray puts in the object store) and a path: no text goes with it.
+    assert not any(d.text.encode() in sent for d in DOCS)
+    assert len(sent) < vectors.nbytes + 2000
+    received = pickle.loads(sent)
+    assert received.columns.path == path
+    assert list(received.texts) == [d.text for d in DOCS]
+    assert received.rows["h2"] == 4
+    rows, _ = received.top(vectors[[2]], 1)
+    assert rows[0, 0] == 2
