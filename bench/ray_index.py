@@ -80,9 +80,7 @@ def measure(index: CorpusIndex, actors: int, baseline: bool) -> list[dict[str, i
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     try:
-        carried = (
-            (list(index.doc_ids), list(index.texts), list(index.keys)) if baseline else ()
-        )
+        carried = (list(index.doc_ids), list(index.texts), list(index.keys)) if baseline else ()
         shared = ray.put(index)
         extra = [ray.put(c) for c in carried]
         remote = ray.remote(IndexUser).options(num_cpus=0)
@@ -117,8 +115,10 @@ def main() -> None:
                 print(f"  actor {actor['pid']}: USS {actor['uss'] / 2**20:.0f} MiB, "
                       f"PSS {actor['pss'] / 2**20:.0f} MiB", flush=True)  # fmt: skip
         mean = {k: np.mean([a["uss"] for a in v]) for k, v in results.items()}
-        print(f"actor private memory ratio {mean['columns'] / mean['lists']:.2f} "
-              f"({mean['columns'] / 2**20:.0f} MiB vs {mean['lists'] / 2**20:.0f} MiB)")
+        print(
+            f"actor private memory ratio {mean['columns'] / mean['lists']:.2f} "
+            f"({mean['columns'] / 2**20:.0f} MiB vs {mean['lists'] / 2**20:.0f} MiB)"
+        )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The corpus index's ids and texts as memory-mapped Arrow columns
 (pipeline.corpus.columns): what is written reads back as it was, lookups by id and text
-find the first row holding the value (also where digests meet), and a pickled index (what
-Ray sends its actors) names the file instead of carrying the texts."""
+find the first row holding the value (also where digests meet), a pickled index (what
+Ray sends its actors) names the file instead of carrying the texts, and the read that
+writes them refuses a corpus that changed since the survey."""
 
 import pickle
 from pathlib import Path
@@ -10,6 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from pipeline.config.errors import UserError
+from pipeline.config.input import InputConfig
 from pipeline.corpus.columns import (
     SCHEMA,
     TEXTS,
@@ -19,8 +22,10 @@ from pipeline.corpus.columns import (
     write_columns,
 )
 from pipeline.corpus.index import CorpusIndex
+from pipeline.corpus.survey import kept_documents, survey_corpus
 from pipeline.dataset.records import Document
 from pipeline.dedup.text import text_key
+from tests.conftest import write_jsonl
 
 DOCS = [
     Document("a", "Photosynthesis turns light into sugar."),
@@ -34,8 +39,10 @@ DOCS = [
 
 def test_written_columns_read_back_memory_mapped(tmp_path: Path) -> None:
     path = tmp_path / TEXTS
+    killed = tmp_path / f".{TEXTS}.tmp-999999"  # what a killed write left
+    killed.write_bytes(b"half a file")
     write_columns(path, [DOCS[:2], DOCS[2:]])  # two chunks, as the job's read sends them
-    assert not list(tmp_path.glob(".*tmp*"))  # the temp file was renamed into place
+    assert not list(tmp_path.glob(".*tmp*"))  # renamed into place; the killed one removed
     mapped, held = CorpusColumns.open(path), CorpusColumns.from_documents(DOCS)
     for columns in (mapped, held):
         assert len(columns) == len(DOCS)
@@ -87,3 +94,15 @@ def test_a_pickled_index_names_its_columns_file(tmp_path: Path) -> None:
     assert received.rows["h2"] == 4
     rows, _ = received.top(vectors[[2]], 1)
     assert rows[0, 0] == 2
+
+
+def test_the_state_read_refuses_a_corpus_changed_since_the_survey(tmp_path: Path) -> None:
+    rows = [{"id": d.doc_id, "text": d.text} for d in DOCS[:4]]
+    config = InputConfig(path=write_jsonl(tmp_path / "c.jsonl", rows))
+    survey = survey_corpus(config)
+    read = [d for chunk in kept_documents(config, survey, 3) for d in chunk]
+    assert [(d.doc_id, d.key) for d in read] == survey.keys
+    for changed in ([*rows[:2], {**rows[2], "text": "edited"}, rows[3]], rows[:3]):
+        write_jsonl(config.path, changed)
+        with pytest.raises(UserError, match="changed while the job read it"):
+            list(kept_documents(config, survey, 3))

@@ -52,8 +52,11 @@ def record_batch(documents: list[Document]) -> pa.RecordBatch:
 
 def write_columns(path: Path, batches: Iterable[list[Document]]) -> None:
     """Write the documents of `batches` to `path` whole or not at all (a temp file renamed
-    into place: a kill never leaves a short file under the name)."""
+    into place: a kill never leaves a short file under the name; the next write removes
+    the temp file a kill left). Called under the dataset's lock: no other writer."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:
