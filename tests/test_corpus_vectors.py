@@ -86,9 +86,12 @@ def test_reruns_and_refreshes_embed_only_what_no_run_embedded(
     fresh = sorted([changed["text"], rows[8]["text"], rows[9]["text"]])
     assert sorted(t for t in embedded if t in texts) == fresh
     (grown,) = store.glob("state-*")  # one state kept: the refreshed corpus's
-    assert list(CorpusColumns.open(grown / TEXTS).texts) == [
-        r["text"] for r in [*rows[:3], changed, *rows[4:10]]
-    ]
+    refreshed = [*rows[:3], changed, *rows[4:10]]
+    assert list(CorpusColumns.open(grown / TEXTS).texts) == [r["text"] for r in refreshed]
+    # Its 4th document's vector is the file's 9th row: the state keeps its own order.
+    ordered = np.fromfile(grown / "vectors.f32", dtype=np.float32).reshape(10, -1)
+    again = Embedder(tiny_encoder).encode_documents([r["text"] for r in refreshed])
+    np.testing.assert_allclose(ordered, again, atol=1e-4)
     keys = (store / "keys.txt").read_text().splitlines()
     assert len(keys) == 11  # 8 + 3: the old text of the changed document stays stored
     # The stored rows are the embedder's vectors of the texts, in the order embedded.

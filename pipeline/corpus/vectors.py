@@ -7,10 +7,12 @@ Layout (`DATASET/state/corpus-vectors/`): `vectors.f32`, rows of float32 appende
 order they were embedded; `keys.txt`, the content key of each row, one per line; and
 `meta.json`, the embedder the rows came from and their dimension; and `state-COUNT-DIGEST/`,
 what is derived from the last corpus state: the graph a corpus large enough is searched
-through (`graph.usearch`, pipeline.corpus.nearest) and the fused teacher's BM25 indexes
-(`bm25-STEMMER/`, pipeline.teacher.lexical). The rows are written and
-synced before the key list is replaced (atomically), so a kill between the two leaves rows
-no key names, which the next write cuts off: a key never points at a vector not written.
+through (`graph.usearch`, pipeline.corpus.nearest), the fused teacher's BM25 indexes
+(`bm25-STEMMER/`, pipeline.teacher.lexical), the ids and texts (`texts.arrow`,
+pipeline.corpus.columns) and, for a corpus not in the order its documents were embedded
+(a changed document's new vector is at the file's end), its vectors in its own order. The
+rows are written and synced before the key list is replaced (atomically), so a kill between
+the two leaves rows no key names, which the next write cuts off: a key never points at a vector not written.
 
 A job whose embedder is not the one the vectors came from (its backend or any file of its
 folder changed: weights, pooling, Dense layers, max length) is refused with one line before
@@ -34,6 +36,7 @@ from pipeline.dataset.writer import atomic_path
 FOLDER = Path("state") / "corpus-vectors"
 VECTORS, KEYS, META = "vectors.f32", "keys.txt", "meta.json"
 MIB = 1 << 20
+ORDER_CHUNK = 65_536  # rows copied at a time into a corpus state's own order
 SAME = ("backend", "fingerprint", "dimension")  # what must match; the path may move
 
 
@@ -118,18 +121,30 @@ class VectorStore:
             shutil.rmtree(old, ignore_errors=True)
         return state
 
-    def vectors(self, keys: list[str]) -> np.ndarray:
-        """The stored vectors of `keys`, in their order (every key must be stored): a
-        memory-mapped view where they are the file's first rows in its order (a corpus read
-        as it was embedded, grown at its end), else a copy."""
+    def vectors(self, keys: list[str], state: Path | None = None) -> np.ndarray:
+        """The stored vectors of `keys`, in their order (every key must be stored), memory-
+        mapped: a view of the file where they are its first rows in its order (a corpus
+        read as it was embedded, grown at its end), else the corpus state's own copy in
+        that order (`state/vectors.f32`, written once per state in chunks); a copy in
+        memory only without a state."""
         if not keys:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        table = np.memmap(self.folder / VECTORS, dtype=np.float32, mode="r",
-                          shape=(len(self.keys), self.dimension))  # fmt: skip
+        table = self._table(self.folder / VECTORS, len(self.keys))
         rows = np.fromiter((self.rows[key] for key in keys), dtype=np.int64, count=len(keys))
         if rows[0] == 0 and (np.diff(rows) == 1).all():
             return table[: len(keys)]  # the file's own order: paged in as read, not copied
-        return np.asarray(table[rows])
+        if state is None:
+            return np.asarray(table[rows])
+        path = state / VECTORS
+        if not path.is_file():
+            state.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp, open(tmp, "wb") as out:
+                for start in range(0, len(rows), ORDER_CHUNK):
+                    out.write(np.ascontiguousarray(table[rows[start : start + ORDER_CHUNK]]))
+        return self._table(path, len(keys))
+
+    def _table(self, path: Path, count: int) -> np.ndarray:
+        return np.memmap(path, dtype=np.float32, mode="r", shape=(count, self.dimension))
 
 
 def _count(folder: Path) -> int:

@@ -242,7 +242,7 @@ def _corpus_index(
             else:
                 write_columns(texts, chunks)
     return CorpusIndex(
-        CorpusColumns.open(texts), store.vectors(keys), state, config.embedder.exact_below
+        CorpusColumns.open(texts), store.vectors(keys, state), state, config.embedder.exact_below
     )
 
 
