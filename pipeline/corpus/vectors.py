@@ -12,7 +12,8 @@ through (`graph.usearch`, pipeline.corpus.nearest), the fused teacher's BM25 ind
 pipeline.corpus.columns) and, for a corpus not in the order its documents were embedded
 (a changed document's new vector is at the file's end), its vectors in its own order. The
 rows are written and synced before the key list is replaced (atomically), so a kill between
-the two leaves rows no key names, which the next write cuts off: a key never points at a vector not written.
+the two leaves rows no key names, which the next write cuts off: a key never points at a
+vector not written.
 
 A job whose embedder is not the one the vectors came from (its backend or any file of its
 folder changed: weights, pooling, Dense layers, max length) is refused with one line before
