@@ -161,6 +161,7 @@ class RayExecutor:
         self.quiet = quiet
         self.actors: list[Any] = []
         self.busy: list[int] = []
+        self.index_ref: Any = None  # ray.ObjectRef[CorpusIndex]
 
     def cluster(self) -> AbstractContextManager[None]:
         return ray_cluster(self.config.ray, self.quiet)
@@ -214,9 +215,11 @@ class RayExecutor:
             max_restarts=1,
             max_task_retries=1,
         )
-        index_ref = ray.put(drive.index) if drive.index is not None else None
+        # Held for the whole run, not only while the actors start: a restarted actor is
+        # built again from the same arguments, and Ray deletes an object nothing refers to.
+        self.index_ref = ray.put(drive.index) if drive.index is not None else None
         self.actors = [
-            remote.remote(config, drive.staging, f"a{i}", index_ref)
+            remote.remote(config, drive.staging, f"a{i}", self.index_ref)
             for i in range(settings.engines)
         ]
         self.busy = [0] * settings.engines
