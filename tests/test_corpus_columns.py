@@ -77,6 +77,16 @@ def test_lookups_check_every_row_whose_digest_meets(tmp_path: Path) -> None:
 def test_two_texts_under_one_id_are_refused() -> None:
     with pytest.raises(ValueError, match="duplicate document id 'a' for two texts"):
         CorpusColumns.from_documents([DOCS[0], DOCS[1], Document("a", "another text")])
+    # Also where another id's digest meets theirs and stands between them in the sort.
+    batch = record_batch([DOCS[0], DOCS[1], Document("a", "another text")])
+    clashing = pa.record_batch(
+        [*batch.columns[:3], pa.array([digest64("a")] * 3, pa.uint64()), batch.columns[4]],
+        schema=SCHEMA,
+    )
+    with pytest.raises(
+        ValueError, match=r"duplicate document id 'a' for two texts \(rows 0 and 2\)"
+    ):
+        CorpusColumns(pa.Table.from_batches([clashing]))
 
 
 def test_a_pickled_index_names_its_columns_file(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ through dicts of every id and text.
 import hashlib
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, overload
 
@@ -141,8 +142,13 @@ class CorpusColumns:
         self.texts = Column(table.column("text"))
         self.keys = Column(table.column("key"))
         self.rows = Rows(Lookup(self.doc_ids, _numbers(table.column("id_digest"))))
-        self.by_text = Lookup(self.texts, _numbers(table.column("text_digest")))
         _refuse_id_clashes(self)
+
+    @cached_property
+    def by_text(self) -> Lookup:
+        """A text's first row (the teacher's judge names a negative's row by it); sorted on
+        first use, as no other step looks a text up."""
+        return Lookup(self.texts, _numbers(self.table.column("text_digest")))
 
     @classmethod
     def from_documents(cls, documents: list[Document]) -> "CorpusColumns":
@@ -173,15 +179,17 @@ def _refuse_id_clashes(columns: CorpusColumns) -> None:
     """Two texts under one id would score one's queries against the other (the reader lets
     no such corpus through: pipeline.corpus.doc_ids), so they are refused here too; a twin
     (the same text under its content-hash id) keeps the first row, which holds the same
-    vector. Only rows whose id digests meet are compared."""
+    vector. Only rows whose id digests meet are compared, each with the first row of its
+    id among them (a digest two ids share keeps them apart)."""
     lookup = columns.rows.lookup
-    same = np.flatnonzero(lookup.sorted[1:] == lookup.sorted[:-1])
-    for at in same:
-        first, row = sorted((int(lookup.order[at]), int(lookup.order[at + 1])))
-        if columns.doc_ids[first] == columns.doc_ids[row] and (
-            columns.texts[first] != columns.texts[row]
-        ):
+    same = lookup.sorted[1:] == lookup.sorted[:-1]
+    firsts: dict[tuple[int, str], int] = {}
+    # In digest order; rows ascend within a digest (the sort is stable).
+    for at in np.flatnonzero(np.r_[same, False] | np.r_[False, same]):
+        row = int(lookup.order[at])
+        doc_id = columns.doc_ids[row]
+        first = firsts.setdefault((int(lookup.sorted[at]), doc_id), row)
+        if columns.texts[first] != columns.texts[row]:
             raise ValueError(
-                f"duplicate document id {columns.doc_ids[first]!r} for two texts "
-                f"(rows {first} and {row})"
+                f"duplicate document id {doc_id!r} for two texts (rows {first} and {row})"
             )
