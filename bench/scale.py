@@ -15,10 +15,11 @@ Each run is a fresh `embsynth run` process as a user starts it; the bench sample
 its process tree (the job and vLLM's engine process) every half second. Time per step comes
 from the version's manifest (`timings`; "other" is what the steps leave of the job's total,
 "start-up" the wall before it: imports, the engine, the corpus vectors). Prints, per N,
-the wall per document, the peak PSS and the steps, then `peak memory ratio R` (largest N /
-smallest), `time per document ratio R`, the same without the two LLM stages (`pipeline
-time per document ratio R`: what the tiny model's generation does not hide) and `refresh
-share R` (the refresh's wall / the largest full run's).
+the wall per document, the peak PSS, the steps and the PSS over each tenth of the run
+(where memory stops growing), then `peak memory ratio R` (largest N / smallest), `time per
+document ratio R`, the same without the two LLM stages (`pipeline time per document ratio
+R`: what the tiny model's generation does not hide) and `refresh share R` (the refresh's
+wall / the largest full run's).
 
     python bench/scale.py [--sizes 10000 100000] [--work DIR] [--exact-below N]
 """
@@ -104,21 +105,24 @@ def tree_pss(process: psutil.Process) -> tuple[int, int]:
     return (sizes[0], sum(sizes[1:])) if sizes else (0, 0)
 
 
-def measured(command: list[str], log: Path) -> tuple[float, int, int]:
-    """(wall seconds, peak PSS bytes of the process tree, peak of the job's own process)
-    of a command run to its end. The engine's KV cache is 1 GiB, as `make` sets it: vLLM's
-    default reserves more, and the pages a run has touched of it grow with its length."""
+def measured(command: list[str], log: Path) -> tuple[float, int, int, list[int]]:
+    """(wall seconds, peak PSS bytes of the process tree, peak of the job's own process,
+    the tree's PSS every half second) of a command run to its end. The engine's KV cache is
+    1 GiB, as `make` sets it: vLLM's default reserves more, and the pages a run has touched
+    of it grow with its length."""
     env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "VLLM_CPU_KVCACHE_SPACE": "1"} | dict(os.environ)  # fmt: skip
     start = time.perf_counter()
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
         watched, peak, done = psutil.Process(process.pid), [0, 0], threading.Event()
+        samples: list[int] = []
 
         def watch() -> None:
             while not done.is_set():
                 job, engine = tree_pss(watched)
                 peak[:] = max(peak[0], job + engine), max(peak[1], job)
+                samples.append(job + engine)
                 done.wait(0.5)
 
         watcher = threading.Thread(target=watch, daemon=True)
@@ -128,7 +132,14 @@ def measured(command: list[str], log: Path) -> tuple[float, int, int]:
         watcher.join()
     if code != 0:
         raise SystemExit(f"{' '.join(command)} exited {code}: see {log}")
-    return time.perf_counter() - start, peak[0], peak[1]
+    return time.perf_counter() - start, peak[0], peak[1], samples
+
+
+def tenths(samples: list[int]) -> str:
+    """The PSS over each tenth of a run, as its least and highest in GiB: the least is what
+    the run holds between batches, so a flat tail says its memory stopped growing."""
+    parts = [samples[len(samples) * i // 10 : len(samples) * (i + 1) // 10] for i in range(10)]
+    return "  ".join(f"{min(p) / 2**30:.2f}-{max(p) / 2**30:.2f}" for p in parts if p)
 
 
 def run(config: dict[str, Any], folder: Path, name: str, command: str) -> dict[str, Any]:
@@ -136,7 +147,7 @@ def run(config: dict[str, Any], folder: Path, name: str, command: str) -> dict[s
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     cli = [sys.executable, "-m", "pipeline.cli.app", command, str(path)]
-    wall, peak, job = measured(cli, folder / f"{name}.log")
+    wall, peak, job, samples = measured(cli, folder / f"{name}.log")
     versions = sorted((Path(config["output"]["dir"]) / "scale").glob("v[0-9]*"))
     manifest = json.loads((versions[-1] / "manifest.json").read_text())
     timings = {k.removesuffix("_seconds"): v for k, v in manifest["timings"].items()}
@@ -145,7 +156,8 @@ def run(config: dict[str, Any], folder: Path, name: str, command: str) -> dict[s
     timings["start-up"] = wall - total  # imports, the engine, the corpus vectors
     documents = manifest["counts"]["read"]["documents"]
     return {"wall": wall, "peak": peak, "job": job, "documents": documents,
-            "kept": manifest["counts"]["kept"], "steps": timings}  # fmt: skip
+            "kept": manifest["counts"]["kept"], "steps": timings,
+            "tenths": tenths(samples)}  # fmt: skip
 
 
 def report(n: int, result: dict[str, Any]) -> None:
@@ -155,6 +167,7 @@ def report(n: int, result: dict[str, Any]) -> None:
           f"peak PSS {result['peak'] / 2**30:.2f} GiB (the job's process "
           f"{result['job'] / 2**30:.2f} GiB)", flush=True)  # fmt: skip
     print(f"  steps: {steps}", flush=True)
+    print(f"  PSS by tenth of the run (least-highest, GiB): {result['tenths']}", flush=True)
 
 
 def main() -> None:

@@ -73,3 +73,24 @@ def test_taught_rows_are_the_best_then_distinct_others_from_the_rest() -> None:
     # The others are drawn from the whole rest of the corpus, not a corner of it.
     others = rows[:, 10:].ravel()
     assert others.min() < 30 and others.max() > 270
+
+
+def test_past_exact_below_the_lesson_is_taught_from_the_teachers_candidates(
+    tiny_encoder: Path, job_file: Callable[..., Path]
+) -> None:
+    """On a corpus the candidates cover, the lesson drawn from them has the whole table's
+    best documents and scores, and distinct others from the rest of the corpus."""
+    job = job_file(teacher={"kind": "fused", "feedback_docs": 2}, embedder={"exact_below": 0})
+    bounded = {"top": 5, "sampled": 10, "whole_table_gib": 0}
+    settings = AdapterConfig(job=job, crops=1, **bounded)
+    part = lesson(tiny_encoder, queries(40), settings, seed=0)
+    assert not part.index.exhaustive  # searched through the graph, scored on candidates
+    teacher = FusedTeacher.from_config(part.index, adapter_job(settings).teacher, "z")
+    at_once = teacher.corpus_scores(part.texts, Embedder(tiny_encoder).encode_queries(part.texts))
+    size = len(part.index.doc_ids)
+    assert part.rows.shape == part.targets.shape == (len(part.texts), 15)
+    np.testing.assert_allclose(part.targets, np.take_along_axis(at_once, part.rows, 1), atol=1e-5)
+    np.testing.assert_allclose(part.targets[:, :5], -np.sort(-at_once, axis=1)[:, :5], atol=1e-5)
+    assert all(len(set(row)) == 15 for row in part.rows)  # the others are not the best
+    assert part.rows[:, 5:].min() < size // 4 and part.rows[:, 5:].max() > 3 * size // 4
+    np.testing.assert_allclose(part.weights, [0] * 5 + [np.log((size - 5) / 10)] * 10, atol=1e-6)

@@ -7,7 +7,9 @@ query is taught some of the corpus: its `top` best documents by the teacher and 
 others drawn at random from the rest, so the lesson's memory grows with queries x (top +
 sampled), linearly with the corpus (the crops are per document), instead of with its square
 (40 GB at 20,000 documents). Below that, every query is taught every document, in corpus
-order: the whole table, exact.
+order: the whole table, exact. Past the index's `exact_below` the best documents come from
+the teacher's candidates (pipeline.teacher.pooled) instead of a scored row of the whole
+corpus, so a query's time does not grow with the corpus either.
 """
 
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 
 from pipeline.corpus.index import CorpusIndex
+from pipeline.teacher.scorers import FusedTeacher
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,30 @@ def taught(
         others[n] = drawn + np.searchsorted(kept - np.arange(top), drawn, side="right")
     rows = np.concatenate([best, others], axis=1)
     return rows, np.take_along_axis(table, rows, axis=1)
+
+
+def taught_pooled(
+    teacher: FusedTeacher,
+    queries: list[str],
+    vectors: np.ndarray,
+    top: int,
+    sampled: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`taught` without a row of the whole corpus per query: each query's `top` best of its
+    candidates and of `top + sampled` documents drawn from the whole corpus (scored
+    together, so a drawn document that ranks among the best is taught as one), then
+    `sampled` of the drawn ones not among the best: a uniform draw from the rest."""
+    size = len(teacher.index.doc_ids)
+    drawn = np.stack([rng.choice(size, top + sampled, replace=False) for _ in queries])
+    rows = np.empty((len(queries), top + sampled), dtype=np.int64)
+    targets = np.empty((len(queries), top + sampled), dtype=np.float32)
+    for n, (pool, scores) in enumerate(teacher.candidate_scores(queries, vectors, drawn)):
+        best = np.argsort(-scores, kind="stable")[:top]
+        others = drawn[n][~np.isin(drawn[n], pool[best])][:sampled]
+        rows[n] = np.concatenate([pool[best], others])
+        targets[n] = np.concatenate([scores[best], scores[np.searchsorted(pool, others)]])
+    return rows, targets
 
 
 def sampled_weights(top: int, sampled: int, size: int) -> np.ndarray:

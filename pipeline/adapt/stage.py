@@ -13,6 +13,7 @@ knows no executor: it reads a job config, query files and a model folder.
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from tqdm import tqdm
 
 from pipeline.adapt.crops import crops
 from pipeline.adapt.encoder import fit_encoder
-from pipeline.adapt.lesson import Lesson, every_row, sampled_weights, taught
+from pipeline.adapt.lesson import Lesson, every_row, sampled_weights, taught, taught_pooled
 from pipeline.adapt.linear import Fit, fit_linear
 from pipeline.config.errors import UserError
 from pipeline.config.job import JobConfig, load_config
@@ -91,7 +92,8 @@ def corpus_index(job: JobConfig, embedder: Embedder) -> CorpusIndex:
     """The adapter job's corpus embedded by `embedder`."""
     documents = job_documents(job)
     with tqdm(total=len(documents), desc="adapter: corpus", unit="doc") as bar:
-        return CorpusIndex.build(documents, embedder, on_done=bar.update)
+        index = CorpusIndex.build(documents, embedder, on_done=bar.update)
+    return replace(index, exact_below=job.embedder.exact_below)
 
 
 def lesson(
@@ -124,7 +126,11 @@ def lesson(
     if whole_table(len(texts), size, settings):
         targets = np.concatenate(list(blocks))
         return Lesson(index, texts, vectors, every_row(len(texts), size), targets, len(logged))
-    parts = [taught(block, top, sampled, rng) for block in blocks]
+    if index.exhaustive:
+        parts = [taught(block, top, sampled, rng) for block in blocks]
+    else:  # no whole-corpus row per query (pipeline.adapt.lesson)
+        parts = [taught_pooled(teacher, texts[i : i + BLOCK], vectors[i : i + BLOCK], top,
+                               sampled, rng) for i in range(0, len(texts), BLOCK)]  # fmt: skip
     rows, targets = (np.concatenate(side) for side in zip(*parts, strict=True))
     weights = sampled_weights(top, sampled, size)
     return Lesson(index, texts, vectors, rows, targets, len(logged), weights)

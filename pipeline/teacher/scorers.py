@@ -164,12 +164,9 @@ class FusedTeacher:
         means, stds = self.moments.stats(vectors)
         out = []
         for n, item in enumerate(items):
-            lexical = self.bm25.scores([item.query])[0]
             found = tops[n][tops[n] >= 0]
-            lexical_top = np.argpartition(-lexical, min(self.depth, len(lexical) - 1))
             asked = np.array([r for r in item.rows if r is not None], dtype=np.int64)
-            pool = np.unique(np.concatenate([found, lexical_top[: self.depth], asked]))
-            words = zscores(lexical[pool], float(lexical.mean()), float(lexical.std()))
+            pool, words = self._pool(item.query, found, asked)
             fused = self._pooled_mix(item.vector, pool, words, (means[n], stds[n]))
             mine = np.searchsorted(pool, asked)  # the asked documents' places in the pool
             if self.scale == "z":
@@ -179,10 +176,36 @@ class FusedTeacher:
                 positions[np.argsort(-fused, kind="stable")] = np.arange(len(pool))
                 stats = (float(means[n]), float(stds[n]))
                 values = ranked_cosines(cosines[n][: len(found)], positions[mine], stats,
-                                        len(lexical))  # fmt: skip
+                                        len(self.index.doc_ids))  # fmt: skip
             scored = iter(values.tolist())
             out.append([None if row is None else next(scored) for row in item.rows])
         return out
+
+    def candidate_scores(
+        self, queries: list[str], vectors: np.ndarray, extra: np.ndarray
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each query, its pool (its candidates and its row of `extra` rows, sorted,
+        each once) and their fused scores on the z scale, as `corpus_scores` gives them at
+        `scale: z`: what a caller that needs a query's best documents and some others asks
+        instead of the whole corpus (the adapter's lesson past `exact_below`)."""
+        tops, _ = self.index.top(vectors, self.depth)
+        means, stds = self.moments.stats(vectors)
+        out = []
+        for n, query in enumerate(queries):
+            pool, words = self._pool(query, tops[n][tops[n] >= 0], extra[n])
+            fused = self._pooled_mix(vectors[n], pool, words, (means[n], stds[n]))
+            out.append((pool, means[n] + stds[n] * fused))
+        return out
+
+    def _pool(
+        self, query: str, found: np.ndarray, asked: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A query's pool: the embedder's candidates `found`, BM25's top `depth` and the
+        `asked` rows (sorted, each once), with BM25's z-scores of them over the corpus."""
+        lexical = self.bm25.scores([query])[0]
+        lexical_top = np.argpartition(-lexical, min(self.depth, len(lexical) - 1))
+        pool = np.unique(np.concatenate([found, lexical_top[: self.depth], asked]))
+        return pool, zscores(lexical[pool], float(lexical.mean()), float(lexical.std()))
 
     def _pooled_mix(
         self, vector: np.ndarray, pool: np.ndarray, words: np.ndarray, stats: tuple[float, float]
