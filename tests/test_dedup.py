@@ -129,19 +129,22 @@ def test_state_round_trip_and_incompatible_embedder(tmp_path, minilm: Embedder) 
         other.load_versions([version])
 
 
+def repeating_batches() -> list[np.ndarray]:
+    """Unit vectors in batches: fresh ones, and close copies of the first batch's (repeats)."""
+    rng = np.random.default_rng(0)
+    first = rng.normal(size=(12, 16))
+    batches = [first, *(np.concatenate([rng.normal(size=(8, 16)), first[n : n + 4] + 0.01 * n])
+                        for n in range(1, 6))]  # fmt: skip
+    return [(b / np.linalg.norm(b, axis=1, keepdims=True)).astype(np.float32) for b in batches]
+
+
 def test_semantic_duplicates_in_blocks_are_those_of_one_table(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Kept vectors searched block by block (memory bounded however many were kept) find
     the same repeats, matched to the same kept query, as one table of them all."""
-    rng = np.random.default_rng(0)
-    first = rng.normal(size=(12, 16))
-    # Each batch: fresh vectors, and close copies of the batch before (repeats).
-    batches = [first, *(np.concatenate([rng.normal(size=(8, 16)), first[n : n + 4] + 0.01 * n])
-                        for n in range(1, 6))]  # fmt: skip
     blocked, whole = (semantic.SemanticDuplicates(0.95, 16) for _ in range(2))
-    for n, batch in enumerate(batches):
-        vectors = (batch / np.linalg.norm(batch, axis=1, keepdims=True)).astype(np.float32)
+    for n, vectors in enumerate(repeating_batches()):
         keys = [f"q{n}-{i}" for i in range(len(vectors))]
         monkeypatch.setattr(semantic, "CHUNK", 5)
         got = blocked.check(vectors, keys)
@@ -149,3 +152,23 @@ def test_semantic_duplicates_in_blocks_are_those_of_one_table(
         assert got == whole.check(vectors, keys)
     assert len(blocked.blocks) > 3 and not whole.blocks
     assert sum(found is not None for found in got) > 0  # near copies of kept queries
+
+
+@pytest.mark.parametrize("exact_below", [0, 30])
+def test_past_exact_below_kept_queries_are_searched_through_a_graph(exact_below: int) -> None:
+    """From `exact_below` kept queries on, a graph of them (their vectors moved in) finds
+    the repeats exact search finds, matched to the same kept query."""
+    exact = semantic.SemanticDuplicates(0.95, 16)
+    graphed = semantic.SemanticDuplicates(0.95, 16, exact_below=exact_below)
+    found = []
+    for n, vectors in enumerate(repeating_batches()):
+        keys = [f"q{n}-{i}" for i in range(len(vectors))]
+        expected = exact.check(vectors, keys)
+        assert (graphed.graph is not None) == (len(graphed.keys) >= max(exact_below, 1))
+        found.append(graphed.check(vectors, keys))
+        assert found[-1] == [
+            None if e is None else (e[0], pytest.approx(e[1], abs=1e-5)) for e in expected
+        ]
+    assert graphed.graph is not None and graphed.graph.size == len(graphed.keys) == len(exact.keys)
+    assert not graphed.blocks and not graphed.tail  # the vectors live in the graph alone
+    assert sum(match is not None for batch in found for match in batch) >= 5 * 4

@@ -63,7 +63,27 @@ class Graph:
     def __init__(self, index: "Index") -> None:
         self.index = index
         self.index.expansion_search = EXPANSION_SEARCH
-        self.size = len(index)
+
+    @classmethod
+    def empty(cls, dimension: int) -> "Graph":
+        """A graph with no vector yet, kept in memory."""
+        from usearch.index import Index  # a compiled extension: loaded where a graph is used
+
+        return cls(Index(ndim=dimension, metric="ip", dtype="f32", connectivity=CONNECTIVITY,
+                         expansion_add=EXPANSION_ADD))  # fmt: skip
+
+    @property
+    def size(self) -> int:
+        return len(self.index)
+
+    def add(self, vectors: np.ndarray) -> None:
+        """Append `vectors` as the next rows. One thread: usearch's concurrent inserts left
+        up to 1.3% of a 1,000-vector graph unreachable (2 of 6 builds; tests/test_nearest.py),
+        and one thread builds the same graph from the same vectors every time, so a dataset
+        rebuilt is the same."""
+        start = self.size
+        self.index.add(np.arange(start, start + len(vectors)),
+                       np.ascontiguousarray(vectors, dtype=np.float32), threads=1)  # fmt: skip
 
     @classmethod
     def open(cls, vectors: np.ndarray, folder: Path | None) -> "Graph":
@@ -78,21 +98,15 @@ class Graph:
         if path is not None and path.is_file():
             return cls(Index.restore(str(path), view=True))
         if base is not None and base.is_file():
-            index = Index.restore(str(base))
+            graph = cls(Index.restore(str(base)))
         else:
-            index = Index(ndim=vectors.shape[1], metric="ip", dtype="f32",
-                          connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD)  # fmt: skip
-        # One thread: usearch's concurrent inserts left up to 1.3% of a 1,000-vector graph
-        # unreachable (2 of 6 builds; tests/test_nearest.py), and one thread builds the
-        # same graph from the same vectors every time, so a dataset rebuilt is the same.
-        start = len(index)
-        index.add(np.arange(start, len(vectors)),
-                  np.ascontiguousarray(vectors[start:], dtype=np.float32), threads=1)  # fmt: skip
+            graph = cls.empty(vectors.shape[1])
+        graph.add(vectors[graph.size :])
         if path is None or base is None:  # no folder: kept in memory
-            return cls(index)
+            return graph
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
-            index.save(str(tmp))
+            graph.index.save(str(tmp))
         base.unlink(missing_ok=True)
         return cls(Index.restore(str(path), view=True))
 

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from pipeline.config.errors import UserError
 from pipeline.config.job import DedupConfig
+from pipeline.corpus.nearest import EXACT_BELOW
 from pipeline.dataset.records import Candidate, Reject
 from pipeline.dataset.refresh import superseded_later
 from pipeline.dataset.writer import write_atomic
@@ -40,7 +41,13 @@ class QueryDedup:
     """Rejects repeated queries; remembers the kept (published) ones for the version's
     state."""
 
-    def __init__(self, config: DedupConfig, embedder: str | None, dimension: int) -> None:
+    def __init__(
+        self,
+        config: DedupConfig,
+        embedder: str | None,
+        dimension: int,
+        exact_below: int = EXACT_BELOW,
+    ) -> None:
         self.config = config
         self.settings = {"format": FORMAT, "embedder": embedder, "dimension": dimension}
         self.exact: dict[str, str] = {}
@@ -50,7 +57,7 @@ class QueryDedup:
             else None
         )
         self.semantic = (
-            SemanticDuplicates(config.semantic.threshold, dimension)
+            SemanticDuplicates(config.semantic.threshold, dimension, exact_below)
             if config.semantic.enabled
             else None
         )

@@ -1,7 +1,16 @@
 """Semantic dedup: a query whose embedding is within `threshold` cosine of a kept query
-says the same thing in other words (a paraphrase that MinHash cannot see)."""
+says the same thing in other words (a paraphrase that MinHash cannot see).
+
+Each new query is compared with every kept one: time per query grows with the kept
+queries, a job's time with their square (about an hour of two cores at a million). From
+`exact_below` kept queries on (the job's `embedder.exact_below`, as the corpus index) they
+are searched through an HNSW graph instead (pipeline.corpus.nearest), which holds their
+vectors: a repeat sits so close to the query it repeats that the graph's nearest is it.
+"""
 
 import numpy as np
+
+from pipeline.corpus.nearest import EXACT_BELOW, Graph
 
 CHUNK = 65_536  # kept vectors searched at once: a batch's table is at most batch x CHUNK
 
@@ -13,24 +22,37 @@ class SemanticDuplicates:
     block (memory bounded however many queries were kept) and a batch's new vectors are
     appended without copying the earlier ones."""
 
-    def __init__(self, threshold: float, dimension: int) -> None:
+    def __init__(self, threshold: float, dimension: int, exact_below: int = EXACT_BELOW) -> None:
         self.threshold = threshold
+        self.dimension = dimension
+        self.exact_below = exact_below
         self.blocks: list[np.ndarray] = []  # full blocks of about CHUNK rows
         self.tail: list[np.ndarray] = []  # the parts added since the last full block
         self.keys: list[str] = []
+        self.graph: Graph | None = None  # from `exact_below` kept on: the blocks moved in
 
     def add(self, vectors: np.ndarray, keys: list[str]) -> None:
         """Index vectors as already kept (earlier versions)."""
-        if len(keys):
+        if len(keys) and self.graph is not None:
+            self.graph.add(vectors)
+        elif len(keys):
             self.tail.append(vectors.astype(np.float32))
-            self.keys.extend(keys)
-        if sum(len(part) for part in self.tail) >= CHUNK:
+        self.keys.extend(keys)
+        if self.graph is None and len(self.keys) >= max(self.exact_below, 1):
+            self.graph = Graph.empty(self.dimension)
+            for block in [*self.blocks, *self.tail]:
+                self.graph.add(block)
+            self.blocks, self.tail = [], []
+        elif sum(len(part) for part in self.tail) >= CHUNK:
             self.blocks.append(np.concatenate(self.tail))
             self.tail = []
 
     def nearest(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each vector's most similar kept vector: (cosine, its index in `keys`; the first
-        of equals), or (-1, -1) while none is kept."""
+        of equals; the graph's nearest past `exact_below`), or (-1, -1) while none is kept."""
+        if self.graph is not None:
+            rows, scores = self.graph.top(vectors, 1)
+            return scores[:, 0], rows[:, 0]
         best = np.full(len(vectors), -1.0, dtype=np.float32)
         where = np.full(len(vectors), -1, dtype=np.int64)
         offset = 0

@@ -196,7 +196,8 @@ def _query_dedup(config: JobConfig, embedder: "Embedder | None", scope: Scope) -
     if not (dedup.exact or dedup.near.enabled or dedup.semantic.enabled):
         return None
     name = config.embedder.model if embedder is not None else None
-    queries = QueryDedup(dedup, name, embedder.dimension if embedder is not None else 0)
+    dimension = embedder.dimension if embedder is not None else 0
+    queries = QueryDedup(dedup, name, dimension, config.embedder.exact_below)
     queries.load_versions(scope.parent, scope.gone.ids)
     return queries
 
