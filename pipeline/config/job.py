@@ -212,7 +212,9 @@ class EmbedderConfig(Strict):
         100_000,
         ge=0,
         description="a corpus this large or larger is searched through an HNSW graph and "
-        "the fused teacher scores each query's candidates, not every document",
+        "the fused teacher (and the adapter's lesson) scores each query's candidates, not "
+        "every document; kept queries this many or more are searched for semantic "
+        "duplicates through a graph too",
     )
 
 
