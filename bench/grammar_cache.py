@@ -15,6 +15,7 @@ import json
 import os
 import random
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import psutil
@@ -57,7 +58,7 @@ def main() -> None:
     import xgrammar as xgr  # after the arguments: importing it takes a second
 
     name, _ = read_cpuinfo()
-    print(f"machine: {name}, {os.cpu_count()} cores, xgrammar {xgr.__version__}")
+    print(f"machine: {name}, {os.cpu_count()} cores, xgrammar {version('xgrammar')}")
     info = xgr.TokenizerInfo.from_huggingface(build_qwen3_tokenizer(), vocab_size=QWEN3_VOCAB_SIZE)
     compiler = xgr.GrammarCompiler(info, max_threads=8, cache_enabled=True,
                                    cache_limit_bytes=args.cache_mb * 2**20)  # fmt: skip

@@ -68,15 +68,15 @@ def run(lesson: Callable[[], Taught]) -> tuple[Taught, float, int]:
     return out, seconds, peak
 
 
-def agreement(whole: Taught, part: Taught) -> tuple[float, float]:
-    """The share of each query's whole-row best `TOP` the candidates' best hold, and the
-    largest difference of a shared document's score."""
+def agreement(whole: Taught, part: Taught, depth: int = TOP) -> tuple[float, float]:
+    """The share of each query's whole-row best `depth` the candidates' best `depth` hold,
+    and the largest difference of a shared document's score."""
     found, gap = [], 0.0
     for wr, wt, pr, pt in zip(*whole, *part, strict=True):
-        best = dict(zip(wr[:TOP].tolist(), wt[:TOP].tolist(), strict=True))
-        mine = dict(zip(pr[:TOP].tolist(), pt[:TOP].tolist(), strict=True))
+        best = dict(zip(wr[:depth].tolist(), wt[:depth].tolist(), strict=True))
+        mine = dict(zip(pr[:depth].tolist(), pt[:depth].tolist(), strict=True))
         shared = best.keys() & mine.keys()
-        found.append(len(shared) / TOP)
+        found.append(len(shared) / depth)
         gap = max(gap, max((abs(best[r] - mine[r]) for r in shared), default=0.0))
     return float(np.mean(found)), gap
 
@@ -109,10 +109,12 @@ def measure(n: int, queries: int, folder: Path) -> dict[str, float]:
     (part_rows, part_targets), part_s, part_peak = run(part)
     whole_s, part_s = whole_s / queries, part_s / queries
     found, gap = agreement((whole_rows, whole_targets), (part_rows, part_targets))
+    head = {k: agreement((whole_rows, whole_targets), (part_rows, part_targets), k)[0]
+            for k in (10, 50)}  # fmt: skip
     print(f"  lesson per query: whole row {1e3 * whole_s:.2f} ms, candidates "
           f"{1e3 * part_s:.2f} ms (whole / candidates {whole_s / part_s:.1f}x); the whole "
-          f"row's best {TOP} among the candidates' best: {found:.4f}, their scores within "
-          f"{gap:.1e}", flush=True)  # fmt: skip
+          f"row's best 10 / 50 / {TOP} among the candidates' best as many: {head[10]:.4f} / "
+          f"{head[50]:.4f} / {found:.4f}, their scores within {gap:.1e}", flush=True)  # fmt: skip
     print(
         f"  peak memory of the lesson's {queries} queries (tracemalloc): whole rows "
         f"{whole_peak / 2**20:.0f} MiB, candidates {part_peak / 2**20:.0f} MiB",

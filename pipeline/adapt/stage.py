@@ -92,8 +92,7 @@ def corpus_index(job: JobConfig, embedder: Embedder) -> CorpusIndex:
     """The adapter job's corpus embedded by `embedder`."""
     documents = job_documents(job)
     with tqdm(total=len(documents), desc="adapter: corpus", unit="doc") as bar:
-        index = CorpusIndex.build(documents, embedder, on_done=bar.update)
-    return replace(index, exact_below=job.embedder.exact_below)
+        return CorpusIndex.build(documents, embedder, on_done=bar.update)
 
 
 def lesson(
@@ -112,7 +111,8 @@ def lesson(
     job = adapter_job(settings)
     logged = logged_queries(settings, queries)  # read once, before the corpus is embedded
     embedder = Embedder(model)
-    index = index or corpus_index(job, embedder)
+    # Searched as the job's corpus is (the teacher's candidates past `exact_below`).
+    index = replace(index or corpus_index(job, embedder), exact_below=job.embedder.exact_below)
     cropped = [t for d, t in zip(index.doc_ids, index.texts, strict=True) if d not in held_out]
     texts = queries + logged + crops(cropped, settings.crops, seed)
     with tqdm(total=len(texts), desc="adapter: queries", unit="query") as bar:
