@@ -4,6 +4,7 @@ that part is the teacher's best documents and distinct others, with the whole ta
 scores of them, each sampled one weighted for the part of the corpus it stands for."""
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +95,8 @@ def test_past_exact_below_the_lesson_is_taught_from_the_teachers_candidates(
     assert all(len(set(row)) == 15 for row in part.rows)  # the others are not the best
     assert part.rows[:, 5:].min() < size // 4 and part.rows[:, 5:].max() > 3 * size // 4
     np.testing.assert_allclose(part.weights, [0] * 5 + [np.log((size - 5) / 10)] * 10, atol=1e-6)
+    # An index handed in (a validation split's, searched exactly) is searched as the job says.
+    handed = lesson(tiny_encoder, queries(40), settings, seed=0,
+                    index=replace(part.index, exact_below=10**9))  # fmt: skip
+    assert not handed.index.exhaustive
+    np.testing.assert_array_equal(handed.rows, part.rows)
