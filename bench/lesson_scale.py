@@ -48,11 +48,11 @@ TOP, SAMPLED = 256, 64  # the adapter's defaults (pipeline.embedding.train_confi
 Taught = tuple[np.ndarray, np.ndarray]  # a lesson's rows and targets
 
 
-def timed(step: str, run: object) -> object:
+def timed(step: str, step_run: Callable[[], object]) -> None:
+    """Run a one-off step of a corpus state and print its seconds."""
     start = time.perf_counter()
-    out = run()  # type: ignore[operator]
+    step_run()
     print(f"  {step}: {time.perf_counter() - start:.1f} s", flush=True)
-    return out
 
 
 def run(lesson: Callable[[], Taught]) -> tuple[Taught, float, int]:
