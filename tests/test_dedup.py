@@ -1,18 +1,22 @@
 """Dedup: exact, near (MinHash-LSH through rensa) and semantic duplicates of queries are
 caught with the first kept; duplicate documents are dropped; state crosses versions."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
+from rensa import RMinHash
 
 from pipeline.config.errors import UserError
 from pipeline.config.job import DedupConfig
 from pipeline.corpus.embedder import embedder_path
 from pipeline.dataset.records import Candidate, Document
-from pipeline.dedup import semantic
+from pipeline.dedup import kept, semantic
+from pipeline.dedup.blocks import RowBlocks
 from pipeline.dedup.documents import DocumentDedup
-from pipeline.dedup.near import NearDuplicates, lsh_bands
+from pipeline.dedup.near import SEED, NearDuplicates, lsh_bands
 from pipeline.dedup.queries import QueryDedup, read_state
-from pipeline.dedup.text import normalize
+from pipeline.dedup.text import normalize, shingles
 from pipeline.embedding.inference import Embedder
 from pipeline.quality.consistency import embed_queries
 
@@ -59,7 +63,7 @@ def test_exact_near_and_semantic_duplicates(minilm: Embedder) -> None:
     ]
     assert "d0" in verdicts[1].detail and "d2" in verdicts[3].detail and "d4" in verdicts[5].detail
     assert verdicts[3].score >= 0.8 and verdicts[5].score >= 0.95 - 1e-6
-    assert len(dedup.kept_text) == 4
+    assert len(dedup.kept) == 4
 
 
 def test_switched_off_checks_let_duplicates_through(minilm: Embedder) -> None:
@@ -76,6 +80,8 @@ def test_near_duplicates_are_verified_and_keep_the_first() -> None:
     found = near.check(texts, ["k1", "k2", "k3"])
     assert found[0] is None and found[2] is None
     assert found[1][0] == "k1" and found[1][1] >= 0.7
+    first, second = RMinHash.from_token_sets([shingles(t, 1) for t in texts[:2]], 128, SEED)
+    assert found[1][1] == first.jaccard(second)  # verified as rensa estimates
     assert lsh_bands(0.8, 128) == 16  # 8 rows per band: a 0.8 pair is a candidate 95%
 
 
@@ -101,6 +107,39 @@ def test_duplicate_documents_are_dropped() -> None:
         ("a", "duplicate_document"),
         ("c", "near_duplicate_document"),
     ]
+
+
+@pytest.mark.parametrize("with_vectors", [True, False])
+def test_kept_queries_are_written_out_not_held(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, with_vectors: bool
+) -> None:
+    """A run's kept queries go to a temp file as they are kept: what stays in memory is a
+    small part of them, and the saved state holds every one, in order, with its vector
+    (none at all where a kept query had none)."""
+    monkeypatch.setattr(kept, "ROW_GROUP", 100)
+    rng = np.random.default_rng(0)
+    queries = [f"query {i} " + "x" * 500 for i in range(2_000)]
+    batch = candidates(queries)
+    for c in batch[: None if with_vectors else 1]:
+        c.vector = rng.normal(size=384).astype(np.float32)
+    off = {"enabled": False}
+    config = DedupConfig.model_validate({"exact": False, "near": off, "semantic": off})
+    dedup = QueryDedup(config, "all-MiniLM-L6-v2", 384, spill=tmp_path)
+    tracemalloc.start()
+    for start in range(0, len(batch), 256):
+        dedup.check(batch[start : start + 256])
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert held < (500 + 384 * 4) * len(batch) / 10
+    assert not list(tmp_path.iterdir())  # the temp file is unlinked
+    dedup.save(tmp_path / "v0001")
+    texts, vectors = read_state(tmp_path / "v0001", dedup.settings, need_vectors=True)
+    assert texts == [normalize(q) for q in queries]
+    if with_vectors:
+        assert vectors is not None
+        np.testing.assert_array_equal(vectors, np.stack([c.vector for c in batch]))
+    else:
+        assert vectors is None
 
 
 def test_state_round_trip_and_incompatible_embedder(tmp_path, minilm: Embedder) -> None:
@@ -138,19 +177,19 @@ def repeating_batches() -> list[np.ndarray]:
     return [(b / np.linalg.norm(b, axis=1, keepdims=True)).astype(np.float32) for b in batches]
 
 
-def test_semantic_duplicates_in_blocks_are_those_of_one_table(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_semantic_duplicates_in_blocks_are_those_of_one_table() -> None:
     """Kept vectors searched block by block (memory bounded however many were kept) find
     the same repeats, matched to the same kept query, as one table of them all."""
     blocked, whole = (semantic.SemanticDuplicates(0.95, 16) for _ in range(2))
+    blocked.vectors = RowBlocks(16, np.float32, block=5)
     for n, vectors in enumerate(repeating_batches()):
         keys = [f"q{n}-{i}" for i in range(len(vectors))]
-        monkeypatch.setattr(semantic, "CHUNK", 5)
         got = blocked.check(vectors, keys)
-        monkeypatch.setattr(semantic, "CHUNK", 1_000_000)
         assert got == whole.check(vectors, keys)
-    assert len(blocked.blocks) > 3 and not whole.blocks
+    assert blocked.vectors is not None and whole.vectors is not None
+    assert len(blocked.vectors.blocks) > 3 and len(whole.vectors.blocks) == 1
+    kept_rows = np.concatenate(list(blocked.vectors.parts()))
+    assert np.array_equal(kept_rows, whole.vectors.blocks[0][: len(whole.keys)])
     assert sum(found is not None for found in got) > 0  # near copies of kept queries
 
 
@@ -170,5 +209,5 @@ def test_past_exact_below_kept_queries_are_searched_through_a_graph(exact_below:
             None if e is None else (e[0], pytest.approx(e[1], abs=1e-5)) for e in expected
         ]
     assert graphed.graph is not None and graphed.graph.size == len(graphed.keys) == len(exact.keys)
-    assert not graphed.blocks and not graphed.tail  # the vectors live in the graph alone
+    assert graphed.vectors is None  # the vectors live in the graph alone
     assert sum(match is not None for batch in found for match in batch) >= 5 * 4

@@ -70,7 +70,7 @@ def test_the_engine_scores_equal_the_model_own_and_come_back_from_the_cache(
     for triple, score in zip(TRIPLES, scores, strict=True):
         request = judge_request(*triple)
         expected = model_logprobs(tiny_model, request.messages)
-        result = caching.cache.results[result_key(request, SAMPLING, generator.model, 7)]
+        [result] = caching.cache.read([result_key(request, SAMPLING, generator.model, 7)])
         assert result.label_logprobs == pytest.approx(expected, abs=0.05)
         assert score == pytest.approx(
             1 / (1 + math.exp(expected["no"] - expected["yes"])), abs=0.02

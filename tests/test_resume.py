@@ -23,9 +23,8 @@ from typer.testing import CliRunner
 from pipeline.cli.app import app
 from pipeline.config.errors import DatasetBusy, NothingToDo
 from pipeline.config.job import load_config
-from pipeline.generation.cache import RequestCache
 from pipeline.run.job import run_job
-from tests.conftest import assert_resumed_as_whole
+from tests.conftest import assert_resumed_as_whole, stored_results
 
 EMBSYNTH = [sys.executable, "-m", "pipeline.cli.app"]
 # A process that takes a dataset's lock, says so, and holds it until it is killed.
@@ -77,14 +76,14 @@ def test_a_killed_run_resumes_to_the_uninterrupted_dataset(
         process.kill()
         process.wait()
     assert not (killed_out / "t" / "v0001").exists()
-    stored = RequestCache(cache).results  # what the killed run had paid for
+    stored = stored_results(cache)  # what the killed run had paid for
 
     resumed = run_job(load_config(killed_job), generator=generator, limit=24, progress=False)
     assert resumed.version_dir.name == "v0001"
     assert not list(resumed.version_dir.parent.glob(".*.partial"))
     # Every stored generation is reused as it was; only the rest is generated.
     assert resumed.requests_cached == len(stored) > 0 and resumed.requests_generated > 0
-    final = RequestCache(resumed.version_dir / "cache").results
+    final = stored_results(resumed.version_dir / "cache")
     assert all(final[key] == result for key, result in stored.items())
     assert len(final) == resumed.requests_cached + resumed.requests_generated  # none twice
     manifest = json.loads((resumed.version_dir / "manifest.json").read_text())

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def test_any_unicode_text_round_trips_through_the_cache(tmp_path: Path) -> None:
     cache = RequestCache(tmp_path)
     cache.add([f"k{i}" for i in range(len(texts))], [result(t) for t in texts])
     again = RequestCache(tmp_path)
-    assert [again.results[f"k{i}"].text for i in range(len(texts))] == texts
+    assert [r.text for r in again.read([f"k{i}" for i in range(len(texts))])] == texts
 
 
 def test_a_torn_or_corrupt_line_costs_only_that_line(tmp_path: Path) -> None:
@@ -42,11 +43,11 @@ def test_a_torn_or_corrupt_line_costs_only_that_line(tmp_path: Path) -> None:
     data = second.read_bytes()
     second.write_bytes(data[: data.rindex(b"fifth")])  # torn at the end (a disk filled up)
     again = RequestCache(tmp_path)
-    assert sorted(again.results) == ["a", "c", "d"]
+    assert sorted(again.keys()) == ["a", "c", "d"]
     assert again.dropped == 2
     # The lost lines are generated again and stored in a new segment, not over the old.
     again.add(["b", "e"], [result("second"), result("fifth")])
-    assert sorted(RequestCache(tmp_path).results) == ["a", "b", "c", "d", "e"]
+    assert sorted(RequestCache(tmp_path).keys()) == ["a", "b", "c", "d", "e"]
 
 
 def test_a_lock_is_released_by_the_kernel_when_its_holder_dies(tmp_path: Path) -> None:
@@ -78,3 +79,24 @@ def test_a_live_holder_keeps_the_dataset_even_with_a_half_written_owner(tmp_path
         holder.wait()
     with dataset_lock(root):  # its holder died: the kernel let go
         pass
+
+
+def test_an_open_cache_holds_where_results_lie_not_the_results(tmp_path: Path) -> None:
+    """A long run's cache grows on disk: opening (or writing to) a cache of many long
+    results allocates a small fraction of their text, and each result reads back whole,
+    also one a peer writer stored after the cache was opened."""
+    texts = [f"{i} " + "é" * 2000 for i in range(500)]
+    keys = [f"{i:064x}" for i in range(len(texts))]
+    RequestCache(tmp_path).add(keys[:250], [result(t) for t in texts[:250]])
+    tracemalloc.start()
+    cache = RequestCache(tmp_path)
+    cache.add(keys[250:400], [result(t) for t in texts[250:400]])
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert held < sum(len(t.encode()) for t in texts[:400]) / 20
+    RequestCache(tmp_path, writer="peer").add(keys[400:], [result(t) for t in texts[400:]])
+    assert keys[-1] not in cache
+    cache.refresh()
+    assert len(cache) == len(keys)
+    wanted = keys[::-7]  # across segments and writers, out of file order
+    assert cache.read(wanted) == [result(texts[keys.index(k)]) for k in wanted]

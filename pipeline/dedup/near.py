@@ -1,12 +1,16 @@
 """Near-duplicate detection with MinHash-LSH from rensa (Rust), not hand-written hashing.
 
-Candidates from the LSH bands are verified with the MinHash Jaccard estimate, so the
-threshold means what it says. The first text of a group is kept; later ones are reported
-with the key of the text they duplicate.
+Candidates from the LSH bands are verified with the MinHash Jaccard estimate (the share of
+equal digest values, as rensa's `jaccard`), so the threshold means what it says. The first
+text of a group is kept; later ones are reported with the key of the text they duplicate.
+Kept texts are held as their digests' rows (pipeline.dedup.blocks), 4 bytes a permutation,
+not as RMinHash objects (about twice that).
 """
 
+import numpy as np
 from rensa import RMinHash, RMinHashLSH
 
+from pipeline.dedup.blocks import RowBlocks
 from pipeline.dedup.text import shingles
 
 SEED = 1729  # fixed: digests of earlier versions are recomputed from text and must match
@@ -32,7 +36,7 @@ class NearDuplicates:
         self.num_perm = num_perm
         self.shingle = shingle
         self.lsh = RMinHashLSH(threshold, num_perm, lsh_bands(threshold, num_perm))
-        self.kept: list[RMinHash] = []
+        self.kept = RowBlocks(num_perm, np.uint32)  # digests, by LSH key
         self.keys: list[str] = []
 
     def _hashes(self, normalized: list[str]) -> list[RMinHash]:
@@ -42,25 +46,29 @@ class NearDuplicates:
     def add(self, normalized: list[str], keys: list[str]) -> None:
         """Index texts as already kept (earlier versions), without checking them."""
         for minhash, key in zip(self._hashes(normalized), keys, strict=True):
-            self._insert(minhash, key)
+            self._insert(minhash, np.asarray(minhash.digest(), np.uint32), key)
 
     def check(self, normalized: list[str], keys: list[str]) -> list[tuple[str, float] | None]:
         """For each text: (key of the kept text it duplicates, estimated Jaccard), or None
         when it is new, in which case it is indexed as kept."""
         found: list[tuple[str, float] | None] = []
         for minhash, key in zip(self._hashes(normalized), keys, strict=True):
+            digest = np.asarray(minhash.digest(), np.uint32)
             best = max(
-                ((self.kept[i].jaccard(minhash), i) for i in self.lsh.query(minhash)),
+                ((self._jaccard(i, digest), i) for i in self.lsh.query(minhash)),
                 default=(0.0, -1),
             )
             if best[0] >= self.threshold:
                 found.append((self.keys[best[1]], best[0]))
             else:
-                self._insert(minhash, key)
+                self._insert(minhash, digest, key)
                 found.append(None)
         return found
 
-    def _insert(self, minhash: RMinHash, key: str) -> None:
+    def _jaccard(self, row: int, digest: np.ndarray) -> float:
+        return np.count_nonzero(self.kept[row] == digest) / self.num_perm
+
+    def _insert(self, minhash: RMinHash, digest: np.ndarray, key: str) -> None:
         self.lsh.insert(len(self.kept), minhash)
-        self.kept.append(minhash)
+        self.kept.append(digest[None])
         self.keys.append(key)

@@ -26,7 +26,7 @@ from pipeline.config.job import DedupConfig
 from pipeline.corpus.nearest import EXACT_BELOW
 from pipeline.dataset.records import Candidate, Reject
 from pipeline.dataset.refresh import superseded_later
-from pipeline.dataset.writer import write_atomic
+from pipeline.dedup.kept import KeptQueries
 from pipeline.dedup.near import NearDuplicates
 from pipeline.dedup.semantic import SemanticDuplicates
 from pipeline.dedup.text import normalize, text_key
@@ -38,8 +38,8 @@ FORMAT = 1
 
 
 class QueryDedup:
-    """Rejects repeated queries; remembers the kept (published) ones for the version's
-    state."""
+    """Rejects repeated queries; writes the kept (published) ones out for the version's
+    state (to a temp file in `spill`, the system's temp folder without it)."""
 
     def __init__(
         self,
@@ -47,6 +47,7 @@ class QueryDedup:
         embedder: str | None,
         dimension: int,
         exact_below: int = EXACT_BELOW,
+        spill: Path | None = None,
     ) -> None:
         self.config = config
         self.settings = {"format": FORMAT, "embedder": embedder, "dimension": dimension}
@@ -61,9 +62,7 @@ class QueryDedup:
             if config.semantic.enabled
             else None
         )
-        self.kept_text: list[str] = []
-        self.kept_docs: list[str] = []
-        self.kept_vectors: list[np.ndarray] = []
+        self.kept = KeptQueries(dimension, spill)  # this run's, for the version's state
 
     def load_versions(self, versions: list[Path], superseded: Set[str] = frozenset()) -> int:
         """Index the published queries of earlier versions, except those of documents a
@@ -116,26 +115,14 @@ class QueryDedup:
                     reject(i, reason, f"{match[1]:.3f} similar to {match[0]}", match[1])
         for i, verdict in enumerate(verdicts):
             if verdict is None:
-                self.kept_text.append(texts[i])
-                self.kept_docs.append(candidates[i].doc.doc_id)
-                if candidates[i].vector is not None:
-                    self.kept_vectors.append(candidates[i].vector)
+                self.kept.add(texts[i], candidates[i].doc.doc_id, candidates[i].vector)
         return verdicts
 
     def save(self, version: Path) -> None:
         """Write the kept queries and the settings into the version's state folder."""
         folder = version / STATE
         folder.mkdir(parents=True, exist_ok=True)
-        columns: dict[str, Any] = {
-            "query_norm": pa.array(self.kept_text, pa.string()),
-            "doc_id": pa.array(self.kept_docs, pa.string()),
-        }
-        if self.kept_vectors and len(self.kept_vectors) == len(self.kept_text):
-            flat = np.stack(self.kept_vectors).astype(np.float32)
-            columns["vector"] = pa.FixedSizeListArray.from_arrays(
-                pa.array(flat.reshape(-1)), flat.shape[1]
-            )
-        write_atomic(pa.table(columns), folder / QUERIES_FILE)
+        self.kept.save(folder / QUERIES_FILE)
         (folder / SETTINGS_FILE).write_text(json.dumps(self.settings, indent=2) + "\n")
 
 

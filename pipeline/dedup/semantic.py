@@ -11,41 +11,39 @@ vectors: a repeat sits so close to the query it repeats that the graph's nearest
 import numpy as np
 
 from pipeline.corpus.nearest import EXACT_BELOW, Graph
-
-CHUNK = 65_536  # kept vectors searched at once: a batch's table is at most batch x CHUNK
+from pipeline.dedup.blocks import RowBlocks
 
 
 class SemanticDuplicates:
     """Unit vectors of kept queries; `check` keeps the first of each close group.
 
-    The kept vectors are held in blocks of about CHUNK rows, so a batch is compared block by
-    block (memory bounded however many queries were kept) and a batch's new vectors are
+    The kept vectors are held in blocks (pipeline.dedup.blocks), so a batch is compared block
+    by block (memory bounded however many queries were kept) and a batch's new vectors are
     appended without copying the earlier ones."""
 
     def __init__(self, threshold: float, dimension: int, exact_below: int = EXACT_BELOW) -> None:
         self.threshold = threshold
         self.dimension = dimension
         self.exact_below = exact_below
-        self.blocks: list[np.ndarray] = []  # full blocks of about CHUNK rows
-        self.tail: list[np.ndarray] = []  # the parts added since the last full block
+        # The kept vectors until the graph takes them.
+        self.vectors: RowBlocks | None = RowBlocks(dimension, np.float32)
         self.keys: list[str] = []
-        self.graph: Graph | None = None  # from `exact_below` kept on: the blocks moved in
+        self.graph: Graph | None = None  # from `exact_below` kept on: the vectors moved in
 
     def add(self, vectors: np.ndarray, keys: list[str]) -> None:
         """Index vectors as already kept (earlier versions)."""
-        if len(keys) and self.graph is not None:
+        if not keys:
+            return
+        if self.vectors is not None:
+            self.vectors.append(vectors)
+        elif self.graph is not None:
             self.graph.add(vectors)
-        elif len(keys):
-            self.tail.append(vectors.astype(np.float32))
         self.keys.extend(keys)
-        if self.graph is None and len(self.keys) >= max(self.exact_below, 1):
+        if self.vectors is not None and len(self.keys) >= max(self.exact_below, 1):
             self.graph = Graph.empty(self.dimension)
-            for block in [*self.blocks, *self.tail]:
-                self.graph.add(block)
-            self.blocks, self.tail = [], []
-        elif sum(len(part) for part in self.tail) >= CHUNK:
-            self.blocks.append(np.concatenate(self.tail))
-            self.tail = []
+            for part in self.vectors.parts():
+                self.graph.add(part)
+            self.vectors = None
 
     def nearest(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each vector's most similar kept vector: (cosine, its index in `keys`; the first
@@ -56,7 +54,7 @@ class SemanticDuplicates:
         best = np.full(len(vectors), -1.0, dtype=np.float32)
         where = np.full(len(vectors), -1, dtype=np.int64)
         offset = 0
-        for block in [*self.blocks, *self.tail]:
+        for block in self.vectors.parts() if self.vectors is not None else ():
             table = vectors @ block.T
             column = table.argmax(axis=1)
             score = table[np.arange(len(vectors)), column]

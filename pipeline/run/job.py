@@ -130,7 +130,7 @@ def run_job(
     with executor.cluster(), dataset_lock(root):
         scope = run_scope(config, library, survey, root, limit, refresh)
         embedder, store = _embedder(config, root)
-        dedup = _query_dedup(config, embedder, scope)
+        dedup = _query_dedup(config, embedder, scope, root)
         staging, version_dir = scope.unfinished or new_version(root)
         reset_for_resume(staging)
         write_superseded(staging, scope.gone)
@@ -175,7 +175,7 @@ def _caching(
     if scope.unfinished is not None:
         lost = f" ({cache.dropped} unreadable lines: generated again)" if cache.dropped else ""
         resumed = scope.unfinished[1].name
-        opening.say(f"resuming {resumed}: {len(cache.results)} generations cached{lost}")
+        opening.say(f"resuming {resumed}: {len(cache)} generations cached{lost}")
     caching = CachingGenerator(
         cache,
         generator.model if generator is not None else config.generator.model,
@@ -188,7 +188,9 @@ def _caching(
     return caching
 
 
-def _query_dedup(config: JobConfig, embedder: "Embedder | None", scope: Scope) -> QueryDedup | None:
+def _query_dedup(
+    config: JobConfig, embedder: "Embedder | None", scope: Scope, root: Path
+) -> QueryDedup | None:
     """The query dedup of this run, loaded with every earlier version's published queries
     but those of superseded documents (before anything is written: an incompatible state
     is a user error)."""
@@ -197,7 +199,7 @@ def _query_dedup(config: JobConfig, embedder: "Embedder | None", scope: Scope) -
         return None
     name = config.embedder.model if embedder is not None else None
     dimension = embedder.dimension if embedder is not None else 0
-    queries = QueryDedup(dedup, name, dimension, config.embedder.exact_below)
+    queries = QueryDedup(dedup, name, dimension, config.embedder.exact_below, root)
     queries.load_versions(scope.parent, scope.gone.ids)
     return queries
 
