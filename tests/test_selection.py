@@ -4,6 +4,7 @@ the split, never a worse one; when nothing beats the base model, `final/` is the
 the report says so; bad settings are one-line errors before training."""
 
 import json
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,16 @@ import numpy as np
 import pytest
 
 from pipeline.adapt.stage import lesson
+from pipeline.config.job import TeacherConfig
 from pipeline.dataset.records import Document
 from pipeline.embedding.data import load_examples
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.split import document_key, split_pairs
 from pipeline.embedding.train_config import AdapterConfig, TrainConfig
+from pipeline.selection import validation
 from pipeline.selection.choose import REPORT, ModelCandidate, choose
 from pipeline.selection.validation import Split, Validator
-from tests.conftest import train_tiny
+from tests.conftest import SAMPLE_CORPUS, train_tiny
 
 PROBES = ["how wings make lift", "printing press history", "a passage about rivers"]
 
@@ -194,3 +197,26 @@ def test_bad_select_settings_are_one_line_errors_before_training(
     assert done.exit_code == 2, done.output
     assert done.stderr.strip().count("\n") == 0 and named in done.stderr
     assert not (out / "final").exists() and not (out / "checkpoints").exists()
+
+
+def test_the_split_is_measured_in_blocks_of_queries(
+    monkeypatch: pytest.MonkeyPatch, tiny_encoder: Path
+) -> None:
+    """Held-out queries ranked block by block (the model's and the teacher's top ten)
+    give the figures of one queries x corpus table, allocating a fraction of it."""
+    rows = [json.loads(line) for line in SAMPLE_CORPUS.read_text().splitlines()]
+    documents = [Document(f"{r['id']}-{n}", r["text"]) for n in range(8) for r in rows]
+    owned = [(f"{r['id']}-0", sentence) for r in rows for sentence in r["text"].split(". ")]
+    owners, queries = [owner for owner, _ in owned], [query for _, query in owned]
+    split = Split(documents, queries, owners, TeacherConfig(kind="fused"), "sample", 0)
+    index = Validator(split).index(tiny_encoder)
+    figures, peaks = [], []
+    for cells in (len(documents) * len(queries), len(documents) * 8):
+        monkeypatch.setattr(validation, "CELLS", cells)
+        tracemalloc.start()
+        figures.append(Validator(split).measure(tiny_encoder, index))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert figures[1] == figures[0] and figures[0]["teacher@10"] > 0
+    assert len(validation.blocks(len(queries), len(documents))) == -(-len(queries) // 8)
+    assert peaks[1] < peaks[0] / 2  # the rest: the model, BM25, the query vectors

@@ -34,6 +34,7 @@ from pipeline.embedding.split import document_key
 from pipeline.teacher.scorers import FusedTeacher
 
 TOP = 10  # the cut of nDCG, MRR and the teacher's agreement
+CELLS = 1 << 24  # scores per block of queries: 64 MiB a table (the teacher holds a few)
 
 
 @dataclass(frozen=True)
@@ -100,25 +101,40 @@ class Validator:
     def measure(self, model: Path, index: CorpusIndex) -> dict[str, float]:
         """nDCG@10 and MRR@10 of the held-out queries' own documents, and (with a teacher)
         the share of the teacher's top ten in the model's. A model whose vectors are not
-        finite scores 0: its ranking means nothing."""
+        finite scores 0: its ranking means nothing. The queries go in blocks (`blocks`), so
+        memory stays that of a few blocks x corpus tables however many queries are held out."""
         queries = Embedder(model).encode_queries(self.split.queries)
         if not (np.isfinite(queries).all() and np.isfinite(index.vectors).all()):
             zero = ["ndcg@10", "mrr@10"] + ["teacher@10"] * (self.split.teacher is not None)
             return dict.fromkeys(zero, 0.0)
-        scores = index.scores(queries)
-        ranks = index.ranks_in(scores, self.split.owners)
-        hit = ranks <= TOP
+        ranks, tops = [], []
+        for rows in blocks(len(queries), len(index.doc_ids)):
+            scores = index.scores(queries[rows])
+            ranks.append(index.ranks_in(scores, self.split.owners[rows]))
+            tops.append(top(scores))
+        rank = np.concatenate(ranks)
+        hit = rank <= TOP
         figures = {
-            "ndcg@10": float(np.where(hit, 1 / np.log2(ranks + 1), 0).mean()),
-            "mrr@10": float(np.where(hit, 1 / ranks, 0).mean()),
+            "ndcg@10": float(np.where(hit, 1 / np.log2(rank + 1), 0).mean()),
+            "mrr@10": float(np.where(hit, 1 / rank, 0).mean()),
         }
         if self.split.teacher is None:
             return figures
         if self.teacher_top is None:
             teacher = FusedTeacher.from_config(index, self.split.teacher, "z")
-            self.teacher_top = top(teacher.corpus_scores(self.split.queries, queries))
-        shared = [len(set(a) & set(b)) for a, b in zip(top(scores), self.teacher_top, strict=True)]
+            self.teacher_top = np.concatenate([
+                top(teacher.corpus_scores(self.split.queries[rows], queries[rows]))
+                for rows in blocks(len(queries), len(index.doc_ids))
+            ])  # fmt: skip
+        mine = np.concatenate(tops)
+        shared = [len(set(a) & set(b)) for a, b in zip(mine, self.teacher_top, strict=True)]
         return figures | {"teacher@10": float(np.mean(shared)) / TOP}
+
+
+def blocks(queries: int, documents: int) -> list[slice]:
+    """Slices of the queries whose queries x documents tables hold about `CELLS` scores."""
+    step = max(1, CELLS // max(documents, 1))
+    return [slice(start, start + step) for start in range(0, queries, step)]
 
 
 def top(scores: np.ndarray) -> np.ndarray:
