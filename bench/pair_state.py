@@ -11,7 +11,7 @@ marginal cost over the last two thirds), the projection to a million pairs, and
 `state growth ratio R`: bytes per pair over the last third against the middle third (1 or
 less: the state grows linearly with the pairs; more: something grows faster).
 
-    python bench/pair_state.py [--pairs 150000] [--exact-below 0]
+    python bench/pair_state.py [--pairs 150000] [--exact-below 0] [--parts exact near ...]
 """
 
 import argparse
@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--exact-below", type=int, default=0,
                         help=f"semantic dedup's graph from this many kept ({EXACT_BELOW:,} in a "
                              "job); 0: the graph from the first, as a large run")  # fmt: skip
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.part:
@@ -119,7 +120,7 @@ def main() -> None:
     name, flags = read_cpuinfo()
     wide = " ".join(sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
     print(f"machine: {name}, {wide}; {args.pairs:,} pairs, exact_below {args.exact_below:,}")
-    for part in PARTS:
+    for part in args.parts:
         command = [sys.executable, str(Path(__file__).resolve()), "--part", part,
                    "--pairs", str(args.pairs), "--exact-below", str(args.exact_below)]  # fmt: skip
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout

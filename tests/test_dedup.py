@@ -116,7 +116,7 @@ def test_kept_queries_are_written_out_not_held(
     """A run's kept queries go to a temp file as they are kept: what stays in memory is a
     small part of them, and the saved state holds every one, in order, with its vector
     (none at all where a kept query had none)."""
-    monkeypatch.setattr(kept, "ROW_GROUP", 100)
+    monkeypatch.setattr(kept, "CHUNK", 300)  # the state in several row groups
     rng = np.random.default_rng(0)
     queries = [f"query {i} " + "x" * 500 for i in range(2_000)]
     batch = candidates(queries)

@@ -2,13 +2,17 @@
 kept instead of held: a million kept queries are about 2 GB a run needs back once, when the
 version's dedup state is saved.
 
-They go to an unlinked temp file (on the dataset's disk where the job says so), which the
-kernel removes with the process however the run ends; `save` copies them into the version's
-state in one pass, batch by batch.
+They go to unlinked temp files (on the dataset's disk where the job says so), which the
+kernel removes with the process however the run ends: a JSON line per query and its vector
+as raw float32, written through the files' own small buffers, so nothing but a count grows
+in memory. `save` reads them back in chunks into the version's Parquet state.
 """
 
+import json
 import tempfile
+from itertools import islice
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +20,7 @@ import pyarrow.parquet as pq
 
 from pipeline.dataset.writer import atomic_path
 
-ROW_GROUP = 16_384  # kept rows buffered before they are written out
+CHUNK = 65_536  # kept queries per row group of the saved state
 
 
 class KeptQueries:
@@ -24,15 +28,9 @@ class KeptQueries:
     (and one was kept)."""
 
     def __init__(self, dimension: int, folder: Path | None = None) -> None:
-        fields = [pa.field("query_norm", pa.string()), pa.field("doc_id", pa.string())]
-        if dimension:
-            fields.append(pa.field("vector", pa.list_(pa.float32(), dimension)))
-        self.schema = pa.schema(fields)
         self.dimension = dimension
-        # Held open for the run (unlinked: nothing to clean up); `save` closes it.
-        self.file = tempfile.TemporaryFile(dir=folder, prefix=".kept-queries-")  # noqa: SIM115
-        self.writer = pq.ParquetWriter(self.file, self.schema)
-        self.buffer: tuple[list[str], list[str], list[np.ndarray]] = ([], [], [])
+        self.rows = _temp(folder)
+        self.vectors = _temp(folder) if dimension else None
         self.count = 0
         self.vectorless = 0  # kept without a vector: then the state holds none
 
@@ -40,36 +38,35 @@ class KeptQueries:
         return self.count
 
     def add(self, text: str, doc_id: str, vector: np.ndarray | None) -> None:
-        texts, docs, vectors = self.buffer
-        texts.append(text)
-        docs.append(doc_id)
-        if vector is None:
-            self.vectorless += 1
-        vectors.append(np.zeros(self.dimension, np.float32) if vector is None else vector)
+        self.rows.write(json.dumps([text, doc_id], ensure_ascii=False).encode() + b"\n")
+        if self.vectors is not None:
+            self.vectorless += vector is None
+            row = np.zeros(self.dimension) if vector is None else vector
+            self.vectors.write(np.asarray(row, np.float32).tobytes())
         self.count += 1
-        if len(texts) >= ROW_GROUP:
-            self._flush()
-
-    def _flush(self) -> None:
-        texts, docs, vectors = self.buffer
-        if not texts:
-            return
-        columns = [pa.array(texts, pa.string()), pa.array(docs, pa.string())]
-        if self.dimension:
-            flat = np.stack(vectors).astype(np.float32).reshape(-1)
-            columns.append(pa.FixedSizeListArray.from_arrays(pa.array(flat), self.dimension))
-        self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
-        self.buffer = ([], [], [])
 
     def save(self, path: Path) -> None:
         """Write every kept query to the Parquet file `path` (atomically); the last call."""
-        self._flush()
-        self.writer.close()
-        self.file.seek(0)
-        source = pq.ParquetFile(self.file)
-        vectors = self.count and not self.vectorless
-        keep = self.schema if vectors else pa.schema(list(self.schema)[:2])
-        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, keep, compression="zstd") as out:
-            for batch in source.iter_batches(columns=keep.names):
-                out.write_batch(batch)
-        self.file.close()
+        fields = [pa.field("query_norm", pa.string()), pa.field("doc_id", pa.string())]
+        vectors = self.vectors if self.count and not self.vectorless else None
+        if vectors is not None:
+            fields.append(pa.field("vector", pa.list_(pa.float32(), self.dimension)))
+            vectors.seek(0)
+        schema = pa.schema(fields)
+        self.rows.seek(0)
+        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as out:
+            while lines := list(islice(self.rows, CHUNK)):
+                texts, docs = zip(*(json.loads(line) for line in lines), strict=True)
+                columns = [pa.array(texts, pa.string()), pa.array(docs, pa.string())]
+                if vectors is not None:
+                    flat = np.frombuffer(vectors.read(len(lines) * self.dimension * 4), np.float32)
+                    columns.append(pa.FixedSizeListArray.from_arrays(flat, self.dimension))
+                out.write_table(pa.Table.from_arrays(columns, schema=schema))
+        for handle in (self.rows, self.vectors):
+            if handle is not None:
+                handle.close()
+
+
+def _temp(folder: Path | None) -> IO[bytes]:
+    """An unlinked temp file held open for the run (`save` closes it)."""
+    return tempfile.TemporaryFile(dir=folder, prefix=".kept-queries-")
