@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,6 +32,7 @@ from pipeline.generation.backends.base import Generator, OnDone, Request, Result
 
 SEGMENT = "seg-{}{:06d}.jsonl"
 OFFSET_BITS = 40  # a segment up to 1 TiB
+OFFSET_MASK = (1 << OFFSET_BITS) - 1
 
 
 def result_key(request: Request, sampling: StageSampling, model: str, seed: int) -> str:
@@ -91,20 +93,17 @@ class RequestCache:
         segments in file order."""
         places = [self.where[key] for key in keys]
         found: dict[int, Result] = {}
-        handles: dict[int, BinaryIO] = {}
-        try:
+        with ExitStack() as stack:
+            handles: dict[int, BinaryIO] = {}
             for place in sorted(set(places)):
                 number = place >> OFFSET_BITS
                 if number not in handles:
-                    handles[number] = self.paths[number].open("rb")
-                handles[number].seek(place & (1 << OFFSET_BITS) - 1)
+                    handles[number] = stack.enter_context(self.paths[number].open("rb"))
+                handles[number].seek(place & OFFSET_MASK)
                 parsed = _parse(handles[number].readline().rstrip(b"\n"))
                 if parsed is None:
                     raise RuntimeError(f"{self.paths[number]} changed after it was indexed")
                 found[place] = parsed[1]
-        finally:
-            for handle in handles.values():
-                handle.close()
         return [found[place] for place in places]
 
     def add(self, keys: list[str], results: list[Result]) -> None:
