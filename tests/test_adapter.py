@@ -4,6 +4,7 @@ crops; query logs; `embsynth train` with an adapter writes a final model whose D
 (or refitted encoder) sentence-transformers and our Embedder both apply; bad input."""
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from sentence_transformers import SentenceTransformer
 from pipeline.adapt.crops import crops
 from pipeline.adapt.encoder import fit_encoder
 from pipeline.adapt.lesson import Lesson, every_row
-from pipeline.adapt.linear import fit_linear
+from pipeline.adapt.linear import fit_linear, held_out_kl, listwise_kl
 from pipeline.adapt.stage import REPORT, logged_queries
 from pipeline.corpus.index import CorpusIndex
 from pipeline.dataset.records import Document
@@ -213,3 +214,20 @@ def test_a_missing_query_log_is_refused_before_training(
     assert done.stderr.strip().count("\n") == 0
     assert "adapter.queries: no such query file" in done.stderr
     assert not out.exists()
+
+
+def test_the_held_out_kl_in_batches_is_the_kl_of_one_table() -> None:
+    """The held-out KL is taken a batch of queries at a time (a table of every held-out
+    query x the taught documents grows with the corpus squared): the same mean."""
+    rng = np.random.default_rng(0)
+    student = torch.from_numpy(rng.normal(size=(103, 40)).astype(np.float32))
+    teacher = torch.from_numpy(rng.normal(size=(103, 40)).astype(np.float32))
+    held = np.arange(3, 103, 2)
+
+    def kl(rows: np.ndarray) -> torch.Tensor:
+        return listwise_kl(student[rows], teacher[rows], 0.05)
+
+    whole = float(kl(held))
+    assert held_out_kl(held, 7, kl) == pytest.approx(whole, rel=1e-6)
+    assert held_out_kl(held, len(held), kl) == pytest.approx(whole, rel=1e-7)
+    assert math.isnan(held_out_kl(held[:0], 7, kl))

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.adapt.lesson import Lesson, distinct
-from pipeline.adapt.linear import held_out_split, listwise_kl
+from pipeline.adapt.linear import held_out_kl, held_out_split, listwise_kl
 from pipeline.embedding.inference import saved_settings
 from pipeline.embedding.model import EmbeddingModel, query_text
 from pipeline.embedding.save import export_model
@@ -60,11 +60,13 @@ def fit_encoder(
         student = (queries @ doc_vectors[unique.to(device)].T).gather(1, where.to(device))
         return listwise_kl(student, teacher[batch], temperature, shift)
 
-    vectors = torch.from_numpy(taught.vectors[held]).float().to(device)
-    before = float(kl(vectors, held)) if len(held) else float("nan")
+    def fixed(rows: np.ndarray) -> torch.Tensor:  # the lesson's vectors: the model as it was
+        return kl(torch.from_numpy(taught.vectors[rows]).float().to(device), rows)
+
+    size = fit.batch_size
+    before = held_out_kl(held, size, fixed)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=fit.learning_rate)
     rng = np.random.default_rng(seed)
-    size = fit.batch_size
     steps = fit.epochs * math.ceil(len(train) / size)
     encoder.train()
     with tqdm(total=steps, desc="adapter: encoder", unit="step") as bar:
@@ -79,8 +81,6 @@ def fit_encoder(
                 bar.set_postfix(kl=f"{loss.item():.3f}")
                 bar.update(1)
     encoder.eval()
-    with torch.no_grad():
-        chunks = [embed(held[i : i + size]) for i in range(0, len(held), size)]
-        after = float(kl(torch.cat(chunks), held)) if len(held) else float("nan")
+    after = held_out_kl(held, size, lambda rows: kl(embed(rows), rows))
     export_model(encoder, out, instruction)
     return before, after

@@ -8,6 +8,7 @@ are mapped by W too (one model for both sides, as sentence-transformers applies 
 of the queries is held out: its KL, before and after, says whether the fit generalized.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,19 @@ def listwise_kl(
     target = torch.log_softmax(teacher / temperature + shift, dim=-1)
     learned = torch.log_softmax(student / temperature + shift, dim=-1)
     return (target.exp() * (target - learned)).sum(-1).mean()
+
+
+def held_out_kl(held: np.ndarray, size: int, kl: Callable[[np.ndarray], torch.Tensor]) -> float:
+    """The mean KL of the `held` rows, `size` rows at a time (each batch's mean weighted by
+    its rows): the same mean as one table, while a table of all the held-out queries x the
+    taught documents would grow with the corpus squared (the whole table is taught below
+    `whole_table_gib`). NaN with nothing held out."""
+    if not len(held):
+        return float("nan")
+    with torch.no_grad():
+        total = sum(float(kl(held[i : i + size])) * len(held[i : i + size])
+                    for i in range(0, len(held), size))  # fmt: skip
+    return total / len(held)
 
 
 @dataclass(frozen=True)
@@ -83,8 +97,7 @@ def fit_linear(
         student = (q @ d.T).gather(1, where.to(device))
         return listwise_kl(student, t_all[batch], temperature, shift)
 
-    with torch.no_grad():
-        before = float(kl(held)) if len(held) else float("nan")
+    before = held_out_kl(held, batch_size, kl)
     rng = np.random.default_rng(seed)
     for _ in range(steps):
         batch = train if len(train) <= batch_size else rng.choice(train, batch_size, replace=False)
@@ -92,6 +105,5 @@ def fit_linear(
         loss = kl(batch) + reg * ((weight - eye) ** 2).sum()
         loss.backward()
         optimizer.step()
-    with torch.no_grad():
-        after = float(kl(held)) if len(held) else float("nan")
+    after = held_out_kl(held, batch_size, kl)
     return Fit(weight.detach().cpu(), before, after)

@@ -124,7 +124,9 @@ def lesson(
               for i in range(0, len(texts), BLOCK))  # fmt: skip
     top, sampled = settings.top, settings.sampled
     if whole_table(len(texts), size, settings):
-        targets = np.concatenate(list(blocks))
+        targets = np.empty((len(texts), size), dtype=np.float32)  # filled, not concatenated
+        for start, block in zip(range(0, len(texts), BLOCK), blocks, strict=True):
+            targets[start : start + len(block)] = block
         return Lesson(index, texts, vectors, every_row(len(texts), size), targets, len(logged))
     if index.exhaustive:
         parts = [taught(block, top, sampled, rng) for block in blocks]
