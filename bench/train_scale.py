@@ -74,8 +74,9 @@ def main() -> None:
     wide = " ".join(sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
     print(f"machine: {name}, {os.cpu_count()} cores, {wide}", flush=True)
     grown = args.work / "grown-corpus.jsonl"
+    npl = args.eval_data / "npl" / "corpus.jsonl"
     runs = {
-        "npl": (args.eval_data / "npl" / "corpus.jsonl", 11_429),
+        "npl": (npl, sum(1 for _ in npl.open())),
         "grown": (grown, grown_corpus(args.eval_data, grown)),
     }
     peaks = {}
