@@ -107,8 +107,8 @@ class Validator:
         if not (np.isfinite(queries).all() and np.isfinite(index.vectors).all()):
             zero = ["ndcg@10", "mrr@10"] + ["teacher@10"] * (self.split.teacher is not None)
             return dict.fromkeys(zero, 0.0)
-        ranks, tops = [], []
-        for rows in blocks(len(queries), len(index.doc_ids)):
+        ranks, tops, parts = [], [], blocks(len(queries), len(index.doc_ids))
+        for rows in parts:
             scores = index.scores(queries[rows])
             ranks.append(index.ranks_in(scores, self.split.owners[rows]))
             tops.append(top(scores))
@@ -124,7 +124,7 @@ class Validator:
             teacher = FusedTeacher.from_config(index, self.split.teacher, "z")
             self.teacher_top = np.concatenate([
                 top(teacher.corpus_scores(self.split.queries[rows], queries[rows]))
-                for rows in blocks(len(queries), len(index.doc_ids))
+                for rows in parts
             ])  # fmt: skip
         mine = np.concatenate(tops)
         shared = [len(set(a) & set(b)) for a, b in zip(mine, self.teacher_top, strict=True)]
