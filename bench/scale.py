@@ -79,7 +79,7 @@ def write_corpus(path: Path, count: int, seed: int = 0) -> None:
             out.write(json.dumps({"id": f"s{i:07d}", "text": " ".join(picked)}) + "\n")
 
 
-def job(corpus: Path, out: Path, model: Path, exact_below: int) -> dict[str, Any]:
+def job(corpus: Path, out: Path, model: Path, embedder: dict[str, Any]) -> dict[str, Any]:
     """The measured job (see the module)."""
     return {
         "name": "scale",
@@ -98,7 +98,7 @@ def job(corpus: Path, out: Path, model: Path, exact_below: int) -> dict[str, Any
             "round_trip": {"judge": "teacher", "top_k": 10_000_000},
         },
         "teacher": {"kind": "fused", "scale": "rank"},
-        "embedder": {"exact_below": exact_below},
+        "embedder": embedder,
         "output": {"dir": str(out), "shard_size": 10_000},
     }  # fmt: skip
 
@@ -178,7 +178,7 @@ def report(n: int, result: dict[str, Any]) -> None:
     print(f"  PSS by tenth of the run (least-highest, GiB): {result['tenths']}", flush=True)
 
 
-def measure(n: int, work: Path, model: Path, exact_below: int) -> dict[str, Any]:
+def measure(n: int, work: Path, model: Path, embedder: dict[str, Any]) -> dict[str, Any]:
     """A fresh run on N documents, then the refresh after 1% new ones; both are kept in
     WORK/N/result.json, so a size measured once (100,000 documents take hours here) can
     be set against one measured later with `--saved`."""
@@ -187,7 +187,7 @@ def measure(n: int, work: Path, model: Path, exact_below: int) -> dict[str, Any]
     folder.mkdir(parents=True)
     corpus = folder / "corpus.jsonl"
     write_corpus(corpus, n)
-    config = job(corpus, folder / "out", model, exact_below)
+    config = job(corpus, folder / "out", model, embedder)
     result = run(config, folder, "run", "run")
     report(n, result)
     write_corpus(corpus, int(n * (1 + NEW_SHARE)))
@@ -196,7 +196,7 @@ def measure(n: int, work: Path, model: Path, exact_below: int) -> dict[str, Any]
           f"{refreshed['documents']} read, wall {refreshed['wall']:.0f} s, "
           f"peak PSS {refreshed['peak'] / 2**30:.2f} GiB", flush=True)  # fmt: skip
     print(f"  steps: {'  '.join(f'{k} {v:.0f} s' for k, v in refreshed['steps'].items())}")
-    kept = {"settings": {"generator": model.name, "exact_below": exact_below},
+    kept = {"settings": {"generator": model.name, "embedder": embedder},
             "run": result, "refresh": refreshed}  # fmt: skip
     (folder / "result.json").write_text(json.dumps(kept, indent=1))
     return kept
@@ -211,13 +211,13 @@ def own(result: dict[str, Any]) -> float:
     return (result["wall"] - sum(result["steps"][s] for s in GENERATION)) / result["documents"]
 
 
-def saved(n: int, work: Path, model: Path, exact_below: int) -> dict[str, Any]:
+def saved(n: int, work: Path, model: Path, embedder: dict[str, Any]) -> dict[str, Any]:
     """A size's result from an earlier invocation with the same generator and index."""
     path = work / str(n) / "result.json"
     if not path.is_file():
         raise SystemExit(f"no saved result for N={n}: {path} (run it with --sizes {n})")
     kept = json.loads(path.read_text())
-    if kept["settings"] != {"generator": model.name, "exact_below": exact_below}:
+    if kept["settings"] != {"generator": model.name, "embedder": embedder}:
         raise SystemExit(f"{path} was measured with other settings: {kept['settings']}")
     report(n, kept["run"])
     return kept
@@ -237,6 +237,12 @@ def main() -> None:
         help="embedder.exact_below: 0 runs every size as a large corpus runs",
     )
     parser.add_argument(
+        "--embedder-backend",
+        choices=["torch", "vllm"],
+        default="torch",
+        help="embedder.backend (vllm: bf16 through vLLM's pooling runner where the CPU has it)",
+    )
+    parser.add_argument(
         "--ranks", type=int, default=8192, help="the generator's BPE ranks (151643: all)"
     )
     args = parser.parse_args()
@@ -245,9 +251,10 @@ def main() -> None:
     model = args.work / f"tiny-qwen3-{args.ranks}"
     if not (model / "config.json").is_file():
         build_tiny_qwen3(model, seed=0, ranks=args.ranks)
-    results = {n: saved(n, args.work, model, args.exact_below) for n in args.saved}
+    embedder = {"exact_below": args.exact_below, "backend": args.embedder_backend}
+    results = {n: saved(n, args.work, model, embedder) for n in args.saved}
     for n in sorted(args.sizes):
-        results[n] = measure(n, args.work, model, args.exact_below)
+        results[n] = measure(n, args.work, model, embedder)
     small, large = results[min(results)]["run"], results[max(results)]["run"]
     print(f"peak memory ratio {large['peak'] / small['peak']:.2f}")
     print(f"the job's process: peak memory ratio {large['job'] / small['job']:.2f}")
