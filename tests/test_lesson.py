@@ -8,10 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pipeline.adapt.lesson import taught
 from pipeline.adapt.stage import adapter_job, lesson
-from pipeline.corpus.nearest import BLOCK
+from pipeline.corpus import nearest
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.train_config import AdapterConfig
 from pipeline.teacher.scorers import FusedTeacher
@@ -39,12 +40,13 @@ def queries(n: int) -> list[str]:
 
 
 def test_the_lesson_in_blocks_equals_the_whole_table(
-    tiny_encoder: Path, job_file: Callable[..., Path]
+    monkeypatch: pytest.MonkeyPatch, tiny_encoder: Path, job_file: Callable[..., Path]
 ) -> None:
     settings = AdapterConfig(job=job_file(teacher={"kind": "fused"}), crops=1)
-    asked = queries(BLOCK + 100)
+    asked = queries(300)
+    monkeypatch.setattr(nearest, "CELLS", 1)  # one query a block (at least one)
     whole = lesson(tiny_encoder, asked, settings, seed=0)
-    assert len(whole.texts) > BLOCK + 100  # the queries and the crops: two blocks and more
+    assert len(whole.texts) > 300  # the queries and the crops: hundreds of blocks
     teacher = FusedTeacher.from_config(whole.index, adapter_job(settings).teacher, "z")
     at_once = teacher.corpus_scores(whole.texts, Embedder(tiny_encoder).encode_queries(whole.texts))
     np.testing.assert_allclose(whole.targets, at_once, rtol=0, atol=1e-5)

@@ -14,12 +14,12 @@ import pytest
 
 from pipeline.adapt.stage import lesson
 from pipeline.config.job import TeacherConfig
+from pipeline.corpus import nearest
 from pipeline.dataset.records import Document
 from pipeline.embedding.data import load_examples
 from pipeline.embedding.inference import Embedder
 from pipeline.embedding.split import document_key, split_pairs
 from pipeline.embedding.train_config import AdapterConfig, TrainConfig
-from pipeline.selection import validation
 from pipeline.selection.choose import REPORT, ModelCandidate, choose
 from pipeline.selection.validation import Split, Validator
 from tests.conftest import SAMPLE_CORPUS, train_tiny
@@ -212,11 +212,11 @@ def test_the_split_is_measured_in_blocks_of_queries(
     index = Validator(split).index(tiny_encoder)
     figures, peaks = [], []
     for cells in (len(documents) * len(queries), len(documents) * 8):
-        monkeypatch.setattr(validation, "CELLS", cells)
+        monkeypatch.setattr(nearest, "CELLS", cells)
         tracemalloc.start()
         figures.append(Validator(split).measure(tiny_encoder, index))
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     assert figures[1] == figures[0] and figures[0]["teacher@10"] > 0
-    assert len(validation.blocks(len(queries), len(documents))) == -(-len(queries) // 8)
+    assert len(nearest.query_blocks(len(queries), len(documents))) == -(-len(queries) // 8)
     assert peaks[1] < peaks[0] / 2  # the rest: the model, BM25, the query vectors

@@ -16,6 +16,7 @@ import pytest
 import Stemmer
 
 from pipeline.config.job import NegativesConfig, TeacherConfig, load_config
+from pipeline.corpus import nearest
 from pipeline.corpus.embedder import embedder_path
 from pipeline.corpus.index import CorpusIndex
 from pipeline.dataset.records import Candidate, Document
@@ -25,7 +26,7 @@ from pipeline.quality.consistency import RoundTripFilter, embed_queries
 from pipeline.run.job import run_job
 from pipeline.teacher.judge import TeacherJudge
 from pipeline.teacher.lexical import Bm25Index, bm25s_module
-from pipeline.teacher.scorers import CrossEncoderTeacher, FusedTeacher
+from pipeline.teacher.scorers import CrossEncoderTeacher, FusedTeacher, Scoring
 from tests.test_negatives import CORPUS
 
 QUERY = "vaccine weakened pathogen immune response"
@@ -96,6 +97,26 @@ def test_fused_scores_match_a_hand_computation_and_are_stored_in_order(
     alone.score([candidate])
     cosines = index.vectors[rows] @ candidate.vector
     np.testing.assert_allclose(candidate.teacher_scores[:3], cosines, atol=1e-6)
+
+
+def test_a_batch_is_scored_in_blocks_with_the_scores_of_one_table(
+    monkeypatch: pytest.MonkeyPatch, embedder: Embedder, index: CorpusIndex
+) -> None:
+    """A job's batch scored against a corpus below `exact_below` goes a block of queries at
+    a time (a batch x corpus table near that size is GBs): the same scores as at once."""
+    queries = [QUERY, "bread flour oven", "herd of cattle grazing", "tides and the moon"]
+    rows = list(range(len(index.doc_ids)))  # every document, and a text outside the corpus
+    items = [Scoring(q, pair(embedder, q).vector, [*index.texts, "no such text"], [*rows, None])
+             for q in queries]  # fmt: skip
+    teacher = FusedTeacher(index, 0.7, 0.3, "rank", stemmer="english", feedback=(2, 0.5))
+    at_once = teacher.score(items)
+    monkeypatch.setattr(nearest, "CELLS", 1)  # one query a block
+    assert len(nearest.query_blocks(len(items), len(index.doc_ids))) == len(items)
+    blocked = teacher.score(items)
+    assert all(row[-1] is None and None not in row[:-1] for row in at_once + blocked)
+    # A one-row product rounds apart from a four-row one (another BLAS kernel): to 1e-6.
+    np.testing.assert_allclose([r[:-1] for r in blocked], [r[:-1] for r in at_once], atol=1e-6)
+    assert len({tuple(row) for row in at_once}) == len(queries)
 
 
 def test_rank_scale_gives_the_embedder_scores_in_the_teacher_order(

@@ -20,6 +20,10 @@ import torch
 from pipeline.corpus.index import CorpusIndex
 from pipeline.teacher.scorers import FusedTeacher
 
+# Queries whose candidates are scored at once past `exact_below`: a block's tables are its
+# candidates' (not the corpus's), so a fixed count bounds them at any corpus size.
+POOLED = 512
+
 
 @dataclass(frozen=True)
 class Lesson:

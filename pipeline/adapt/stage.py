@@ -22,12 +22,12 @@ from tqdm import tqdm
 
 from pipeline.adapt.crops import crops
 from pipeline.adapt.encoder import fit_encoder
-from pipeline.adapt.lesson import Lesson, every_row, sampled_weights, taught, taught_pooled
+from pipeline.adapt.lesson import POOLED, Lesson, every_row, sampled_weights, taught, taught_pooled
 from pipeline.adapt.linear import Fit, fit_linear
 from pipeline.config.errors import UserError
 from pipeline.config.job import JobConfig, load_config
 from pipeline.corpus.index import CorpusIndex
-from pipeline.corpus.nearest import BLOCK
+from pipeline.corpus.nearest import query_blocks
 from pipeline.corpus.reader import read_batches, read_queries
 from pipeline.corpus.survey import check_corpus
 from pipeline.dataset.manifest import write_json_atomic
@@ -120,19 +120,19 @@ def lesson(
     teacher = FusedTeacher.from_config(index, job.teacher, "z")
     size, rng = len(index.doc_ids), np.random.default_rng(seed)
     # A block of queries at a time: only the taught part of each block's table is kept.
-    blocks = (teacher.corpus_scores(texts[i : i + BLOCK], vectors[i : i + BLOCK])
-              for i in range(0, len(texts), BLOCK))  # fmt: skip
+    blocks = query_blocks(len(texts), size)
+    tables = (teacher.corpus_scores(texts[b], vectors[b]) for b in blocks)
     top, sampled = settings.top, settings.sampled
     if whole_table(len(texts), size, settings):
         targets = np.empty((len(texts), size), dtype=np.float32)  # filled, not concatenated
-        for start, block in zip(range(0, len(texts), BLOCK), blocks, strict=True):
-            targets[start : start + len(block)] = block
+        for block, table in zip(blocks, tables, strict=True):
+            targets[block] = table
         return Lesson(index, texts, vectors, every_row(len(texts), size), targets, len(logged))
     if index.exhaustive:
-        parts = [taught(block, top, sampled, rng) for block in blocks]
-    else:  # no whole-corpus row per query (pipeline.adapt.lesson)
-        parts = [taught_pooled(teacher, texts[i : i + BLOCK], vectors[i : i + BLOCK], top,
-                               sampled, rng) for i in range(0, len(texts), BLOCK)]  # fmt: skip
+        parts = [taught(table, top, sampled, rng) for table in tables]
+    else:  # no whole-corpus row per query: a block's tables are its candidates' (lesson.py)
+        parts = [taught_pooled(teacher, texts[i : i + POOLED], vectors[i : i + POOLED], top,
+                               sampled, rng) for i in range(0, len(texts), POOLED)]  # fmt: skip
     rows, targets = (np.concatenate(side) for side in zip(*parts, strict=True))
     weights = sampled_weights(top, sampled, size)
     return Lesson(index, texts, vectors, rows, targets, len(logged), weights)

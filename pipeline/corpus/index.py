@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.corpus.columns import CorpusColumns
-from pipeline.corpus.nearest import BLOCK, EXACT_BELOW, Graph, exact_top
+from pipeline.corpus.nearest import EXACT_BELOW, Graph, exact_top
 from pipeline.dataset.records import Document
 
 if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
@@ -81,14 +81,10 @@ class CorpusIndex:
         return self._graph.top(queries, k)
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
-        """Cosine of each query against every document (queries x documents)."""
-        return (
-            np.concatenate(
-                [queries[i : i + BLOCK] @ self.vectors.T for i in range(0, len(queries), BLOCK)]
-            )
-            if len(queries)
-            else np.zeros((0, len(self.doc_ids)), dtype=np.float32)
-        )
+        """Cosine of each query against every document (queries x documents): one table,
+        which callers keep small by scoring their queries in `query_blocks`."""
+        queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.vectors.shape[1])
+        return queries @ self.vectors.T
 
     def positive_scores(self, queries: np.ndarray, doc_ids: list[str]) -> np.ndarray:
         """Cosine of each query with its own document."""

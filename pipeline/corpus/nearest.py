@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from usearch.index import Index
 
 EXACT_BELOW = 100_000  # documents; a larger corpus is searched through the graph
-BLOCK = 512  # queries scored at once by exact search: bounds the table to BLOCK x documents
+CELLS = 1 << 24  # scores in one block's queries x documents table: 64 MiB of float32
 # HNSW settings: M, efConstruction and ef; recall@100 >= 0.99 on the bench (bench/nearest.py).
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 512
 # In a corpus state's folder: its graph, and the graph of an earlier state whose documents
@@ -41,14 +41,23 @@ def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndar
     rows, scores = nothing(len(queries), k)
     if not k:
         return rows, scores
-    for start in range(0, len(queries), BLOCK):
-        table = queries[start : start + BLOCK] @ vectors.T
+    for block in query_blocks(len(queries), len(vectors)):
+        table = queries[block] @ vectors.T
         top = np.argpartition(-table, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(table, top, axis=1), axis=1, kind="stable")
         best = np.take_along_axis(top, order, axis=1)
-        rows[start : start + len(table)] = best
-        scores[start : start + len(table)] = np.take_along_axis(table, best, axis=1)
+        rows[block] = best
+        scores[block] = np.take_along_axis(table, best, axis=1)
     return rows, scores
+
+
+def query_blocks(queries: int, documents: int) -> list[slice]:
+    """Slices of the queries whose queries x documents tables hold about `CELLS` scores:
+    what scores queries against a whole corpus (exact search, the teacher's rows, the
+    adapter's lesson, the validation split) holds a few tables of this size, however large
+    the corpus (a fixed count of queries a block would grow its tables with the corpus)."""
+    step = max(1, CELLS // max(documents, 1))
+    return [slice(start, start + step) for start in range(0, queries, step)]
 
 
 def nothing(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:

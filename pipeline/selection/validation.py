@@ -26,6 +26,7 @@ from pipeline.adapt.stage import job_documents
 from pipeline.config.errors import UserError
 from pipeline.config.job import JobConfig, TeacherConfig
 from pipeline.corpus.index import CorpusIndex
+from pipeline.corpus.nearest import query_blocks
 from pipeline.dataset.records import Document
 from pipeline.embedding.data import Example
 from pipeline.embedding.dense import load_dense
@@ -34,7 +35,6 @@ from pipeline.embedding.split import document_key
 from pipeline.teacher.scorers import FusedTeacher
 
 TOP = 10  # the cut of nDCG, MRR and the teacher's agreement
-CELLS = 1 << 24  # scores per block of queries: 64 MiB a table (the teacher holds a few)
 
 
 @dataclass(frozen=True)
@@ -101,13 +101,13 @@ class Validator:
     def measure(self, model: Path, index: CorpusIndex) -> dict[str, float]:
         """nDCG@10 and MRR@10 of the held-out queries' own documents, and (with a teacher)
         the share of the teacher's top ten in the model's. A model whose vectors are not
-        finite scores 0: its ranking means nothing. The queries go in blocks (`blocks`), so
+        finite scores 0: its ranking means nothing. The queries go in blocks (`query_blocks`), so
         memory stays that of a few blocks x corpus tables however many queries are held out."""
         queries = Embedder(model).encode_queries(self.split.queries)
         if not (np.isfinite(queries).all() and np.isfinite(index.vectors).all()):
             zero = ["ndcg@10", "mrr@10"] + ["teacher@10"] * (self.split.teacher is not None)
             return dict.fromkeys(zero, 0.0)
-        ranks, tops, parts = [], [], blocks(len(queries), len(index.doc_ids))
+        ranks, tops, parts = [], [], query_blocks(len(queries), len(index.doc_ids))
         for rows in parts:
             scores = index.scores(queries[rows])
             ranks.append(index.ranks_in(scores, self.split.owners[rows]))
@@ -129,12 +129,6 @@ class Validator:
         mine = np.concatenate(tops)
         shared = [len(set(a) & set(b)) for a, b in zip(mine, self.teacher_top, strict=True)]
         return figures | {"teacher@10": float(np.mean(shared)) / TOP}
-
-
-def blocks(queries: int, documents: int) -> list[slice]:
-    """Slices of the queries whose queries x documents tables hold about `CELLS` scores."""
-    step = max(1, CELLS // max(documents, 1))
-    return [slice(start, start + step) for start in range(0, queries, step)]
 
 
 def top(scores: np.ndarray) -> np.ndarray:

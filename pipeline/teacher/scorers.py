@@ -36,6 +36,7 @@ import numpy as np
 from pipeline.config.errors import UserError
 from pipeline.config.job import TeacherConfig
 from pipeline.corpus.index import CorpusIndex
+from pipeline.corpus.nearest import query_blocks
 from pipeline.generation.backends.base import Generator
 from pipeline.teacher.lexical import Bm25Index
 from pipeline.teacher.llm_judge import judge
@@ -151,11 +152,13 @@ class FusedTeacher:
             return []
         if not self.index.exhaustive:
             return self._pooled(items)
-        table = self.corpus_scores([i.query for i in items], np.stack([i.vector for i in items]))
-        return [
-            [None if row is None else float(table[n, row]) for row in item.rows]
-            for n, item in enumerate(items)
-        ]
+        out = []  # in blocks: a batch's tables against a corpus near `exact_below` are GBs
+        for block in query_blocks(len(items), len(self.index.doc_ids)):
+            part = items[block]
+            table = self.corpus_scores([i.query for i in part], np.stack([i.vector for i in part]))
+            out += [[None if row is None else float(table[n, row]) for row in item.rows]
+                    for n, item in enumerate(part)]  # fmt: skip
+        return out
 
     def _pooled(self, items: list[Scoring]) -> list[list[float | None]]:
         """`score` from each query's candidates (see the module)."""
