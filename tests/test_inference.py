@@ -46,10 +46,13 @@ def test_dimension_truncation_and_instruction_override(saved_decoder: Path) -> N
 
 SERVED = """
 import sys, numpy as np
-from pipeline.embedding.inference import Embedder
-texts = sys.argv[3:]
-served = Embedder(sys.argv[1], backend="vllm", dtype="float32")
-np.save(sys.argv[2], np.stack([served.encode_queries(texts), served.encode_documents(texts)]))
+from pipeline.embedding import inference
+inference.VLLM_CALL = 1  # a call per text: the vectors come back in order all the same
+texts, calls = sys.argv[3:], []
+served = inference.Embedder(sys.argv[1], backend="vllm", dtype="float32")
+documents = served.encode_documents(texts, on_done=calls.append)
+assert calls == [1] * len(texts), calls  # progress after each call
+np.save(sys.argv[2], np.stack([served.encode_queries(texts), documents]))
 """
 
 

@@ -20,6 +20,10 @@ from pipeline.embedding.model import EmbeddingModel, Pooling, query_prompt
 from pipeline.generation.backends.base import OnDone
 
 DEFAULT_MAX_LENGTH = 512
+# Texts a vLLM call embeds: its outputs are Python lists of floats (32 bytes a float) until
+# turned into an array, so a corpus chunk of 65,536 documents in one call held 0.8 GB of
+# them, and the progress bar moved once a chunk.
+VLLM_CALL = 1024
 LEGACY_POOLING = {"pooling_mode_mean_tokens": "mean", "pooling_mode_lasttoken": "lasttoken"}
 
 
@@ -129,10 +133,15 @@ class Embedder:
         if not texts:
             return np.zeros((0, dim or self.dimension), dtype=np.float32)
         if self.backend == "vllm":
-            ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
-            outputs = self.llm.embed([{"prompt_token_ids": i} for i in ids], use_tqdm=False)
-            vectors = torch.tensor([o.outputs.embedding for o in outputs])
-            report(len(texts))
+            parts = []
+            for start in range(0, len(texts), VLLM_CALL):
+                chunk = texts[start : start + VLLM_CALL]
+                ids = self.tokenizer(chunk, truncation=True, max_length=self.max_length)
+                prompts = [{"prompt_token_ids": i} for i in ids["input_ids"]]
+                outputs = self.llm.embed(prompts, use_tqdm=False)
+                parts.append(torch.tensor(np.array([o.outputs.embedding for o in outputs])))
+                report(len(chunk))
+            vectors = torch.cat(parts)
         else:
             # Longest first, so each batch pads to texts of about its own length (a corpus
             # of abstracts in file order pads every batch to its longest: far more work).
