@@ -1,8 +1,13 @@
 """The offline Qwen tokenizer, whole and cut to its first BPE ranks (the scale bench's
 generator samples over 8k logits instead of 152k)."""
 
-import pytest
+import json
+from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli.app import app
 from pipeline.models.qwen_tokenizer import QWEN3_ADDED_TOKENS, QWEN_RANKS, build_qwen3_tokenizer
 
 TEXTS = (
@@ -31,3 +36,18 @@ def test_a_cut_tokenizer_encodes_any_text_with_the_reference_ids_it_keeps() -> N
 def test_a_cut_below_the_bytes_is_refused() -> None:
     with pytest.raises(ValueError, match="ranks must be 256"):
         build_qwen3_tokenizer(100)
+
+
+def test_the_cli_builds_a_tiny_qwen3_on_the_first_ranks(tmp_path: Path) -> None:
+    done = CliRunner().invoke(
+        app, ["models", "build-tiny-qwen3", str(tmp_path / "m"), "--ranks", "1024"]
+    )
+    assert done.exit_code == 0, done.output
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["vocab_size"] == 1088  # 1,024 ranks and 26 added tokens, padded to 64
+    assert config["eos_token_id"] == 1026  # <|im_end|>
+    refused = CliRunner().invoke(
+        app, ["models", "build-tiny-qwen3", str(tmp_path / "n"), "--ranks", "9"]
+    )
+    assert refused.exit_code == 2 and "--ranks must be 256" in refused.output
+    assert not (tmp_path / "n").exists()

@@ -241,11 +241,18 @@ config_app.command("init")(user_errors(config_commands.init))
 def build_tiny_qwen3(
     out: Annotated[Path, typer.Argument(help="folder to write the model to")],
     seed: Annotated[int, typer.Option(help="weight seed")] = 0,
+    ranks: Annotated[
+        int | None,
+        typer.Option(help="keep the tokenizer's first N BPE ranks (fewer logits to sample)"),
+    ] = None,
 ) -> None:
-    """A random-weight Qwen3 with the real Qwen tokenizer (for tests)."""
+    """A random-weight Qwen3 with the real Qwen tokenizer (for tests and benches)."""
+    from pipeline.models.qwen_tokenizer import QWEN_RANKS
     from pipeline.models.tiny_qwen3 import build_tiny_qwen3 as build
 
-    typer.echo(str(build(out, seed=seed)))
+    if ranks is not None and not 256 <= ranks <= QWEN_RANKS:
+        raise UserError(f"--ranks must be 256..{QWEN_RANKS}, got {ranks}")
+    typer.echo(str(build(out, seed=seed, ranks=ranks or QWEN_RANKS)))
 
 
 @models_app.command("prepare-demo")
