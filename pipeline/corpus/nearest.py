@@ -69,17 +69,17 @@ def nothing(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
 class Graph:
     """An HNSW graph over a corpus's vectors, built once and kept in a file (see module)."""
 
-    def __init__(self, index: "Index") -> None:
+    def __init__(self, index: "Index", expansion: int = EXPANSION_SEARCH) -> None:
         self.index = index
-        self.index.expansion_search = EXPANSION_SEARCH
+        self.index.expansion_search = expansion
 
     @classmethod
-    def empty(cls, dimension: int) -> "Graph":
-        """A graph with no vector yet, kept in memory."""
+    def empty(cls, dimension: int, expansion: int = EXPANSION_SEARCH) -> "Graph":
+        """A graph with no vector yet, kept in memory, searched at `expansion`."""
         from usearch.index import Index  # a compiled extension: loaded where a graph is used
 
         return cls(Index(ndim=dimension, metric="ip", dtype="f32", connectivity=CONNECTIVITY,
-                         expansion_add=EXPANSION_ADD))  # fmt: skip
+                         expansion_add=EXPANSION_ADD), expansion)  # fmt: skip
 
     @property
     def size(self) -> int:
