@@ -13,10 +13,8 @@ documents that both find).
 """
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
-from scale import write_corpus  # noqa: E402
+from scale import documents  # noqa: E402
 
 from pipeline.corpus.embedder import BUNDLED, embedder_path  # noqa: E402
 from pipeline.embedding.inference import Embedder  # noqa: E402
@@ -60,10 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     from sentence_transformers import SentenceTransformer
 
-    with tempfile.TemporaryDirectory() as folder:
-        corpus = Path(folder) / "corpus.jsonl"
-        write_corpus(corpus, args.documents)
-        texts = [json.loads(line)["text"] for line in corpus.read_text().splitlines()]
+    texts = list(documents(args.documents))
     path = embedder_path(BUNDLED)
     model = SentenceTransformer(str(path), device="cpu")
     reference, base = timed(lambda t: model.encode(t, batch_size=64, normalize_embeddings=True),

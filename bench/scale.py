@@ -41,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +69,20 @@ def sentences() -> list[str]:
     return found
 
 
-def write_corpus(path: Path, count: int, seed: int = 0) -> None:
-    """`count` documents s0000000.., each 5-10 seeded sentences; a longer corpus of the
-    same seed starts with the shorter one's documents (the refresh's old documents)."""
+def documents(count: int, seed: int = 0) -> Iterator[str]:
+    """`count` texts, each 5-10 seeded sentences; more of the same seed start with the
+    fewer's texts (the refresh's old documents)."""
     pool = np.array(sentences(), dtype=object)
     rng = np.random.default_rng(seed)
+    for _ in range(count):
+        yield " ".join(pool[rng.integers(0, len(pool), rng.integers(5, 11))])
+
+
+def write_corpus(path: Path, count: int, seed: int = 0) -> None:
+    """`documents` as a corpus file, ids s0000000.. in order."""
     with path.open("w", encoding="utf-8") as out:
-        for i in range(count):
-            picked = pool[rng.integers(0, len(pool), rng.integers(5, 11))]
-            out.write(json.dumps({"id": f"s{i:07d}", "text": " ".join(picked)}) + "\n")
+        for i, text in enumerate(documents(count, seed)):
+            out.write(json.dumps({"id": f"s{i:07d}", "text": text}) + "\n")
 
 
 def job(corpus: Path, out: Path, model: Path, embedder: dict[str, Any]) -> dict[str, Any]:

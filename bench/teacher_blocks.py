@@ -13,8 +13,6 @@ largest difference between their scores.
 """
 
 import argparse
-import json
-import re
 import sys
 import time
 import tracemalloc
@@ -28,21 +26,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from nearest import topics  # noqa: E402
+from scale import documents  # noqa: E402
 
 from pipeline.corpus import nearest  # noqa: E402
 from pipeline.corpus.index import CorpusIndex  # noqa: E402
 from pipeline.dataset.records import Document  # noqa: E402
 from pipeline.teacher.scorers import FusedTeacher, Scoring  # noqa: E402
-
-SAMPLE = ROOT / "pipeline" / "data" / "sample_corpus.jsonl"
-
-
-def texts(count: int, seed: int) -> list[str]:
-    """`count` texts of 5-10 sentences of the sample corpus (as bench/scale.py's)."""
-    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
-    pool = [s for line in lines for s in re.split(r"(?<=[.!?])\s+", json.loads(line)["text"])]
-    rng = np.random.default_rng(seed)
-    return [" ".join(rng.choice(pool, rng.integers(5, 11))) for _ in range(count)]
 
 
 def peak(score: Callable[[], list[list[float | None]]]) -> tuple[list, int, float]:
@@ -61,14 +50,13 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=99_999)
     parser.add_argument("--queries", type=int, default=1536)
     args = parser.parse_args()
-    documents = [Document(f"d{i}", t) for i, t in enumerate(texts(args.documents, 0))]
-    index = CorpusIndex.from_vectors(documents, topics(args.documents, 384, 0))
+    corpus = [Document(f"d{i}", t) for i, t in enumerate(documents(args.documents))]
+    index = CorpusIndex.from_vectors(corpus, topics(args.documents, 384, 0))
     teacher = FusedTeacher(index, 0.7, 0.3, "rank", stemmer="english")
     teacher.bm25  # noqa: B018  (indexed once, outside the measure)
     rows = np.random.default_rng(1).integers(0, args.documents, (args.queries, 4))
-    vectors = topics(args.queries, 384, 2)
-    items = [Scoring(q, v, ["", "", "", ""], [int(r) for r in row])
-             for q, v, row in zip(texts(args.queries, 3), vectors, rows, strict=True)]  # fmt: skip
+    asked = zip(documents(args.queries, 3), topics(args.queries, 384, 2), rows, strict=True)
+    items = [Scoring(q, v, ["", "", "", ""], [int(r) for r in row]) for q, v, row in asked]
     blocks = len(nearest.query_blocks(args.queries, args.documents))
     blocked, blocked_peak, blocked_s = peak(lambda: teacher.score(items))
     nearest.CELLS = args.queries * args.documents  # one block: all queries at once

@@ -48,10 +48,9 @@ def held_out_kl(held: np.ndarray, size: int, kl: Callable[[np.ndarray], torch.Te
     `whole_table_gib`). NaN with nothing held out."""
     if not len(held):
         return float("nan")
+    batches = [held[i : i + size] for i in range(0, len(held), size)]
     with torch.no_grad():
-        total = sum(float(kl(held[i : i + size])) * len(held[i : i + size])
-                    for i in range(0, len(held), size))  # fmt: skip
-    return total / len(held)
+        return sum(float(kl(rows)) * len(rows) for rows in batches) / len(held)
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,8 @@ class Embedder:
                 ids = self.tokenizer(chunk, truncation=True, max_length=self.max_length)
                 prompts = [{"prompt_token_ids": i} for i in ids["input_ids"]]
                 outputs = self.llm.embed(prompts, use_tqdm=False)
-                parts.append(torch.tensor(np.array([o.outputs.embedding for o in outputs])))
+                rows = [o.outputs.embedding for o in outputs]
+                parts.append(torch.from_numpy(np.array(rows, dtype=np.float32)))
                 report(len(chunk))
             vectors = torch.cat(parts)
         else:
