@@ -23,7 +23,9 @@ the wall per document, the peak PSS, the steps and the PSS over each tenth of th
 (where memory stops growing), then `peak memory ratio R` (largest N / smallest), `time per
 document ratio R`, the same without the two LLM stages (`pipeline time per document ratio
 R`: what the tiny model's generation does not hide) and `refresh share R` (the refresh's
-wall / the largest full run's). Each size's figures are kept in WORK/N/result.json;
+wall / the largest full run's). This machine's pace varies up to 1.45x between runs, so each
+run also samples a fixed probe's CPU time (`pace`), and the time ratio is printed again at
+equal pace. Each size's figures are kept in WORK/N/result.json;
 `--saved N` reads them instead of running N again, so sizes can be measured in separate
 invocations (with the same generator and index).
 
@@ -119,11 +121,27 @@ def tree_pss(process: psutil.Process) -> tuple[int, int]:
     return (sizes[0], sum(sizes[1:])) if sizes else (0, 0)
 
 
-def measured(command: list[str], log: Path) -> tuple[float, int, int, list[int]]:
+PACE_WORK = np.random.default_rng(0).random(20_000)
+
+
+def pace() -> float:
+    """CPU milliseconds this thread takes for a fixed piece of work (a Python loop and a
+    sort). This machine's pace varies up to 1.45x between runs of the same job (its host's
+    other tenants: no steal time shows), so a run's time is read beside the pace it had:
+    the median over the run, sampled every 10 s while the job keeps both cores busy."""
+    start = time.thread_time()
+    total = 0
+    for i in range(50_000):
+        total += i * i
+    np.sort(PACE_WORK)
+    return 1000 * (time.thread_time() - start)
+
+
+def measured(command: list[str], log: Path) -> tuple[float, int, int, list[int], float]:
     """(wall seconds, peak PSS bytes of the process tree, peak of the job's own process,
-    the tree's PSS every half second) of a command run to its end. The engine's KV cache is
-    1 GiB, as `make` sets it: vLLM's default reserves more, and the pages a run has touched
-    of it grow with its length."""
+    the tree's PSS every half second, the machine's median `pace`) of a command run to its
+    end. The engine's KV cache is 1 GiB, as `make` sets it: vLLM's default reserves more,
+    and the pages a run has touched of it grow with its length."""
     env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "VLLM_CPU_KVCACHE_SPACE": "1"} | dict(os.environ)  # fmt: skip
     start = time.perf_counter()
@@ -131,12 +149,15 @@ def measured(command: list[str], log: Path) -> tuple[float, int, int, list[int]]
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
         watched, peak, done = psutil.Process(process.pid), [0, 0], threading.Event()
         samples: list[int] = []
+        paces: list[float] = []
 
         def watch() -> None:
             while not done.is_set():
                 job, engine = tree_pss(watched)
                 peak[:] = max(peak[0], job + engine), max(peak[1], job)
                 samples.append(job + engine)
+                if len(samples) % 20 == 1:
+                    paces.append(pace())
                 done.wait(0.5)
 
         watcher = threading.Thread(target=watch, daemon=True)
@@ -146,7 +167,7 @@ def measured(command: list[str], log: Path) -> tuple[float, int, int, list[int]]
         watcher.join()
     if code != 0:
         raise SystemExit(f"{' '.join(command)} exited {code}: see {log}")
-    return time.perf_counter() - start, peak[0], peak[1], samples
+    return time.perf_counter() - start, peak[0], peak[1], samples, float(np.median(paces))
 
 
 def tenths(samples: list[int]) -> str:
@@ -161,7 +182,7 @@ def run(config: dict[str, Any], folder: Path, name: str, command: str) -> dict[s
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     cli = [sys.executable, "-m", "pipeline.cli.app", command, str(path)]
-    wall, peak, job, samples = measured(cli, folder / f"{name}.log")
+    wall, peak, job, samples, paced = measured(cli, folder / f"{name}.log")
     versions = sorted((Path(config["output"]["dir"]) / "scale").glob("v[0-9]*"))
     manifest = json.loads((versions[-1] / "manifest.json").read_text())
     timings = {k.removesuffix("_seconds"): v for k, v in manifest["timings"].items()}
@@ -171,7 +192,7 @@ def run(config: dict[str, Any], folder: Path, name: str, command: str) -> dict[s
     documents = manifest["counts"]["read"]["documents"]
     return {"wall": wall, "peak": peak, "job": job, "documents": documents,
             "kept": manifest["counts"]["kept"], "steps": timings,
-            "tenths": tenths(samples)}  # fmt: skip
+            "tenths": tenths(samples), "pace": paced}  # fmt: skip
 
 
 def report(n: int, result: dict[str, Any]) -> None:
@@ -182,6 +203,8 @@ def report(n: int, result: dict[str, Any]) -> None:
           f"{result['job'] / 2**30:.2f} GiB)", flush=True)  # fmt: skip
     print(f"  steps: {steps}", flush=True)
     print(f"  PSS by tenth of the run (least-highest, GiB): {result['tenths']}", flush=True)
+    if "pace" in result:  # results saved before 2026-12-06 have none
+        print(f"  machine pace: {result['pace']:.2f} ms a probe (median)", flush=True)
 
 
 def measure(n: int, work: Path, model: Path, embedder: dict[str, Any]) -> dict[str, Any]:
@@ -231,7 +254,7 @@ def saved(n: int, work: Path, model: Path, embedder: dict[str, Any]) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument(
         "--saved", type=int, nargs="*", default=[], help="sizes read from WORK/N/result.json"
     )
@@ -266,6 +289,10 @@ def main() -> None:
     print(f"the job's process: peak memory ratio {large['job'] / small['job']:.2f}")
     print(f"time per document ratio {per_document(large) / per_document(small):.2f}")
     print(f"pipeline time per document ratio {own(large) / own(small):.2f}")
+    if "pace" in small and "pace" in large:
+        slower = large["pace"] / small["pace"]
+        print(f"the machine's pace ratio {slower:.2f}: at equal pace, time per document "
+              f"ratio {per_document(large) / per_document(small) / slower:.2f}")  # fmt: skip
     print(f"refresh share {results[max(results)]['refresh']['wall'] / large['wall']:.3f}")
 
 

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli.app import app
+from pipeline.config.errors import UserError
 from pipeline.models.qwen_tokenizer import QWEN3_ADDED_TOKENS, QWEN_RANKS, build_qwen3_tokenizer
 
 TEXTS = (
@@ -34,7 +35,7 @@ def test_a_cut_tokenizer_encodes_any_text_with_the_reference_ids_it_keeps() -> N
 
 
 def test_a_cut_below_the_bytes_is_refused() -> None:
-    with pytest.raises(ValueError, match="ranks must be 256"):
+    with pytest.raises(UserError, match="ranks must be 256"):
         build_qwen3_tokenizer(100)
 
 

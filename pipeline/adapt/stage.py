@@ -121,15 +121,15 @@ def lesson(
     size, rng = len(index.doc_ids), np.random.default_rng(seed)
     # A block of queries at a time: only the taught part of each block's table is kept.
     blocks = query_blocks(len(texts), size)
-    tables = (teacher.corpus_scores(texts[b], vectors[b]) for b in blocks)
     top, sampled = settings.top, settings.sampled
     if whole_table(len(texts), size, settings):
         targets = np.empty((len(texts), size), dtype=np.float32)  # filled, not concatenated
-        for block, table in zip(blocks, tables, strict=True):
-            targets[block] = table
+        for block in blocks:
+            targets[block] = teacher.corpus_scores(texts[block], vectors[block])
         return Lesson(index, texts, vectors, every_row(len(texts), size), targets, len(logged))
     if index.exhaustive:
-        parts = [taught(table, top, sampled, rng) for table in tables]
+        parts = [taught(teacher.corpus_scores(texts[b], vectors[b]), top, sampled, rng)
+                 for b in blocks]  # fmt: skip
     else:  # no whole-corpus row per query: a block's tables are its candidates' (lesson.py)
         parts = [taught_pooled(teacher, texts[i : i + POOLED], vectors[i : i + POOLED], top,
                                sampled, rng) for i in range(0, len(texts), POOLED)]  # fmt: skip

@@ -250,8 +250,6 @@ def build_tiny_qwen3(
     from pipeline.models.qwen_tokenizer import QWEN_RANKS
     from pipeline.models.tiny_qwen3 import build_tiny_qwen3 as build
 
-    if ranks is not None and not 256 <= ranks <= QWEN_RANKS:
-        raise UserError(f"--ranks must be 256..{QWEN_RANKS}, got {ranks}")
     typer.echo(str(build(out, seed=seed, ranks=ranks or QWEN_RANKS)))
 
 

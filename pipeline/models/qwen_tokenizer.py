@@ -17,6 +17,8 @@ from tokenizers import AddedToken
 from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import TikTokenConverter
 
+from pipeline.config.errors import UserError
+
 # The Qwen2/Qwen3 pre-tokenizer split (digits one at a time, unlike cl100k).
 QWEN_PATTERN = (
     r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
@@ -57,7 +59,7 @@ def build_qwen3_tokenizer(ranks: int = QWEN_RANKS) -> PreTrainedTokenizerFast:
     """Build the Qwen3 fast tokenizer with its special tokens and chat template, from the
     first `ranks` BPE ranks (all of them: the reference ids); the added tokens follow."""
     if not 256 <= ranks <= QWEN_RANKS:
-        raise ValueError(f"ranks must be 256..{QWEN_RANKS}, got {ranks}")
+        raise UserError(f"--ranks must be 256..{QWEN_RANKS}, got {ranks}")
     with tempfile.TemporaryDirectory() as folder:
         vocab = tiktoken_path()
         if ranks < QWEN_RANKS:
