@@ -30,7 +30,7 @@ equal pace. Each size's figures are kept in WORK/N/result.json;
 invocations (with the same generator and index).
 
     python bench/scale.py [--sizes 10000 100000] [--saved N ...] [--work DIR]
-                          [--exact-below N] [--ranks N]
+                          [--exact-below N] [--ranks N] [--resume]
 """
 
 import argparse
@@ -39,11 +39,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +82,13 @@ def documents(count: int, seed: int = 0) -> Iterator[str]:
 
 
 def write_corpus(path: Path, count: int, seed: int = 0) -> None:
-    """`documents` as a corpus file, ids s0000000.. in order."""
-    with path.open("w", encoding="utf-8") as out:
+    """`documents` as a corpus file, ids s0000000.. in order; written whole or not at all
+    (a temp file renamed over it), so a resumed measurement finds the corpus it began."""
+    temp = path.with_suffix(".tmp")
+    with temp.open("w", encoding="utf-8") as out:
         for i, text in enumerate(documents(count, seed)):
             out.write(json.dumps({"id": f"s{i:07d}", "text": text}) + "\n")
+    temp.replace(path)
 
 
 def job(corpus: Path, out: Path, model: Path, embedder: dict[str, Any]) -> dict[str, Any]:
@@ -137,62 +141,108 @@ def pace() -> float:
     return 1000 * (time.thread_time() - start)
 
 
-def measured(command: list[str], log: Path) -> tuple[float, int, int, list[int], float]:
-    """(wall seconds, peak PSS bytes of the process tree, peak of the job's own process,
-    the tree's PSS every half second, the machine's median `pace`) of a command run to its
-    end. The engine's KV cache is 1 GiB, as `make` sets it: vLLM's default reserves more,
-    and the pages a run has touched of it grow with its length."""
+def measured(command: list[str], log: Path, record: Callable[[dict[str, Any]], None]) -> None:
+    """Run a command to its end, sampling the PSS of its process tree every half second
+    (the job's own process apart) and the machine's `pace` every 10 s, and `record` what
+    this part of the run measured every minute and at its end: a run killed with its
+    machine keeps the wall it had (see `stage`). The engine's KV cache is 1 GiB, as `make`
+    sets it: vLLM's default reserves more, and the pages a run has touched grow with it."""
     env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "VLLM_CPU_KVCACHE_SPACE": "1"} | dict(os.environ)  # fmt: skip
     start = time.perf_counter()
-    with log.open("w") as out:
+    samples: list[tuple[int, int]] = []  # (the tree, the job's process)
+    paces: list[float] = []
+
+    def part() -> dict[str, Any]:
+        trees = [tree for tree, _ in samples]
+        return {"wall": time.perf_counter() - start, "peak": max(trees, default=0),
+                "job": max((job for _, job in samples), default=0),
+                "pace": float(np.median(paces)) if paces else None,
+                "windows": [[min(trees[i : i + 20]), max(trees[i : i + 20])]
+                            for i in range(0, len(trees), 20)]}  # fmt: skip
+
+    with log.open("a") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        watched, peak, done = psutil.Process(process.pid), [0, 0], threading.Event()
-        samples: list[int] = []
-        paces: list[float] = []
+        watched, done = psutil.Process(process.pid), threading.Event()
 
         def watch() -> None:
             while not done.is_set():
                 job, engine = tree_pss(watched)
-                peak[:] = max(peak[0], job + engine), max(peak[1], job)
-                samples.append(job + engine)
+                samples.append((job + engine, job))
                 if len(samples) % 20 == 1:
                     paces.append(pace())
+                if len(samples) % 120 == 0:
+                    record(part())
                 done.wait(0.5)
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        code = process.wait()
-        done.set()
-        watcher.join()
+        try:
+            code = process.wait()
+        finally:  # the bench stopped (Ctrl-C, SIGTERM): the job stops with it, resumable
+            if process.poll() is None:
+                process.terminate()
+                process.wait()
+            done.set()
+            watcher.join()
+            record(part())
     if code != 0:
         raise SystemExit(f"{' '.join(command)} exited {code}: see {log}")
-    return time.perf_counter() - start, peak[0], peak[1], samples, float(np.median(paces))
 
 
-def tenths(samples: list[int]) -> str:
+def tenths(windows: list[list[int]]) -> str:
     """The PSS over each tenth of a run, as its least and highest in GiB: the least is what
     the run holds between batches, so a flat tail says its memory stopped growing."""
-    parts = [samples[len(samples) * i // 10 : len(samples) * (i + 1) // 10] for i in range(10)]
-    return "  ".join(f"{min(p) / 2**30:.2f}-{max(p) / 2**30:.2f}" for p in parts if p)
+    parts = [windows[len(windows) * i // 10 : len(windows) * (i + 1) // 10] for i in range(10)]
+    return "  ".join(f"{min(w[0] for w in p) / 2**30:.2f}-{max(w[1] for w in p) / 2**30:.2f}"
+                     for p in parts if p)  # fmt: skip
 
 
 def run(config: dict[str, Any], folder: Path, name: str, command: str) -> dict[str, Any]:
-    """One `embsynth run|refresh` of `config`: its wall, peak PSS and the manifest's steps."""
+    """One `embsynth run|refresh` of `config`, to its end: its wall, peak PSS and the
+    manifest's steps. Each invocation is a part, kept in FOLDER/NAME.parts.json as it goes;
+    a run killed part-way (`--resume`) is resumed by `embsynth run` itself (its stored
+    generations answered from the cache, the rest redone), and its wall is the parts' sum."""
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
+    kept = folder / f"{name}.parts.json"
+    earlier = json.loads(kept.read_text()) if kept.is_file() else []
     cli = [sys.executable, "-m", "pipeline.cli.app", command, str(path)]
-    wall, peak, job, samples, paced = measured(cli, folder / f"{name}.log")
+    measured(cli, folder / f"{name}.log", lambda part: write_atomically(kept, [*earlier, part]))
+    parts = json.loads(kept.read_text())
+    wall = sum(p["wall"] for p in parts)
     versions = sorted((Path(config["output"]["dir"]) / "scale").glob("v[0-9]*"))
     manifest = json.loads((versions[-1] / "manifest.json").read_text())
     timings = {k.removesuffix("_seconds"): v for k, v in manifest["timings"].items()}
     total = timings.pop("total")
     timings["other"] = total - sum(timings.values())
-    timings["start-up"] = wall - total  # imports, the engine, the corpus vectors
-    documents = manifest["counts"]["read"]["documents"]
-    return {"wall": wall, "peak": peak, "job": job, "documents": documents,
+    timings["start-up"] = parts[-1]["wall"] - total  # imports, the engine, the corpus vectors
+    if len(parts) > 1:  # the steps are the last part's; what the earlier ones took
+        timings["earlier parts"] = wall - parts[-1]["wall"]
+    paced = [p for p in parts if p["pace"] is not None]
+    pace_ms = sum(p["pace"] * p["wall"] for p in paced) / sum(p["wall"] for p in paced)
+    return {"wall": wall, "peak": max(p["peak"] for p in parts),
+            "job": max(p["job"] for p in parts), "parts": len(parts),
+            "documents": manifest["counts"]["read"]["documents"],
             "kept": manifest["counts"]["kept"], "steps": timings,
-            "tenths": tenths(samples), "pace": paced}  # fmt: skip
+            "tenths": tenths([w for p in parts for w in p["windows"]]),
+            "pace": pace_ms}  # fmt: skip
+
+
+def write_atomically(path: Path, value: Any) -> None:
+    """JSON written whole or not at all (a temp file renamed over it)."""
+    temp = path.with_suffix(".tmp")
+    temp.write_text(json.dumps(value))
+    temp.replace(path)
+
+
+def stage(config: dict[str, Any], folder: Path, name: str, command: str) -> dict[str, Any]:
+    """`run`'s result, kept in FOLDER/NAME.json once the run ended: a resumed measurement
+    does not run a finished stage again."""
+    done = folder / f"{name}.json"
+    if not done.is_file():
+        write_atomically(done, run(config, folder, name, command))
+    return json.loads(done.read_text())
 
 
 def report(n: int, result: dict[str, Any]) -> None:
@@ -207,20 +257,24 @@ def report(n: int, result: dict[str, Any]) -> None:
         print(f"  machine pace: {result['pace']:.2f} ms a probe (median)", flush=True)
 
 
-def measure(n: int, work: Path, model: Path, embedder: dict[str, Any]) -> dict[str, Any]:
-    """A fresh run on N documents, then the refresh after 1% new ones; both are kept in
+def measure(
+    n: int, work: Path, model: Path, embedder: dict[str, Any], resume: bool
+) -> dict[str, Any]:
+    """A fresh run on N documents (or, with `resume`, the one an earlier invocation left
+    unfinished in WORK/N), then the refresh after 1% new ones; both are kept in
     WORK/N/result.json, so a size measured once (100,000 documents take hours here) can
     be set against one measured later with `--saved`."""
     folder = work / str(n)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
     corpus = folder / "corpus.jsonl"
-    write_corpus(corpus, n)
+    if not (resume and corpus.is_file()):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        write_corpus(corpus, n)
     config = job(corpus, folder / "out", model, embedder)
-    result = run(config, folder, "run", "run")
+    result = stage(config, folder, "run", "run")
     report(n, result)
     write_corpus(corpus, int(n * (1 + NEW_SHARE)))
-    refreshed = run(config, folder, "refresh", "refresh")
+    refreshed = stage(config, folder, "refresh", "refresh")
     print(f"refresh of N={n} after {int(n * NEW_SHARE)} new documents: "
           f"{refreshed['documents']} read, wall {refreshed['wall']:.0f} s, "
           f"peak PSS {refreshed['peak'] / 2**30:.2f} GiB", flush=True)  # fmt: skip
@@ -274,6 +328,11 @@ def main() -> None:
     parser.add_argument(
         "--ranks", type=int, default=8192, help="the generator's BPE ranks (151643: all)"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with WORK/N where an earlier invocation stopped (the parts' walls add up)",
+    )
     args = parser.parse_args()
     args.work = args.work.resolve()  # the job files name paths from their own folder
     args.work.mkdir(parents=True, exist_ok=True)
@@ -282,8 +341,9 @@ def main() -> None:
         build_tiny_qwen3(model, seed=0, ranks=args.ranks)
     embedder = {"exact_below": args.exact_below, "backend": args.embedder_backend}
     results = {n: saved(n, args.work, model, embedder) for n in args.saved}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stops the job too (measured)
     for n in sorted(args.sizes):
-        results[n] = measure(n, args.work, model, embedder)
+        results[n] = measure(n, args.work, model, embedder, args.resume)
     small, large = results[min(results)]["run"], results[max(results)]["run"]
     print(f"peak memory ratio {large['peak'] / small['peak']:.2f}")
     print(f"the job's process: peak memory ratio {large['job'] / small['job']:.2f}")
