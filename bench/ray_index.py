@@ -11,7 +11,13 @@ the texts and rows of what it found (mining, the teacher's pool) and scores BM25
 the whole corpus (the teacher). Prints per actor USS and the node's object store use, then
 `actor private memory ratio R` (columns / lists; lower is better).
 
-    python bench/ray_index.py [--documents 100000] [--actors 4]
+With `--nodes K` (K > 1) the bench starts a local cluster of K Ray nodes (`ray.cluster_utils`:
+each node its own raylet and object store, as separate machines have), places the actors
+round-robin on them and prints, per node, the bytes and objects in its object store: the
+index put once by the driver is copied to each node that uses it, once, and the actors
+there read that copy.
+
+    python bench/ray_index.py [--documents 100000] [--actors 4] [--nodes 1]
 """
 
 import argparse
@@ -55,7 +61,16 @@ class IndexUser:
         bm25 = Bm25Index(index.texts, STEMMER, index.state / f"bm25-{STEMMER}")
         bm25.scores(words)
         info = psutil.Process().memory_full_info()
-        return {"pid": os.getpid(), "uss": info.uss, "pss": info.pss, "found": len(found)}
+        node = ray_node_id()
+        return {"pid": os.getpid(), "uss": info.uss, "pss": info.pss, "found": len(found),
+                "node": node}  # fmt: skip
+
+
+def ray_node_id() -> str:
+    """The node this process runs on (imported late: the driver's Ray starts in measure)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def state(documents: int, folder: Path) -> CorpusIndex:
@@ -75,32 +90,70 @@ def state(documents: int, folder: Path) -> CorpusIndex:
     return index
 
 
-def measure(index: CorpusIndex, actors: int, baseline: bool) -> list[dict[str, int]]:
+def measure(index: CorpusIndex, actors: int, baseline: bool, nodes: int) -> list[dict[str, Any]]:
     import ray
+    from ray.cluster_utils import Cluster
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    cluster = None
+    if nodes > 1:  # one CPU and a 1 GiB object store a node; the driver joins the head
+        cluster = Cluster(initialize_head=True, head_node_args={"object_store_memory": 2**30})
+        for _ in range(nodes - 1):
+            cluster.add_node(object_store_memory=2**30)
+        ray.init(address=cluster.address, logging_level="ERROR")
+    else:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     try:
         carried = (list(index.doc_ids), list(index.texts), list(index.keys)) if baseline else ()
         shared = ray.put(index)
         extra = [ray.put(c) for c in carried]
-        remote = ray.remote(IndexUser).options(num_cpus=0)
-        users = [remote.remote(shared, *extra) for _ in range(actors)]
+        node_ids = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+        users = [
+            ray.remote(IndexUser)
+            .options(
+                num_cpus=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    node_ids[i % len(node_ids)], soft=False
+                ),
+            )
+            .remote(shared, *extra)
+            for i in range(actors)
+        ]
         rng = np.random.default_rng(1)
         queries = rng.standard_normal((64, DIMENSION), dtype=np.float32)
         words = ["photosynthesis energy", "river delta sediment", "market prices"]
         done = ray.get([u.work.remote(queries, words) for u in users])
-        store = ray.available_resources().get("object_store_memory", 0)
-        total = ray.cluster_resources().get("object_store_memory", 0)
-        print(f"  object store in use: {(total - store) / 2**30:.2f} GiB", flush=True)
+        for node, used, objects in store_use():
+            print(f"  node {node[:8]}: object store {used / 2**20:.0f} MiB, {objects} objects",
+                  flush=True)  # fmt: skip
         return done
     finally:
         ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+
+
+def store_use() -> list[tuple[str, int, int]]:
+    """Each live node's object store: its id, bytes in use and objects it holds (asked of
+    the node's own raylet: Ray's public API sums the nodes)."""
+    import ray
+    from ray._private.internal_api import node_stats
+
+    found = []
+    for node in ray.nodes():
+        if node["Alive"]:
+            stats = node_stats(
+                node["NodeManagerAddress"], node["NodeManagerPort"], include_memory_info=False
+            ).store_stats
+            found.append((node["NodeID"], stats.object_store_bytes_used, stats.num_local_objects))
+    return sorted(found)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=100_000)
     parser.add_argument("--actors", type=int, default=4)
+    parser.add_argument("--nodes", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ray-index-") as tmp:
         index = state(args.documents, Path(tmp))
@@ -110,10 +163,11 @@ def main() -> None:
         results = {}
         for name, baseline in (("lists", True), ("columns", False)):
             print(f"{name}:", flush=True)
-            results[name] = measure(index, args.actors, baseline)
+            results[name] = measure(index, args.actors, baseline, args.nodes)
             for actor in results[name]:
-                print(f"  actor {actor['pid']}: USS {actor['uss'] / 2**20:.0f} MiB, "
-                      f"PSS {actor['pss'] / 2**20:.0f} MiB", flush=True)  # fmt: skip
+                print(f"  actor {actor['pid']} on node {actor['node'][:8]}: "
+                      f"USS {actor['uss'] / 2**20:.0f} MiB, PSS {actor['pss'] / 2**20:.0f} MiB",
+                      flush=True)  # fmt: skip
         mean = {k: np.mean([a["uss"] for a in v]) for k, v in results.items()}
         print(
             f"actor private memory ratio {mean['columns'] / mean['lists']:.2f} "
