@@ -53,7 +53,9 @@ class IndexUser:
         self.index = index
         self.carried = carried  # the baseline's lists, unpickled here as they were before
 
-    def work(self, queries: np.ndarray, words: list[str]) -> dict[str, int]:
+    def work(self, queries: np.ndarray, words: list[str]) -> dict[str, Any]:
+        import ray  # the driver's Ray starts in `measure`
+
         index = self.index
         rows, _ = index.top(queries, 30)
         found = [index.texts[r] for r in rows.ravel()]
@@ -61,16 +63,8 @@ class IndexUser:
         bm25 = Bm25Index(index.texts, STEMMER, index.state / f"bm25-{STEMMER}")
         bm25.scores(words)
         info = psutil.Process().memory_full_info()
-        node = ray_node_id()
         return {"pid": os.getpid(), "uss": info.uss, "pss": info.pss, "found": len(found),
-                "node": node}  # fmt: skip
-
-
-def ray_node_id() -> str:
-    """The node this process runs on (imported late: the driver's Ray starts in measure)."""
-    import ray
-
-    return ray.get_runtime_context().get_node_id()
+                "node": ray.get_runtime_context().get_node_id()}  # fmt: skip
 
 
 def state(documents: int, folder: Path) -> CorpusIndex:

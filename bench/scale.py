@@ -55,6 +55,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pipeline.dataset.manifest import write_json_atomic  # noqa: E402
+from pipeline.dataset.writer import atomic_path  # noqa: E402
 from pipeline.models.tiny_qwen3 import build_tiny_qwen3  # noqa: E402
 
 SAMPLE = ROOT / "pipeline" / "data" / "sample_corpus.jsonl"
@@ -84,11 +86,9 @@ def documents(count: int, seed: int = 0) -> Iterator[str]:
 def write_corpus(path: Path, count: int, seed: int = 0) -> None:
     """`documents` as a corpus file, ids s0000000.. in order; written whole or not at all
     (a temp file renamed over it), so a resumed measurement finds the corpus it began."""
-    temp = path.with_suffix(".tmp")
-    with temp.open("w", encoding="utf-8") as out:
+    with atomic_path(path) as temp, temp.open("w", encoding="utf-8") as out:
         for i, text in enumerate(documents(count, seed)):
             out.write(json.dumps({"id": f"s{i:07d}", "text": text}) + "\n")
-    temp.replace(path)
 
 
 def job(corpus: Path, out: Path, model: Path, embedder: dict[str, Any]) -> dict[str, Any]:
@@ -208,7 +208,7 @@ def run(config: dict[str, Any], folder: Path, name: str, command: str) -> dict[s
     kept = folder / f"{name}.parts.json"
     earlier = json.loads(kept.read_text()) if kept.is_file() else []
     cli = [sys.executable, "-m", "pipeline.cli.app", command, str(path)]
-    measured(cli, folder / f"{name}.log", lambda part: write_atomically(kept, [*earlier, part]))
+    measured(cli, folder / f"{name}.log", lambda part: write_json_atomic([*earlier, part], kept))
     parts = json.loads(kept.read_text())
     wall = sum(p["wall"] for p in parts)
     versions = sorted((Path(config["output"]["dir"]) / "scale").glob("v[0-9]*"))
@@ -229,19 +229,12 @@ def run(config: dict[str, Any], folder: Path, name: str, command: str) -> dict[s
             "pace": pace_ms}  # fmt: skip
 
 
-def write_atomically(path: Path, value: Any) -> None:
-    """JSON written whole or not at all (a temp file renamed over it)."""
-    temp = path.with_suffix(".tmp")
-    temp.write_text(json.dumps(value))
-    temp.replace(path)
-
-
 def stage(config: dict[str, Any], folder: Path, name: str, command: str) -> dict[str, Any]:
     """`run`'s result, kept in FOLDER/NAME.json once the run ended: a resumed measurement
     does not run a finished stage again."""
     done = folder / f"{name}.json"
     if not done.is_file():
-        write_atomically(done, run(config, folder, name, command))
+        write_json_atomic(run(config, folder, name, command), done)
     return json.loads(done.read_text())
 
 

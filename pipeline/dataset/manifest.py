@@ -37,7 +37,7 @@ def package_versions() -> dict[str, str]:
     return found
 
 
-def write_json_atomic(value: dict[str, Any], path: Path) -> None:
+def write_json_atomic(value: dict[str, Any] | list[Any], path: Path) -> None:
     """Write JSON under a temp name, fsync, then rename it into place."""
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
         json.dump(value, handle, indent=2, ensure_ascii=False, sort_keys=False)
