@@ -274,7 +274,7 @@ def measure(
     print(f"  steps: {'  '.join(f'{k} {v:.0f} s' for k, v in refreshed['steps'].items())}")
     kept = {"settings": {"generator": model.name, "embedder": embedder},
             "run": result, "refresh": refreshed}  # fmt: skip
-    (folder / "result.json").write_text(json.dumps(kept, indent=1))
+    write_json_atomic(kept, folder / "result.json")  # read back by --saved: whole or absent
     return kept
 
 
