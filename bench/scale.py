@@ -201,8 +201,8 @@ def tenths(windows: list[list[int]]) -> str:
 def run(config: dict[str, Any], folder: Path, name: str, command: str) -> dict[str, Any]:
     """One `embsynth run|refresh` of `config`, to its end: its wall, peak PSS and the
     manifest's steps. Each invocation is a part, kept in FOLDER/NAME.parts.json as it goes;
-    a run killed part-way (`--resume`) is resumed by `embsynth run` itself (its stored
-    generations answered from the cache, the rest redone), and its wall is the parts' sum."""
+    a run killed part-way (`--resume`) is resumed by `embsynth run` itself (from its last
+    checkpoint, pipeline.run.checkpoint), and its wall is the parts' sum."""
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     kept = folder / f"{name}.parts.json"
@@ -216,9 +216,9 @@ def run(config: dict[str, Any], folder: Path, name: str, command: str) -> dict[s
     timings = {k.removesuffix("_seconds"): v for k, v in manifest["timings"].items()}
     total = timings.pop("total")
     timings["other"] = total - sum(timings.values())
-    timings["start-up"] = parts[-1]["wall"] - total  # imports, the engine, the corpus vectors
-    if len(parts) > 1:  # the steps are the last part's; what the earlier ones took
-        timings["earlier parts"] = wall - parts[-1]["wall"]
+    # Imports, the engine, the corpus vectors; over several parts (a run killed and resumed
+    # from its checkpoints: the steps are every part's) also the work a kill lost.
+    timings["start-up" if len(parts) == 1 else "start-ups and lost work"] = wall - total
     paced = [p for p in parts if p["pace"] is not None]
     pace_ms = sum(p["pace"] * p["wall"] for p in paced) / sum(p["wall"] for p in paced)
     return {"wall": wall, "peak": max(p["peak"] for p in parts),

@@ -1,6 +1,7 @@
 """Real processes, real faults: `embsynth run` killed with SIGKILL at ten seeded moments of
-one job, each kill resumed by the next start, ends in the dataset an uninterrupted run
-makes (its pairs, and their texts where the CPU's generation is batch-invariant); twenty
+one job that saves a checkpoint after every batch, each kill resumed by the next start, ends
+in the dataset an uninterrupted run makes (its pairs, and their texts where the CPU's
+generation is batch-invariant); twenty
 `embsynth run` started at once on one dataset: exactly one runs, the others exit 3 with
 one line, every time."""
 
@@ -28,20 +29,30 @@ KILLS = 10
 LIMIT = 60  # ten batches of six: room for ten kills in one job
 
 
+# Where each event but the lock shows: a new entry matching the pattern.
+EVENTS = {"segment": "cache/seg-*.jsonl", "shard": "data/*.parquet",
+          "checkpoint": "progress/checkpoint-*"}  # fmt: skip
+
+
 def kill_moments(seed: int = 32) -> list[tuple[str, float]]:
     """(event, seconds after it) for each kill: the lock taken (before the engine is up), a
-    new request-cache segment stored, a new pair shard written."""
+    new request-cache segment stored, a new pair shard written, a checkpoint begun (a kill
+    0-1 s later lands while it is written or after)."""
     rng = random.Random(seed)
-    events = rng.choices(["lock", "segment", "shard"], weights=[2, 5, 3], k=KILLS)
+    kinds = ["lock", "segment", "shard", "checkpoint"]
+    events = rng.choices(kinds, weights=[2, 4, 2, 2], k=KILLS)
     return [(event, round(rng.uniform(0, 1.0), 2)) for event in events]
+
+
+def entries(staging: Path) -> set[str]:
+    return {p.relative_to(staging).as_posix() for p in staging.glob("*/*")}
 
 
 def event_seen(event: str, staging: Path, before: set[str], pid: int) -> bool:
     lock = staging.parent / ".lock"
     if event == "lock":
         return lock.is_file() and f'"pid": {pid},' in lock.read_text()
-    folder, pattern = ("cache", "seg-*.jsonl") if event == "segment" else ("data", "*.parquet")
-    return bool({p.name for p in (staging / folder).glob(pattern)} - before)
+    return bool({p.relative_to(staging).as_posix() for p in staging.glob(EVENTS[event])} - before)
 
 
 @pytest.mark.faults  # ten engine starts: about 6 minutes here, run by `make faults`
@@ -49,7 +60,11 @@ def test_ten_kills_of_one_job_resume_to_the_uninterrupted_dataset(
     generator: Any, job_file: Callable[..., Path], tmp_path: Path
 ) -> None:
     def job(name: str) -> Path:
-        return job_file(name=name, input={"path": str(SAMPLE_CORPUS), "batch_size": 6})
+        return job_file(
+            name=name,
+            input={"path": str(SAMPLE_CORPUS), "batch_size": 6},
+            output={"dir": str(tmp_path / "out"), "shard_size": 10, "checkpoint_minutes": 0},
+        )
 
     whole = run_job(load_config(job("whole")), generator=generator, limit=LIMIT, progress=False)
     path = job("t")
@@ -57,7 +72,7 @@ def test_ten_kills_of_one_job_resume_to_the_uninterrupted_dataset(
     staging = root / ".v0001.partial"
     kills = []
     for event, delay in kill_moments():
-        before = {p.name for p in staging.glob("*/*") if p.is_file()}
+        before = entries(staging)
         process = subprocess.Popen(
             [*EMBSYNTH, str(path), "--limit", str(LIMIT)],
             stdout=subprocess.DEVNULL,
@@ -83,6 +98,7 @@ def test_ten_kills_of_one_job_resume_to_the_uninterrupted_dataset(
     got = pq.read_table(root / "v0001" / "data").to_pylist()
     manifest = json.loads((root / "v0001" / "manifest.json").read_text())
     assert manifest["counts"]["kept"] == len(got) and manifest["counts"]["read"]["documents"] == 60
+    assert manifest["resumed_from_checkpoint"]["documents"] >= 6  # the last part went on from one
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ signal it; the rest reuse the session's engine."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from typer.testing import CliRunner
 from pipeline.cli.app import app
 from pipeline.config.errors import DatasetBusy, NothingToDo
 from pipeline.config.job import load_config
+from pipeline.dataset.card import manifest_of
 from pipeline.run.job import run_job
 from tests.conftest import assert_resumed_as_whole, stored_results
 
@@ -35,13 +37,18 @@ HOLD_LOCK = (
 )
 
 
-def job(job_file: Callable[..., Path], out: Path) -> Path:
+def job(job_file: Callable[..., Path], out: Path, checkpoint_minutes: float = 15) -> Path:
+    """The test job writing to `out`, in its own file beside `out`; a checkpoint every
+    `checkpoint_minutes` (0: after every batch), semantic dedup past its graph's size
+    (`exact_below`) and near dedup on: state a checkpoint carries."""
     from tests.conftest import SAMPLE_CORPUS
 
-    return job_file(
+    path = job_file(
         input={"path": str(SAMPLE_CORPUS), "batch_size": 6},
-        output={"dir": str(out), "shard_size": 10},
+        output={"dir": str(out), "shard_size": 10, "checkpoint_minutes": checkpoint_minutes},
+        embedder={"exact_below": 8},
     )
+    return path.rename(out.with_name(f"{out.name}.yaml"))
 
 
 def rows(version: Path) -> list[dict[str, Any]]:
@@ -56,6 +63,21 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def killed_once(path: Path, limit: int, ready: Callable[[], bool], what: str) -> None:
+    """Start `embsynth run` on the job at `path` in its own process; SIGKILL it once
+    `ready()` says so."""
+    process = subprocess.Popen(
+        [*EMBSYNTH, "run", str(path), "--limit", str(limit)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(ready, 240, what)
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_a_killed_run_resumes_to_the_uninterrupted_dataset(
     generator: Any, job_file: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -64,17 +86,9 @@ def test_a_killed_run_resumes_to_the_uninterrupted_dataset(
 
     killed_out = tmp_path / "killed"
     killed_job = job(job_file, killed_out)
-    process = subprocess.Popen(
-        [*EMBSYNTH, "run", str(killed_job), "--limit", "24"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     cache = killed_out / "t" / ".v0001.partial" / "cache"
-    try:  # SIGKILL once the first batch's generations are stored
-        wait_for(lambda: any(cache.glob("seg-*.jsonl")), 240, "the first cached batch")
-    finally:
-        process.kill()
-        process.wait()
+    # SIGKILL once the first batch's generations are stored
+    killed_once(killed_job, 24, lambda: any(cache.glob("seg-*.jsonl")), "the first cached batch")
     assert not (killed_out / "t" / "v0001").exists()
     stored = stored_results(cache)  # what the killed run had paid for
 
@@ -98,6 +112,54 @@ def test_a_killed_run_resumes_to_the_uninterrupted_dataset(
     # its dataset (same pair ids, rows and order) wherever the generations agree.
     assert resumed.requests_cached + resumed.requests_generated == whole.requests_generated
     assert_resumed_as_whole(resumed.version_dir, whole.version_dir)
+
+
+def test_a_run_killed_after_a_checkpoint_goes_on_from_it(
+    generator: Any, job_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    whole_config = load_config(job(job_file, tmp_path / "whole"))
+    whole = run_job(whole_config, generator=generator, limit=36, progress=False)
+    killed_out = tmp_path / "killed"
+    killed_job, staging = job(job_file, killed_out, 0), killed_out / "t" / ".v0001.partial"
+    # SIGKILL once a checkpoint is whole (one is saved after every batch)
+    whole_one = lambda: any(staging.glob("progress/checkpoint-*/done.json"))  # noqa: E731
+    killed_once(killed_job, 36, whole_one, "a whole checkpoint")
+    assert not (killed_out / "t" / "v0001").exists()
+    done = sorted(staging.glob("progress/checkpoint-*/done.json"))  # the newest goes on
+    checkpoint = json.loads(done[-1].read_text())
+    assert 6 <= checkpoint["documents"] < 36
+
+    # A copy whose checkpoint a kill tore (no done.json) resumes from the cache alone.
+    torn = tmp_path / "torn"
+    shutil.copytree(killed_out, torn)
+    for path in done:
+        (torn / "t" / ".v0001.partial" / path.relative_to(staging)).unlink()
+    torn_job = job(job_file, torn, checkpoint_minutes=0)
+    from_cache = run_job(load_config(torn_job), generator=generator, limit=36, progress=False)
+    assert "resumed_from_checkpoint" not in manifest_of(from_cache.version_dir)
+
+    resumed = run_job(load_config(killed_job), generator=generator, limit=36, progress=False)
+    manifest = manifest_of(resumed.version_dir)
+    # It went on from the checkpoint: the batches it covered were not read, planned,
+    # filtered or deduplicated again, and every count is still the whole run's.
+    assert manifest["resumed_from_checkpoint"] == {"documents": checkpoint["documents"]}
+    counts = manifest["counts"]
+    rejected = sum(sum(r.values()) for s, r in counts["rejected"].items() if s != "read")
+    assert counts["read"]["documents"] == 36 == counts["kept"] + rejected
+    assert [f["in"] for f in manifest["funnel"]][:2] == [36, 36]
+    assert len(rows(resumed.version_dir)) == counts["kept"]
+    assert resumed.requests_cached + resumed.requests_generated == whole.requests_generated
+    shards = [s["path"] for s in manifest["files"]["data"] + manifest["files"]["rejects"]]
+    on_disk = [p.relative_to(resumed.version_dir).as_posix()
+               for p in resumed.version_dir.glob("*/part-*.parquet")]  # fmt: skip
+    assert sorted(shards) == sorted(on_disk)  # none a killed part wrote past the checkpoint
+    assert not (resumed.version_dir / "progress").exists()
+    whole_dir = whole.version_dir
+    for version in (resumed.version_dir, from_cache.version_dir):
+        assert_resumed_as_whole(version, whole_dir)
+        if stored_results(version / "cache") == stored_results(whole_dir / "cache"):
+            state = [pq.read_table(v / "state" / "queries.parquet") for v in (version, whole_dir)]
+            assert state[0].equals(state[1])  # the kept queries: none twice, none lost
 
 
 def test_a_rerun_of_a_finished_job_generates_nothing(

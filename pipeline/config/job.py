@@ -226,6 +226,12 @@ class OutputConfig(Strict):
     license: str | None = Field(
         None, description="the dataset's license in its card (a Hub license id: cc-by-4.0)"
     )
+    checkpoint_minutes: float = Field(
+        15,
+        ge=0,
+        description="minutes between saves of a run's progress, from which a killed run goes "
+        "on (0: after every batch)",
+    )
 
 
 class RayConfig(Strict):
@@ -320,8 +326,10 @@ class JobConfig(Strict):
         return self
 
     def fingerprint(self) -> str:
-        """A stable hash of the resolved config, recorded in the manifest."""
-        blob = json.dumps(self.model_dump(mode="json", exclude={"executor", "ray"}), sort_keys=True)
+        """A stable hash of the resolved config, recorded in the manifest; what runs the job
+        and how often it saves its progress change nothing it makes, so they are left out."""
+        left_out = {"executor": True, "ray": True, "output": {"checkpoint_minutes": True}}
+        blob = json.dumps(self.model_dump(mode="json", exclude=left_out), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

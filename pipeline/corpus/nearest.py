@@ -85,6 +85,17 @@ class Graph:
     def size(self) -> int:
         return len(self.index)
 
+    def save(self, path: Path) -> None:
+        """Write the graph to `path` in usearch's format (a run's checkpoint)."""
+        self.index.save(str(path))
+
+    @classmethod
+    def restored(cls, path: Path, expansion: int) -> "Graph":
+        """A graph `save` wrote, loaded into memory to grow further."""
+        from usearch.index import Index  # a compiled extension: loaded where a graph is used
+
+        return cls(Index.restore(str(path)), expansion)
+
     def add(self, vectors: np.ndarray) -> None:
         """Append `vectors` as the next rows. One thread: usearch's concurrent inserts left
         up to 1.3% of a 1,000-vector graph unreachable (2 of 6 builds; tests/test_nearest.py),

@@ -9,7 +9,7 @@ like a version is always complete, and a crashed run leaves only a `.partial` fo
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -103,13 +103,18 @@ def unfinished_version(root: Path) -> tuple[Path, Path] | None:
 KEPT_ON_RESUME = ("cache", "logs")
 
 
-def reset_for_resume(staging: Path) -> None:
-    """Clear what an interrupted run wrote, except its request cache and logs: everything
-    else is rebuilt from the cache, in the same order, as an uninterrupted run builds it."""
+def reset_for_resume(staging: Path, keep: Set[str] = frozenset()) -> None:
+    """Clear what an interrupted run wrote, except its request cache, its logs and the
+    entries `keep` names (paths relative to `staging`: what a checkpoint goes on from,
+    pipeline.run.checkpoint): everything else is rebuilt from the cache, in the same order,
+    as an uninterrupted run builds it."""
     for entry in staging.iterdir():
-        if entry.name in KEPT_ON_RESUME:
+        if entry.name in KEPT_ON_RESUME or entry.name in keep:
             continue
-        if entry.is_dir():
+        inside = {k.split("/", 1)[1] for k in keep if k.startswith(f"{entry.name}/")}
+        if entry.is_dir() and inside:
+            reset_for_resume(entry, inside)
+        elif entry.is_dir():
             shutil.rmtree(entry)
         else:
             entry.unlink()

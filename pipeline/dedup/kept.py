@@ -6,10 +6,17 @@ They go to unlinked temp files (on the dataset's disk where the job says so), wh
 kernel removes with the process however the run ends: a JSON line per query and its vector
 as raw float32, written through the files' own small buffers, so nothing but a count grows
 in memory. `save` reads them back in chunks into the version's Parquet state.
+
+A job that checkpoints (pipeline.run.checkpoint) keeps them as named files in its version's
+staging folder instead (`named`): a checkpoint records how far they were written (`mark`)
+and a resumed run reopens them cut back to that point (`reopen`), so what a run kept before
+its last checkpoint is not kept again, nor lost.
 """
 
 import json
+import os
 import tempfile
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import IO
@@ -21,16 +28,30 @@ import pyarrow.parquet as pq
 from pipeline.dataset.writer import atomic_path
 
 CHUNK = 65_536  # kept queries per row group of the saved state
+NAME = "kept-queries"  # the named files' stem: NAME.jsonl and NAME.f32
+
+
+@dataclass(frozen=True)
+class Mark:
+    """How far named kept-query files were written: what a checkpoint records (not where:
+    a dataset folder moved between a kill and its resume still resumes)."""
+
+    dimension: int
+    count: int
+    vectorless: int
+    rows_bytes: int
+    vectors_bytes: int
 
 
 class KeptQueries:
     """Append-only kept queries; vectors are saved only when every kept query had one
     (and one was kept)."""
 
-    def __init__(self, dimension: int, folder: Path | None = None) -> None:
+    def __init__(self, dimension: int, folder: Path | None = None, named: bool = False) -> None:
         self.dimension = dimension
-        self.rows = _temp(folder)
-        self.vectors = _temp(folder) if dimension else None
+        self.folder = folder if named else None
+        self.rows = _open(folder, ".jsonl", named)
+        self.vectors = _open(folder, ".f32", named) if dimension else None
         self.count = 0
         self.vectorless = 0  # kept without a vector: then the state holds none
 
@@ -44,6 +65,30 @@ class KeptQueries:
             row = np.zeros(self.dimension) if vector is None else vector
             self.vectors.write(np.asarray(row, np.float32).tobytes())
         self.count += 1
+
+    def mark(self) -> Mark:
+        """Flush and sync the named files; how far they are written."""
+        if self.folder is None:
+            raise ValueError("only named kept-query files can be marked")
+        sizes = []
+        for handle in (self.rows, self.vectors):
+            if handle is not None:
+                handle.flush()
+                os.fsync(handle.fileno())
+            sizes.append(handle.tell() if handle is not None else 0)
+        return Mark(self.dimension, self.count, self.vectorless, *sizes)
+
+    @classmethod
+    def reopen(cls, mark: Mark, folder: Path) -> "KeptQueries":
+        """The named files in `folder`, cut back to the mark, appended to from there."""
+        kept = cls.__new__(cls)
+        kept.dimension, kept.folder = mark.dimension, folder
+        kept.count, kept.vectorless = mark.count, mark.vectorless
+        kept.rows = _reopen(folder / f"{NAME}.jsonl", mark.rows_bytes)
+        kept.vectors = (
+            _reopen(folder / f"{NAME}.f32", mark.vectors_bytes) if mark.dimension else None
+        )
+        return kept
 
     def save(self, path: Path) -> None:
         """Write every kept query to the Parquet file `path` (atomically); the last call."""
@@ -67,6 +112,18 @@ class KeptQueries:
                 handle.close()
 
 
-def _temp(folder: Path | None) -> IO[bytes]:
-    """An unlinked temp file held open for the run (`save` closes it)."""
-    return tempfile.TemporaryFile(dir=folder, prefix=".kept-queries-")
+def _open(folder: Path | None, suffix: str, named: bool) -> IO[bytes]:
+    """An unlinked temp file held open for the run (`save` closes it), or with `named` a
+    fresh FOLDER/NAME+suffix."""
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    if not named or folder is None:
+        return tempfile.TemporaryFile(dir=folder, prefix=f".{NAME}-")
+    return (folder / f"{NAME}{suffix}").open("w+b")
+
+
+def _reopen(path: Path, size: int) -> IO[bytes]:
+    handle = path.open("r+b")
+    handle.truncate(size)
+    handle.seek(size)
+    return handle

@@ -39,7 +39,8 @@ FORMAT = 1
 
 class QueryDedup:
     """Rejects repeated queries; writes the kept (published) ones out for the version's
-    state (to a temp file in `spill`, the system's temp folder without it)."""
+    state (to a temp file in `spill`, the system's temp folder without it; to named files
+    in `spill` with `named`: pipeline.dedup.kept)."""
 
     def __init__(
         self,
@@ -48,6 +49,7 @@ class QueryDedup:
         dimension: int,
         exact_below: int = EXACT_BELOW,
         spill: Path | None = None,
+        named: bool = False,
     ) -> None:
         self.config = config
         self.settings = {"format": FORMAT, "embedder": embedder, "dimension": dimension}
@@ -62,7 +64,7 @@ class QueryDedup:
             if config.semantic.enabled
             else None
         )
-        self.kept = KeptQueries(dimension, spill)  # this run's, for the version's state
+        self.kept = KeptQueries(dimension, spill, named)  # this run's, for the version's state
 
     def load_versions(self, versions: list[Path], superseded: Set[str] = frozenset()) -> int:
         """Index the published queries of earlier versions, except those of documents a

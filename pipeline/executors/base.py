@@ -35,11 +35,24 @@ EXECUTORS = {
 }
 
 
+class BatchHook(Protocol):
+    """What saves a run's progress between batches (pipeline.run.checkpoint)."""
+
+    def restore(self, out: Streamed) -> None:
+        """Put a resumed run's earlier counts into the new part's `Streamed`."""
+        ...
+
+    def after_batch(self, out: Streamed) -> None:
+        """One more reader batch is done, its rows given to the writers."""
+        ...
+
+
 @dataclass
 class Drive:
     """What a run hands the executor besides the steps: the staging folder (a Ray job's
     actors write their request caches there), the corpus index, the progress bars, the
-    token count to add to, and the writers of pairs and rejects (the caller closes them)."""
+    token count to add to, the writers of pairs and rejects (the caller closes them), and
+    for an executor that checkpoints, what saves the run's progress."""
 
     staging: Path
     index: CorpusIndex | None
@@ -47,10 +60,15 @@ class Drive:
     tokens: TokenCount
     pairs: ShardWriter
     rejects: ShardWriter
+    checkpoints: BatchHook | None = None
 
 
 class Executor(Protocol):
-    """One object per run; see the module docstring."""
+    """One object per run; see the module docstring. `checkpoints`: whether it finishes
+    batches in reading order, calling `Drive.checkpoints` after each, so a resumed run
+    can go on from a checkpoint (pipeline.run.checkpoint)."""
+
+    checkpoints: bool
 
     def cluster(self) -> AbstractContextManager[None]:
         """What the executor runs on, open for the run's life (entered before the lock)."""

@@ -80,6 +80,7 @@ class Streamed:
     without_negatives: int = 0
     engine: dict[str, Any] | None = None
     failed: set[str] = field(default_factory=set)  # ids of documents a request failed for
+    resumed: int = 0  # documents read before the checkpoint this run went on from
 
     @property
     def documents(self) -> int:

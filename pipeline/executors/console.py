@@ -107,6 +107,14 @@ class StepProgress:
                 bar.total += plans - documents
                 bar.refresh()
 
+    def covered(self, documents: int) -> None:
+        """`documents` (skips included) were done by the earlier part of a run resumed from
+        its checkpoint: no bar counts them, so rates and ETAs are this part's."""
+        for bar in self.bars.values():
+            if bar.total is not None:
+                bar.total -= documents
+                bar.refresh()
+
     def dropped(self, step: str, n: int) -> None:
         """`n` documents left the flow at `step`: they are done with every later step."""
         for later in self.steps[self.steps.index(step) + 1 :]:

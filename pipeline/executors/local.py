@@ -2,7 +2,8 @@
 
 Each batch goes read → document dedup → plan → every stage in order → rows, so memory is
 bounded by the batch size, not the corpus; vLLM sees each stage of a batch as one request
-list. Rejects and rows are written as each batch finishes (a kill leaves whole shards).
+list. Rejects and rows are written as each batch finishes (a kill leaves whole shards), and
+the run's progress is saved between batches (pipeline.run.checkpoint).
 """
 
 from contextlib import AbstractContextManager, nullcontext
@@ -24,6 +25,8 @@ if TYPE_CHECKING:  # annotations only: importing it costs seconds of start-up
 class LocalExecutor:
     """Everything in this process (pipeline.executors.base.Executor)."""
 
+    checkpoints = True  # batches end in reading order
+
     def __init__(self, config: JobConfig, quiet: bool) -> None:
         """Nothing to hold: the job's config and engine output concern other executors."""
 
@@ -40,17 +43,21 @@ class LocalExecutor:
         """Drive every batch through the steps; the caller closes the writers."""
         progress = drive.progress
         out = Streamed(drive.pairs, drive.rejects, progress)
+        hook = drive.checkpoints
+        if hook is not None:
+            hook.restore(out)
         try:
             for batch_docs, skipped in steps.batches():
                 unique = out.admit(steps, batch_docs, skipped)
-                if unique is None:
-                    continue
-                batch = out.plan(steps, unique)
-                done = run_stages(
-                    steps.stages, steps.generation, batch, steps.funnel, progress.advancer
-                )
-                out.took(done, progress_seen=True)
-                out.write(steps, done.candidates)
+                if unique is not None:
+                    batch = out.plan(steps, unique)
+                    done = run_stages(
+                        steps.stages, steps.generation, batch, steps.funnel, progress.advancer
+                    )
+                    out.took(done, progress_seen=True)
+                    out.write(steps, done.candidates)
+                if hook is not None:
+                    hook.after_batch(out)
         finally:
             progress.close()
         return out

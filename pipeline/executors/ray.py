@@ -150,6 +150,10 @@ class RayExecutor:
     """Drives the job's batches through engine actors; see the module's docstring
     (pipeline.executors.base.Executor)."""
 
+    # Batches finish out of reading order, several in flight: a resumed job goes on from
+    # the request cache alone.
+    checkpoints = False
+
     def __init__(self, config: JobConfig, quiet: bool) -> None:
         try:
             import ray  # noqa: F401  (only whether it is installed)

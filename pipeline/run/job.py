@@ -8,11 +8,13 @@ the registry's (pipeline.generation.backends.registry), what the manifest holds
 pipeline.run.manifest's; this module only orders them.
 """
 
+import shutil
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -49,6 +51,7 @@ from pipeline.personas.retrieval import PersonaChooser
 from pipeline.prompts.library import PromptLibrary
 from pipeline.quality.chain import Context, Funnel, needs_embedder, post_stage_names
 from pipeline.quality.decontamination import SETTING as DECONTAMINATION
+from pipeline.run.checkpoint import PROGRESS, Checkpoints, Saved, load_checkpoint, progress_folder
 from pipeline.run.manifest import Finished, manifest
 from pipeline.run.scope import Scope, run_scope
 from pipeline.teacher.scorers import check_teacher
@@ -130,27 +133,27 @@ def run_job(
     with executor.cluster(), dataset_lock(root):
         scope = run_scope(config, library, survey, root, limit, refresh)
         embedder, store = _embedder(config, root)
-        dedup = _query_dedup(config, embedder, scope, root)
         staging, version_dir = scope.unfinished or new_version(root)
-        reset_for_resume(staging)
-        write_superseded(staging, scope.gone)
         log = staging / "logs" / "engine.log" if quiet_engine else None
         with ExitStack() as stack, engine_output_to(log) as console:
             shown = console if progress else None
             say = (lambda line: print(line, file=console)) if progress else (lambda line: None)
+            saved, dedup = _resume(config, executor, embedder, scope, staging, say)
+            write_superseded(staging, scope.gone)
             opening = Opening(say, stack, staging / "logs", log)
             caching = _caching(config, generator, staging, opening, scope)
             index = _corpus_index(executor, config, embedder, survey, store, shown)
             context = Context.for_job(config, library, embedder, index, dedup, caching)
             tokens = TokenCount()
-            steps = _steps(config, library, executor, caching, context, scope, tokens, limit)
+            steps = _steps(config, library, executor, caching, context, scope, tokens, limit, saved)
             names = ["read", *stage_names(config, library), *post_stage_names(config)]
             bars = StepProgress(names, scope.total, shown, listener)
             pairs, rejects = _writer(staging, "data", config), _writer(staging, "rejects", config)
-            started_at, start = now(), time.perf_counter()
-            streamed = _drive(
-                config, executor, steps, Drive(staging, index, bars, tokens, pairs, rejects)
-            )
+            started_at, start = now(), time.perf_counter() - (saved.seconds if saved else 0.0)
+            parts = (steps, context, caching, tokens)
+            checkpoints = _checkpoints(config, executor, staging, scope, saved, start, parts)
+            drive = Drive(staging, index, bars, tokens, pairs, rejects, checkpoints)
+            streamed = _drive(config, executor, steps, drive)
             files = {"data": pairs.close(), "rejects": rejects.close()}
             finished = Finished(
                 scope,
@@ -164,6 +167,50 @@ def run_job(
                 tokens,
             )
             return _publish(config, library, caching, context, finished, start, steps.generation)
+
+
+def _resume(
+    config: JobConfig,
+    executor: Executor,
+    embedder: "Embedder | None",
+    scope: Scope,
+    staging: Path,
+    say: Callable[[str], None],
+) -> tuple[Saved | None, QueryDedup | None]:
+    """The checkpoint an unfinished version of this job is resumed from, if any
+    (pipeline.run.checkpoint), with what a killed run wrote after it cleared; and the query
+    dedup: the checkpoint's, or one loaded with the earlier versions' queries. A fresh
+    version whose dedup state cannot load is removed again (nothing half-written)."""
+    saved = None
+    if scope.unfinished is not None and executor.checkpoints:
+        saved = load_checkpoint(staging, scope.fingerprint, say)
+    reset_for_resume(staging, {PROGRESS, *saved.shard_paths()} if saved is not None else set())
+    if saved is not None:
+        say(f"resuming from its checkpoint: {saved.documents} documents done")
+        return saved, saved.query_dedup
+    try:
+        named = executor.checkpoints
+        return None, _query_dedup(config, embedder, scope, progress_folder(staging), named)
+    except UserError:
+        if scope.unfinished is None:
+            shutil.rmtree(staging)
+        raise
+
+
+def _checkpoints(
+    config: JobConfig,
+    executor: Executor,
+    staging: Path,
+    scope: Scope,
+    saved: Saved | None,
+    start: float,
+    parts: tuple[JobSteps, Context, CachingGenerator, TokenCount],
+) -> Checkpoints | None:
+    """What saves the run's progress, for an executor that checkpoints."""
+    if not executor.checkpoints:
+        return None
+    every = 60 * config.output.checkpoint_minutes
+    return Checkpoints(staging, every, scope.fingerprint, saved, start, parts)
 
 
 def _caching(
@@ -189,17 +236,18 @@ def _caching(
 
 
 def _query_dedup(
-    config: JobConfig, embedder: "Embedder | None", scope: Scope, root: Path
+    config: JobConfig, embedder: "Embedder | None", scope: Scope, folder: Path, named: bool
 ) -> QueryDedup | None:
     """The query dedup of this run, loaded with every earlier version's published queries
-    but those of superseded documents (before anything is written: an incompatible state
-    is a user error)."""
+    but those of superseded documents (an incompatible state is a user error); its kept
+    queries go to `folder`, as named files when the run checkpoints."""
     dedup = config.dedup
     if not (dedup.exact or dedup.near.enabled or dedup.semantic.enabled):
         return None
     name = config.embedder.model if embedder is not None else None
     dimension = embedder.dimension if embedder is not None else 0
-    queries = QueryDedup(dedup, name, dimension, config.embedder.exact_below, root)
+    exact_below = config.embedder.exact_below
+    queries = QueryDedup(dedup, name, dimension, exact_below, folder, named)
     queries.load_versions(scope.parent, scope.gone.ids)
     return queries
 
@@ -277,19 +325,21 @@ def _steps(
     scope: Scope,
     tokens: TokenCount,
     limit: int | None,
+    saved: Saved | None,
 ) -> JobSteps:
     """The job's steps (pipeline.generation.steps), personas chosen per document when the
-    job retrieves them."""
+    job retrieves them; the reader's batches a checkpoint covered are left out."""
     personas = None
     if context.embedder is not None and config.personas.select == "retrieve":
         personas = PersonaChooser.for_job(
             config.tasks, library.personas, context.embedder, context.index
         )
     reading = executor.reading(config.input)
+    skip = saved.batches if saved is not None else 0
     funnel = Funnel()
     named = model_name(generator.model, config.generator.name)
     return JobSteps(
-        batches=lambda: read_batches(reading, limit),
+        batches=lambda: islice(read_batches(reading, limit), skip, None),
         seen=scope.seen,  # documents earlier versions read (a refresh skips them)
         documents_dedup=DocumentDedup(config.dedup),
         plan=lambda docs: plan(docs, config, library, personas.choose(docs) if personas else None),
@@ -319,6 +369,7 @@ def _publish(
     streamed, staging = run.streamed, run.staging
     if context.dedup is not None:
         context.dedup.save(staging)
+    shutil.rmtree(progress_folder(staging), ignore_errors=True)  # a finished run's own
     write_covered(staging, [(i, key) for i, key in streamed.read if i not in streamed.failed])
     run.seconds = time.perf_counter() - start
     run.without_negatives = context.without_negatives

@@ -72,6 +72,9 @@ def manifest(
         "executor": config.executor,
         # The actors' engines, when the driver opened none (a Ray job).
         **({"engine": streamed.engine} if streamed.engine is not None else {}),
+        **(
+            {"resumed_from_checkpoint": {"documents": streamed.resumed}} if streamed.resumed else {}
+        ),
         "files": run.files,
         "counts": {
             "read": {
