@@ -81,7 +81,10 @@ def test_past_the_share_the_run_stops_unfinished_and_resumes_whole(
     generator: Any, job_file: Callable[..., Path], tmp_path: Path
 ) -> None:
     whole = run_job(load_config(job_file(name="whole")), generator, limit=LIMIT, progress=False)
-    path = job_file()
+    # A checkpoint after every batch: they must not keep the failed documents as done.
+    path = job_file(
+        output={"dir": str(tmp_path / "out"), "shard_size": 10, "checkpoint_minutes": 0}
+    )
     with pytest.raises(GenerationFailed, match=r"requests failed for 3 of 12 documents"):
         failing = FailingFor(generator, [d["text"] for d in corpus(3)])
         run_job(load_config(path), failing, limit=LIMIT, progress=False)

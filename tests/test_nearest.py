@@ -108,3 +108,20 @@ def test_a_grown_corpus_grows_its_graph_and_another_builds_anew(tmp_path: Path) 
     assert (rows >= 800).any()  # the new documents are found
     shuffled = store.corpus_state(keys[::-1])
     assert not (shuffled / "base.usearch").exists() and not grown.exists()
+
+
+def test_a_graph_saved_and_restored_grows_as_the_uninterrupted_one(tmp_path: Path) -> None:
+    # What a run's checkpoint does with its semantic dedup's graph: save it, load it in the
+    # resumed run, and add the later kept queries. usearch's own restore grows another graph.
+    vectors = np.random.default_rng(3).standard_normal((3000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    whole, first = Graph.empty(32, 64), Graph.empty(32, 64)
+    whole.add(vectors)
+    first.add(vectors[:1500])
+    first.save(tmp_path / "first.usearch")
+    resumed = Graph.restored(tmp_path / "first.usearch", 64)
+    resumed.add(vectors[1500:])
+    for graph, name in ((whole, "whole"), (resumed, "resumed")):
+        graph.save(tmp_path / f"{name}.usearch")
+    assert (tmp_path / "whole.usearch").read_bytes() == (tmp_path / "resumed.usearch").read_bytes()
+    assert resumed.index.expansion_search == 64

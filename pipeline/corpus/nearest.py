@@ -29,6 +29,7 @@ EXACT_BELOW = 100_000  # documents; a larger corpus is searched through the grap
 CELLS = 1 << 24  # scores in one block's queries x documents table: 64 MiB of float32
 # HNSW settings: M, efConstruction and ef; recall@100 >= 0.99 on the bench (bench/nearest.py).
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 512
+REBUILD_CHUNK = 65_536  # vectors read back at a time from a saved graph built again
 # In a corpus state's folder: its graph, and the graph of an earlier state whose documents
 # are the first of this corpus's (a corpus that grew at its end), which the graph grows from.
 GRAPH, BASE = "graph.usearch", "base.usearch"
@@ -91,10 +92,19 @@ class Graph:
 
     @classmethod
     def restored(cls, path: Path, expansion: int) -> "Graph":
-        """A graph `save` wrote, loaded into memory to grow further."""
+        """A graph `save` wrote, built again from its vectors in their order, to grow further.
+        Not usearch's restored index: its level generator starts afresh, so it grows another
+        graph from the same later vectors than the one saved would have (a resumed run's
+        dedup would not be the uninterrupted run's), while a build from the same vectors in
+        the same order is the same graph, however they are split into adds."""
         from usearch.index import Index  # a compiled extension: loaded where a graph is used
 
-        return cls(Index.restore(str(path)), expansion)
+        saved = Index.restore(str(path), view=True)
+        graph = cls.empty(saved.ndim, expansion)
+        for start in range(0, len(saved), REBUILD_CHUNK):
+            rows = np.arange(start, min(start + REBUILD_CHUNK, len(saved)))
+            graph.add(np.asarray(saved.get(rows), dtype=np.float32))
+        return graph
 
     def add(self, vectors: np.ndarray) -> None:
         """Append `vectors` as the next rows. One thread: usearch's concurrent inserts left

@@ -18,13 +18,16 @@ copied into it) and `done.json`, written last: a folder without it is a checkpoi
 tore, and is ignored. Saving one removes the older ones.
 
 The pickle is this tool's own file in the user's staging folder, read back by the same
-user's next run, and only when that run is the same job (its fingerprint) and the same
-embsynth (its version and the checkpoint format: the pickle holds this code's objects):
-another's, or one that does not load, is set aside with a line, and the run resumes from
-the request cache alone. Executors that finish batches out of reading order (Ray's actors) do not
-checkpoint (`Executor.checkpoints`): their resume is the request cache's.
+user's next run, and only when that run is the same job reading the same way
+(`run_identity`) and the same embsynth (its version and the checkpoint format: the pickle
+holds this code's objects): another's, or one that does not load, is set aside with a line,
+and the run resumes from the request cache alone. Executors that finish batches out of
+reading order (Ray's actors) do not checkpoint (`Executor.checkpoints`): their resume is the
+request cache's. A graph is built again from its saved vectors on loading
+(`Graph.restored`), so it grows as the uninterrupted run's does.
 """
 
+import hashlib
 import os
 import pickle
 import shutil
@@ -35,16 +38,19 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline import __version__
+from pipeline.config.job import JobConfig
 from pipeline.corpus.nearest import Graph
 from pipeline.dataset.manifest import write_json_atomic
 from pipeline.dedup.documents import DocumentDedup
 from pipeline.dedup.kept import KeptQueries, Mark
 from pipeline.dedup.queries import QueryDedup
+from pipeline.executors.base import Executor
 from pipeline.executors.batches import Streamed
 from pipeline.generation.cache import CachingGenerator
 from pipeline.generation.stages import TokenCount
 from pipeline.generation.steps import JobSteps
 from pipeline.quality.chain import Context
+from pipeline.run.scope import Scope
 
 PROGRESS = "progress"  # the staging folder's subfolder of checkpoints and kept queries
 STATE, DONE = "state.pkl", "done.json"
@@ -57,7 +63,7 @@ COUNTS = ("read", "rejected", "stage_seconds", "without_negatives", "failed", "e
 class Saved:
     """What one checkpoint holds."""
 
-    fingerprint: str
+    identity: str  # run_identity of the run that saved it
     format: str  # FORMAT of the embsynth that saved it
     batches: int  # reader batches done
     seconds: float  # the run's total so far, over every part
@@ -118,7 +124,18 @@ def progress_folder(staging: Path) -> Path:
     return staging / PROGRESS
 
 
-def load_checkpoint(staging: Path, fingerprint: str, say: Callable[[str], None]) -> Saved | None:
+def run_identity(scope: Scope) -> str:
+    """What a checkpoint must have been made by, besides this embsynth: the same job (its
+    fingerprint: config, prompts, limit, corpus) reading the same way (the documents a
+    refresh or a retry skips as covered, and those it retires): a killed `run` resumed by
+    a `refresh` goes on from the cache alone."""
+    digest = hashlib.sha256(scope.fingerprint.encode())
+    for part in (scope.seen, scope.gone.ids):
+        digest.update(b"\0" + "\n".join(sorted(part)).encode())
+    return digest.hexdigest()[:16]
+
+
+def load_checkpoint(staging: Path, identity: str, say: Callable[[str], None]) -> Saved | None:
     """The newest whole checkpoint of this job in the staging folder, or None (there is
     none, it is another job's or it does not load: said, and set aside)."""
     found = sorted(progress_folder(staging).glob("checkpoint-*/" + DONE))
@@ -131,8 +148,8 @@ def load_checkpoint(staging: Path, fingerprint: str, say: Callable[[str], None])
     except Exception as exc:  # a pickle can fail in any way; the cache still resumes the run
         say(f"checkpoint {folder.name} does not load ({exc!r}): resuming from the cache")
         return None
-    made = (getattr(saved, "fingerprint", None), getattr(saved, "format", None))
-    if not isinstance(saved, Saved) or made != (fingerprint, FORMAT):
+    made = (getattr(saved, "identity", None), getattr(saved, "format", None))
+    if not isinstance(saved, Saved) or made != (identity, FORMAT):
         say(f"checkpoint {folder.name} is another job's or embsynth's: resuming from the cache")
         return None
     return saved
@@ -146,16 +163,33 @@ class Checkpoints:
         self,
         staging: Path,
         every: float,
-        fingerprint: str,
+        identity: str,
         saved: Saved | None,
         start: float,
         parts: tuple[JobSteps, Context, CachingGenerator, TokenCount],
     ) -> None:
         self.folder = progress_folder(staging)
-        self.every, self.fingerprint, self.saved, self.start = every, fingerprint, saved, start
+        self.every, self.identity, self.saved, self.start = every, identity, saved, start
         self.steps, self.context, self.generator, self.tokens = parts
         self.batches = saved.batches if saved is not None else 0
         self.last = time.perf_counter()
+
+    @classmethod
+    def for_run(
+        cls,
+        config: JobConfig,
+        executor: Executor,
+        staging: Path,
+        scope: Scope,
+        saved: Saved | None,
+        start: float,
+        parts: tuple[JobSteps, Context, CachingGenerator, TokenCount],
+    ) -> "Checkpoints | None":
+        """What saves a run's progress, for an executor that checkpoints."""
+        if not executor.checkpoints:
+            return None
+        every = 60 * config.output.checkpoint_minutes
+        return cls(staging, every, run_identity(scope), saved, start, parts)
 
     @property
     def seconds(self) -> float:
@@ -197,7 +231,7 @@ class Checkpoints:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         saved = Saved(
-            self.fingerprint,
+            self.identity,
             FORMAT,
             number,
             self.seconds,

@@ -51,7 +51,14 @@ from pipeline.personas.retrieval import PersonaChooser
 from pipeline.prompts.library import PromptLibrary
 from pipeline.quality.chain import Context, Funnel, needs_embedder, post_stage_names
 from pipeline.quality.decontamination import SETTING as DECONTAMINATION
-from pipeline.run.checkpoint import PROGRESS, Checkpoints, Saved, load_checkpoint, progress_folder
+from pipeline.run.checkpoint import (
+    PROGRESS,
+    Checkpoints,
+    Saved,
+    load_checkpoint,
+    progress_folder,
+    run_identity,
+)
 from pipeline.run.manifest import Finished, manifest
 from pipeline.run.scope import Scope, run_scope
 from pipeline.teacher.scorers import check_teacher
@@ -151,7 +158,7 @@ def run_job(
             pairs, rejects = _writer(staging, "data", config), _writer(staging, "rejects", config)
             started_at, start = now(), time.perf_counter() - (saved.seconds if saved else 0.0)
             parts = (steps, context, caching, tokens)
-            checkpoints = _checkpoints(config, executor, staging, scope, saved, start, parts)
+            checkpoints = Checkpoints.for_run(config, executor, staging, scope, saved, start, parts)
             drive = Drive(staging, index, bars, tokens, pairs, rejects, checkpoints)
             streamed = _drive(config, executor, steps, drive)
             files = {"data": pairs.close(), "rejects": rejects.close()}
@@ -183,7 +190,7 @@ def _resume(
     version whose dedup state cannot load is removed again (nothing half-written)."""
     saved = None
     if scope.unfinished is not None and executor.checkpoints:
-        saved = load_checkpoint(staging, scope.fingerprint, say)
+        saved = load_checkpoint(staging, run_identity(scope), say)
     reset_for_resume(staging, {PROGRESS, *saved.shard_paths()} if saved is not None else set())
     if saved is not None:
         say(f"resuming from its checkpoint: {saved.documents} documents done")
@@ -195,22 +202,6 @@ def _resume(
         if scope.unfinished is None:
             shutil.rmtree(staging)
         raise
-
-
-def _checkpoints(
-    config: JobConfig,
-    executor: Executor,
-    staging: Path,
-    scope: Scope,
-    saved: Saved | None,
-    start: float,
-    parts: tuple[JobSteps, Context, CachingGenerator, TokenCount],
-) -> Checkpoints | None:
-    """What saves the run's progress, for an executor that checkpoints."""
-    if not executor.checkpoints:
-        return None
-    every = 60 * config.output.checkpoint_minutes
-    return Checkpoints(staging, every, scope.fingerprint, saved, start, parts)
 
 
 def _caching(
@@ -369,7 +360,6 @@ def _publish(
     streamed, staging = run.streamed, run.staging
     if context.dedup is not None:
         context.dedup.save(staging)
-    shutil.rmtree(progress_folder(staging), ignore_errors=True)  # a finished run's own
     write_covered(staging, [(i, key) for i, key in streamed.read if i not in streamed.failed])
     run.seconds = time.perf_counter() - start
     run.without_negatives = context.without_negatives
@@ -377,6 +367,8 @@ def _publish(
     record = manifest(config, library, generator, run, card)
     write_card(staging, record, card)
     write_json_atomic(record, staging / "manifest.json")
+    # The checkpoints go last: a kill before this still resumes from them.
+    shutil.rmtree(progress_folder(staging), ignore_errors=True)
     publish(staging, run.version_dir)
     stage_seconds = streamed.stage_seconds
     return RunSummary(
@@ -409,6 +401,9 @@ def _check_failures(config: JobConfig, streamed: Streamed, staging: Path) -> Non
     other result is in the request cache)."""
     failed, read = len(streamed.failed), streamed.documents
     if read and failed / read > config.generator.max_failed_share:
+        # The checkpoints hold these documents as done: without them the next run asks
+        # their requests again (every other answer is cached).
+        shutil.rmtree(progress_folder(staging), ignore_errors=True)
         raise GenerationFailed(
             f"requests failed for {failed} of {read} documents (more than "
             f"generator.max_failed_share {config.generator.max_failed_share:g}); "
