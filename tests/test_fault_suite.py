@@ -1,9 +1,8 @@
 """Real processes, real faults: `embsynth run` killed with SIGKILL at ten seeded moments of
 one job that saves a checkpoint after every batch, each kill resumed by the next start, ends
 in the dataset an uninterrupted run makes (its pairs, and their texts where the CPU's
-generation is batch-invariant); twenty
-`embsynth run` started at once on one dataset: exactly one runs, the others exit 3 with
-one line, every time."""
+generation is batch-invariant); twenty `embsynth run` started at once on one dataset:
+exactly one runs, the others exit 3 with one line, every time."""
 
 import json
 import random
@@ -44,15 +43,15 @@ def kill_moments(seed: int = 32) -> list[tuple[str, float]]:
     return [(event, round(rng.uniform(0, 1.0), 2)) for event in events]
 
 
-def entries(staging: Path) -> set[str]:
-    return {p.relative_to(staging).as_posix() for p in staging.glob("*/*")}
+def entries(staging: Path, pattern: str = "*/*") -> set[str]:
+    return {p.relative_to(staging).as_posix() for p in staging.glob(pattern)}
 
 
 def event_seen(event: str, staging: Path, before: set[str], pid: int) -> bool:
     lock = staging.parent / ".lock"
     if event == "lock":
         return lock.is_file() and f'"pid": {pid},' in lock.read_text()
-    return bool({p.relative_to(staging).as_posix() for p in staging.glob(EVENTS[event])} - before)
+    return bool(entries(staging, EVENTS[event]) - before)
 
 
 @pytest.mark.faults  # ten engine starts: about 6 minutes here, run by `make faults`

@@ -19,7 +19,7 @@ tore, and is ignored. Saving one removes the older ones.
 
 The pickle is this tool's own file in the user's staging folder, read back by the same
 user's next run, and only when that run is the same job reading the same way
-(`run_identity`) and the same embsynth (its version and the checkpoint format: the pickle
+(`Scope.reading`) and the same embsynth (its version and the checkpoint format: the pickle
 holds this code's objects): another's, or one that does not load, is set aside with a line,
 and the run resumes from the request cache alone. Executors that finish batches out of
 reading order (Ray's actors) do not checkpoint (`Executor.checkpoints`): their resume is the
@@ -27,7 +27,6 @@ request cache's. A graph is built again from its saved vectors on loading
 (`Graph.restored`), so it grows as the uninterrupted run's does.
 """
 
-import hashlib
 import os
 import pickle
 import shutil
@@ -63,7 +62,7 @@ COUNTS = ("read", "rejected", "stage_seconds", "without_negatives", "failed", "e
 class Saved:
     """What one checkpoint holds."""
 
-    identity: str  # run_identity of the run that saved it
+    reading: str  # Scope.reading of the run that saved it
     format: str  # FORMAT of the embsynth that saved it
     batches: int  # reader batches done
     seconds: float  # the run's total so far, over every part
@@ -124,18 +123,7 @@ def progress_folder(staging: Path) -> Path:
     return staging / PROGRESS
 
 
-def run_identity(scope: Scope) -> str:
-    """What a checkpoint must have been made by, besides this embsynth: the same job (its
-    fingerprint: config, prompts, limit, corpus) reading the same way (the documents a
-    refresh or a retry skips as covered, and those it retires): a killed `run` resumed by
-    a `refresh` goes on from the cache alone."""
-    digest = hashlib.sha256(scope.fingerprint.encode())
-    for part in (scope.seen, scope.gone.ids):
-        digest.update(b"\0" + "\n".join(sorted(part)).encode())
-    return digest.hexdigest()[:16]
-
-
-def load_checkpoint(staging: Path, identity: str, say: Callable[[str], None]) -> Saved | None:
+def load_checkpoint(staging: Path, reading: str, say: Callable[[str], None]) -> Saved | None:
     """The newest whole checkpoint of this job in the staging folder, or None (there is
     none, it is another job's or it does not load: said, and set aside)."""
     found = sorted(progress_folder(staging).glob("checkpoint-*/" + DONE))
@@ -148,8 +136,8 @@ def load_checkpoint(staging: Path, identity: str, say: Callable[[str], None]) ->
     except Exception as exc:  # a pickle can fail in any way; the cache still resumes the run
         say(f"checkpoint {folder.name} does not load ({exc!r}): resuming from the cache")
         return None
-    made = (getattr(saved, "identity", None), getattr(saved, "format", None))
-    if not isinstance(saved, Saved) or made != (identity, FORMAT):
+    made = (getattr(saved, "reading", None), getattr(saved, "format", None))
+    if not isinstance(saved, Saved) or made != (reading, FORMAT):
         say(f"checkpoint {folder.name} is another job's or embsynth's: resuming from the cache")
         return None
     return saved
@@ -163,13 +151,13 @@ class Checkpoints:
         self,
         staging: Path,
         every: float,
-        identity: str,
+        reading: str,
         saved: Saved | None,
         start: float,
         parts: tuple[JobSteps, Context, CachingGenerator, TokenCount],
     ) -> None:
         self.folder = progress_folder(staging)
-        self.every, self.identity, self.saved, self.start = every, identity, saved, start
+        self.every, self.reading, self.saved, self.start = every, reading, saved, start
         self.steps, self.context, self.generator, self.tokens = parts
         self.batches = saved.batches if saved is not None else 0
         self.last = time.perf_counter()
@@ -189,7 +177,7 @@ class Checkpoints:
         if not executor.checkpoints:
             return None
         every = 60 * config.output.checkpoint_minutes
-        return cls(staging, every, run_identity(scope), saved, start, parts)
+        return cls(staging, every, scope.reading, saved, start, parts)
 
     @property
     def seconds(self) -> float:
@@ -231,7 +219,7 @@ class Checkpoints:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         saved = Saved(
-            self.identity,
+            self.reading,
             FORMAT,
             number,
             self.seconds,

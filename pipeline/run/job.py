@@ -57,7 +57,6 @@ from pipeline.run.checkpoint import (
     Saved,
     load_checkpoint,
     progress_folder,
-    run_identity,
 )
 from pipeline.run.manifest import Finished, manifest
 from pipeline.run.scope import Scope, run_scope
@@ -190,7 +189,7 @@ def _resume(
     version whose dedup state cannot load is removed again (nothing half-written)."""
     saved = None
     if scope.unfinished is not None and executor.checkpoints:
-        saved = load_checkpoint(staging, run_identity(scope), say)
+        saved = load_checkpoint(staging, scope.reading, say)
     reset_for_resume(staging, {PROGRESS, *saved.shard_paths()} if saved is not None else set())
     if saved is not None:
         say(f"resuming from its checkpoint: {saved.documents} documents done")

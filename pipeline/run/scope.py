@@ -7,6 +7,7 @@ the whole corpus; and when there is nothing to do, NothingToDo.
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from pipeline.config.errors import NothingToDo
@@ -28,6 +29,18 @@ class Scope:
     total: int  # documents to read, for the progress bars
     seen: set[str] = field(default_factory=set)  # keys earlier versions covered: skipped
     gone: Superseded = field(default_factory=Superseded)
+
+    @cached_property
+    def reading(self) -> str:
+        """The job (its fingerprint: config, prompts, limit, corpus) and the way this run
+        reads it (the documents a refresh or a retry skips as covered, and those it
+        retires): two runs with the same reading make the same batches, so a checkpoint of
+        one serves the other (pipeline.run.checkpoint), and a killed `run` resumed by a
+        `refresh` does not take the run's. Hashed once: a refresh skips up to millions."""
+        digest = hashlib.sha256(self.fingerprint.encode())
+        for part in (self.seen, self.gone.ids):
+            digest.update(b"\0" + "\n".join(sorted(part)).encode())
+        return digest.hexdigest()[:16]
 
 
 def run_scope(
