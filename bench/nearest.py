@@ -1,6 +1,8 @@
 """The corpus index's graph against exact search, in one process: recall@10 and recall@100
 of the graph's top documents (exact search's are the truth), the time per query of each
-and the graph's build time, for a corpus of N unit vectors.
+and the graph's build time, for a corpus of N unit vectors; then a batch's searches of
+the same queries (the checks': 100, 256, 30 and 256 deep) separately and from the beams
+the corpus graph keeps (pipeline.corpus.nearest.Beams).
 
 The vectors: a dataset's stored corpus vectors (`--dataset`, the rows of
 state/corpus-vectors, queries their noisy copies) or, by default, a seeded mixture of
@@ -18,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.corpus.nearest import EXPANSION_SEARCH, Graph, exact_top
+from pipeline.corpus.nearest import EXPANSION_SEARCH, GRAPH, Graph, exact_top
 from pipeline.corpus.vectors import FOLDER, KEYS, VECTORS
 from pipeline.generation.backends.engine_settings import read_cpuinfo
+
+CHECKS = (100, 256, 30, 256)  # the round trip's pool, the teacher, mining, the teacher again
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -73,9 +77,9 @@ def main() -> None:
     wide = " ".join(sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
     print(f"machine: {name}, {os.cpu_count()} cores, {wide}")
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "graph.usearch"
+        path = Path(folder) / GRAPH
         start = time.perf_counter()
-        graph = Graph.open(corpus, path)
+        graph = Graph.open(corpus, Path(folder))
         build_s = time.perf_counter() - start
         print(f"corpus {len(corpus):,} x {corpus.shape[1]}, {len(queries)} queries; graph "
               f"build {build_s:.1f} s ({len(corpus) / build_s:,.0f} vectors/s, one thread), "
@@ -91,6 +95,28 @@ def main() -> None:
                   f"(exact / graph {exact_s / graph_s:.1f}x), recall@10 "
                   f"{recall(found[:, :10], truth[:, :10]):.4f}, "
                   f"recall@100 {recall(found, truth):.4f}")  # fmt: skip
+        graph.index.expansion_search = EXPANSION_SEARCH
+        shared(graph, Graph(graph.index), unit(queries + 0.01))
+
+
+def checks(graph: Graph, queries: np.ndarray) -> tuple[list[tuple[np.ndarray, ...]], float]:
+    """A batch's checks' searches of the same queries: their results and seconds."""
+    start = time.perf_counter()
+    found = [graph.top(queries, k) for k in CHECKS]
+    return found, time.perf_counter() - start
+
+
+def shared(remembering: Graph, plain: Graph, queries: np.ndarray) -> None:
+    """The checks' searches, each on its own (`plain`) and from the kept beams
+    (`remembering`), with the results compared."""
+    own, separate_s = checks(plain, queries)
+    found, shared_s = checks(remembering, queries)
+    same = all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+               for a, b in zip(own, found, strict=True))  # fmt: skip
+    print(f"a batch's searches ({', '.join(map(str, CHECKS))} deep): separately "
+          f"{1e3 * separate_s / len(queries):.2f} ms per query, from the kept beams "
+          f"{1e3 * shared_s / len(queries):.2f} ms (separate / shared "
+          f"{separate_s / shared_s:.1f}x), the same results: {same}")  # fmt: skip
 
 
 if __name__ == "__main__":

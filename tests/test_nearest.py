@@ -53,6 +53,32 @@ def test_the_graph_returns_exact_search_results_on_a_small_corpus(tmp_path: Path
     assert graph.top(queries[:2], 5000)[0].shape == (2, 1000)
 
 
+def test_a_batchs_searches_of_one_query_are_one_search_with_the_same_results(
+    tmp_path: Path,
+) -> None:
+    """The round trip's pool (100), the teacher's candidates (256) and mining (30) search
+    the same query vectors: the corpus graph searches each once and gives every depth
+    within its beam what a search of its own gives (a deeper k than the beam searches
+    again)."""
+    from usearch.index import Index
+
+    corpus, queries = clustered(2000, seed=4)
+    remembering = Graph.open(corpus, tmp_path)
+    plain = Graph(Index.restore(str(tmp_path / "graph.usearch"), view=True))
+    searched: list[int] = []
+    search = remembering._search  # a spy passing every search through, to count them
+    remembering._search = lambda q, k: searched.append(len(q)) or search(q, k)  # type: ignore
+    for k in (100, 256, 30, 256, 1500, 30, 100):
+        rows, scores = remembering.top(queries, k)
+        own_rows, own_scores = plain.top(queries, k)
+        assert np.array_equal(rows, own_rows) and np.array_equal(scores, own_scores)
+    assert searched == [60, 60, 60]  # the first, 1500 (past the beam of 512), 30 after it
+    mixed = np.concatenate([queries[:20], unit(queries[:20] + 0.1)])  # 20 kept, 20 new
+    rows, _ = remembering.top(mixed, 30)
+    assert searched[-1] == 20 and np.array_equal(rows, plain.top(mixed, 30)[0])
+    assert not plain.beams.found and len(remembering.beams.found) == 80
+
+
 def test_mining_through_the_graph_picks_exact_search_negatives(tmp_path: Path) -> None:
     corpus, queries = clustered(1000, seed=1)
     exact = CorpusIndex.from_vectors(documents(len(corpus)), corpus)

@@ -15,6 +15,7 @@ release since 2023 and loads whole too.
 """
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,9 @@ REBUILD_CHUNK = 65_536  # vectors read back at a time from a saved graph built a
 # In a corpus state's folder: its graph, and the graph of an earlier state whose documents
 # are the first of this corpus's (a corpus that grew at its end), which the graph grows from.
 GRAPH, BASE = "graph.usearch", "base.usearch"
+# Queries whose whole beams a corpus graph keeps (`Beams`): a batch's candidates, about 6 KB
+# each at the default expansion.
+REMEMBERED = 4096
 
 
 def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,9 +74,12 @@ def nothing(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
 class Graph:
     """An HNSW graph over a corpus's vectors, built once and kept in a file (see module)."""
 
-    def __init__(self, index: "Index", expansion: int = EXPANSION_SEARCH) -> None:
+    def __init__(
+        self, index: "Index", expansion: int = EXPANSION_SEARCH, remembered: int = 0
+    ) -> None:
         self.index = index
         self.index.expansion_search = expansion
+        self.beams = Beams(remembered)
 
     @classmethod
     def empty(cls, dimension: int, expansion: int = EXPANSION_SEARCH) -> "Graph":
@@ -126,7 +133,7 @@ class Graph:
 
         path, base = (folder / GRAPH, folder / BASE) if folder is not None else (None, None)
         if path is not None and path.is_file():
-            return cls(Index.restore(str(path), view=True))
+            return cls(Index.restore(str(path), view=True), remembered=REMEMBERED)
         if base is not None and base.is_file():
             graph = cls(Index.restore(str(base)))
         else:
@@ -138,12 +145,26 @@ class Graph:
         with atomic_path(path) as tmp:
             graph.index.save(str(tmp))
         base.unlink(missing_ok=True)
-        return cls(Index.restore(str(path), view=True))
+        return cls(Index.restore(str(path), view=True), remembered=REMEMBERED)
 
     def top(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, scores) as `exact_top` gives them, from the graph (row -1 and score -inf
-        where the graph found fewer than k documents for a query)."""
+        where the graph found fewer than k documents for a query); from the beams kept
+        where the graph keeps them (`Beams`: the same results, each query searched once)."""
         k = min(k, self.size)
+        if not k or not len(queries) or not self.beams.capacity:
+            return self._search(queries, k)
+        queries = np.asarray(queries, dtype=np.float32)
+        width = max(k, self.index.expansion_search)  # the beam usearch searches for k
+        keys = [q.tobytes() for q in queries]
+        missing = [n for n, key in enumerate(keys) if self.beams.width(key) != width]
+        if missing:
+            found = self._search(queries[missing], min(width, self.size))
+            self.beams.keep([keys[n] for n in missing], width, *found)
+        return self.beams.prefixes(keys, k)
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """`top` from one search of the graph."""
         rows, scores = nothing(len(queries), k)
         if not k or not len(queries):
             return rows, scores
@@ -156,4 +177,42 @@ class Graph:
         valid = np.arange(keys.shape[1])[None, :] < counts
         rows[:, : keys.shape[1]][valid] = keys[valid].astype(np.int64)
         scores[:, : keys.shape[1]][valid] = 1 - distances[valid]
+        return rows, scores
+
+
+class Beams:
+    """Each query's whole beam from a graph's recent searches, by the query's bytes.
+
+    Why: a batch's checks search the corpus graph with the same query vectors up to four
+    times (the round trip's pool of 100, the teacher's 256 candidates, mining's 30, the
+    teacher again on the pairs kept), a fifth of the run's main thread at a million
+    documents. usearch searches a beam of max(k, expansion) and returns its best k, so any
+    k within the expansion is a prefix of the whole beam: one search serves them all with
+    the results each would have had (usearch's index_gt::search; tests/test_nearest.py).
+    The oldest queries go past `capacity`. Only a corpus graph opened from its file keeps
+    beams: a view, which never grows, so no beam kept misses a row added later.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.found: OrderedDict[bytes, tuple[int, np.ndarray, np.ndarray]] = OrderedDict()
+
+    def width(self, key: bytes) -> int:
+        """The beam a query's kept results come from (0: none kept): they serve a search
+        whose beam is the same, so a k past the expansion is searched again."""
+        beam = self.found.get(key)
+        return 0 if beam is None else beam[0]
+
+    def keep(self, keys: list[bytes], width: int, rows: np.ndarray, scores: np.ndarray) -> None:
+        for key, row, score in zip(keys, rows, scores, strict=True):
+            self.found[key] = (width, row, score)
+            self.found.move_to_end(key)
+
+    def prefixes(self, keys: list[bytes], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first `k` of each query's beam (all kept), then the oldest past `capacity`
+        forgotten."""
+        rows = np.stack([self.found[key][1][:k] for key in keys])
+        scores = np.stack([self.found[key][2][:k] for key in keys])
+        while len(self.found) > self.capacity:
+            self.found.popitem(last=False)
         return rows, scores
