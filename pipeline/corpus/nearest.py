@@ -133,7 +133,7 @@ class Graph:
 
         path, base = (folder / GRAPH, folder / BASE) if folder is not None else (None, None)
         if path is not None and path.is_file():
-            return cls(Index.restore(str(path), view=True), remembered=REMEMBERED)
+            return cls._view(path)
         if base is not None and base.is_file():
             graph = cls(Index.restore(str(base)))
         else:
@@ -145,6 +145,14 @@ class Graph:
         with atomic_path(path) as tmp:
             graph.index.save(str(tmp))
         base.unlink(missing_ok=True)
+        return cls._view(path)
+
+    @classmethod
+    def _view(cls, path: Path) -> "Graph":
+        """A corpus graph read from its file as a memory-mapped view: the one kind of graph
+        that keeps beams (`Beams`), since a view never grows."""
+        from usearch.index import Index  # a compiled extension: loaded where a graph is used
+
         return cls(Index.restore(str(path), view=True), remembered=REMEMBERED)
 
     def top(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
