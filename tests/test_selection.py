@@ -205,7 +205,11 @@ def test_the_split_is_measured_in_blocks_of_queries(
     """Held-out queries ranked block by block (the model's and the teacher's top ten)
     give the figures of one queries x corpus table, allocating a fraction of it."""
     rows = [json.loads(line) for line in SAMPLE_CORPUS.read_text().splitlines()]
-    documents = [Document(f"{r['id']}-{n}", r["text"]) for n in range(8) for r in rows]
+    # Eight distinct documents a row (another row's first sentence, then the row's text):
+    # copies would tie every query's own document with seven others to the last bit.
+    firsts = [r["text"].split(". ")[0] for r in rows]
+    documents = [Document(f"{r['id']}-{n}", f"{firsts[(i + n) % len(rows)]}. {r['text']}")
+                 for n in range(8) for i, r in enumerate(rows)]  # fmt: skip
     owned = [(f"{r['id']}-0", sentence) for r in rows for sentence in r["text"].split(". ")]
     owners, queries = [owner for owner, _ in owned], [query for _, query in owned]
     split = Split(documents, queries, owners, TeacherConfig(kind="fused"), "sample", 0)
@@ -217,6 +221,11 @@ def test_the_split_is_measured_in_blocks_of_queries(
         figures.append(Validator(split).measure(tiny_encoder, index))
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
-    assert figures[1] == figures[0] and figures[0]["teacher@10"] > 0
+    # A block's product can round a score an ulp apart from the whole table's (another BLAS
+    # kernel, as on one CI machine), which swaps two documents tied to the last bit; the
+    # random encoder puts scores close (most within 0.96-0.985), so a few such swaps can
+    # happen: each moves one query's figure by at most a half, and up to twenty pass.
+    assert figures[1] == pytest.approx(figures[0], abs=10 / len(queries))
+    assert figures[0]["teacher@10"] > 0
     assert len(nearest.query_blocks(len(queries), len(documents))) == -(-len(queries) // 8)
     assert peaks[1] < peaks[0] / 2  # the rest: the model, BM25, the query vectors
