@@ -207,10 +207,10 @@ def test_the_split_is_measured_in_blocks_of_queries(
     rows = [json.loads(line) for line in SAMPLE_CORPUS.read_text().splitlines()]
     # Eight distinct documents a row (another row's first sentence, then the row's text):
     # copies would tie every query's own document with seven others to the last bit.
-    firsts = [r["text"].split(". ")[0] for r in rows]
-    documents = [Document(f"{r['id']}-{n}", f"{firsts[(i + n) % len(rows)]}. {r['text']}")
+    sentences = [r["text"].split(". ") for r in rows]
+    documents = [Document(f"{r['id']}-{n}", f"{sentences[(i + n) % len(rows)][0]}. {r['text']}")
                  for n in range(8) for i, r in enumerate(rows)]  # fmt: skip
-    owned = [(f"{r['id']}-0", sentence) for r in rows for sentence in r["text"].split(". ")]
+    owned = [(f"{r['id']}-0", s) for r, row in zip(rows, sentences, strict=True) for s in row]
     owners, queries = [owner for owner, _ in owned], [query for _, query in owned]
     split = Split(documents, queries, owners, TeacherConfig(kind="fused"), "sample", 0)
     index = Validator(split).index(tiny_encoder)
