@@ -16,7 +16,8 @@ trip within the whole corpus), so every later step sees every pair, as it would 
 generator's good queries.
 
 Each run is a fresh `embsynth run` process as a user starts it; the bench samples the PSS of
-its process tree (the job and vLLM's engine process) every half second. Time per step comes
+its process tree (the job and vLLM's engine process) every half second, or less often where a
+sample costs more (see `measured`). Time per step comes
 from the version's manifest (`timings`; "other" is what the steps leave of the job's total,
 "start-up" the wall before it: imports, the engine, the corpus vectors). Prints, per N,
 the wall per document, the peak PSS, the steps and the PSS over each tenth of the run
@@ -141,39 +142,55 @@ def pace() -> float:
     return 1000 * (time.thread_time() - start)
 
 
+SAMPLER_SHARE = 0.05  # the most of one core the PSS sampler takes from the job it measures
+WINDOW = 10.0  # seconds a window of PSS samples spans (`tenths`)
+
+
 def measured(command: list[str], log: Path, record: Callable[[dict[str, Any]], None]) -> None:
     """Run a command to its end, sampling the PSS of its process tree every half second
     (the job's own process apart) and the machine's `pace` every 10 s, and `record` what
     this part of the run measured every minute and at its end: a run killed with its
-    machine keeps the wall it had (see `stage`). The engine's KV cache is 1 GiB, as `make`
-    sets it: vLLM's default reserves more, and the pages a run has touched grow with it."""
+    machine keeps the wall it had (see `stage`). A sample reads smaps_rollup, which walks
+    the job's page tables in the kernel: 0.2 s at 11 GB resident, so every half second it
+    took a third of a core and slowed a million-document run by a fifth (56 against 45 ms a
+    document). So the sampler waits at least 1/SAMPLER_SHARE times what its last sample
+    took. The engine's KV cache is 1 GiB, as `make` sets it: vLLM's default reserves more,
+    and the pages a run has touched grow with it."""
     env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "VLLM_CPU_KVCACHE_SPACE": "1"} | dict(os.environ)  # fmt: skip
     start = time.perf_counter()
-    samples: list[tuple[int, int]] = []  # (the tree, the job's process)
+    samples: list[tuple[float, int, int]] = []  # (seconds in, the tree, the job's process)
     paces: list[float] = []
 
     def part() -> dict[str, Any]:
-        trees = [tree for tree, _ in samples]
-        return {"wall": time.perf_counter() - start, "peak": max(trees, default=0),
-                "job": max((job for _, job in samples), default=0),
+        windows: dict[int, list[int]] = {}
+        for at, tree, _ in samples:
+            low, high = windows.setdefault(int(at // WINDOW), [tree, tree])
+            windows[int(at // WINDOW)] = [min(low, tree), max(high, tree)]
+        return {"wall": time.perf_counter() - start,
+                "peak": max((tree for _, tree, _ in samples), default=0),
+                "job": max((job for _, _, job in samples), default=0),
                 "pace": float(np.median(paces)) if paces else None,
-                "windows": [[min(trees[i : i + 20]), max(trees[i : i + 20])]
-                            for i in range(0, len(trees), 20)]}  # fmt: skip
+                "windows": [windows[w] for w in sorted(windows)]}  # fmt: skip
 
     with log.open("a") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
         watched, done = psutil.Process(process.pid), threading.Event()
 
         def watch() -> None:
+            paced = recorded = start
             while not done.is_set():
+                began = time.perf_counter()
                 job, engine = tree_pss(watched)
-                samples.append((job + engine, job))
-                if len(samples) % 20 == 1:
+                took = time.perf_counter() - began
+                samples.append((began - start, job + engine, job))
+                if not paces or began - paced >= 10:
                     paces.append(pace())
-                if len(samples) % 120 == 0:
+                    paced = began
+                if began - recorded >= 60:
                     record(part())
-                done.wait(0.5)
+                    recorded = began
+                done.wait(max(0.5, took / SAMPLER_SHARE))
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
