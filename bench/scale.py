@@ -147,15 +147,16 @@ WINDOW = 10.0  # seconds a window of PSS samples spans (`tenths`)
 
 
 def measured(command: list[str], log: Path, record: Callable[[dict[str, Any]], None]) -> None:
-    """Run a command to its end, sampling the PSS of its process tree every half second
-    (the job's own process apart) and the machine's `pace` every 10 s, and `record` what
-    this part of the run measured every minute and at its end: a run killed with its
-    machine keeps the wall it had (see `stage`). A sample reads smaps_rollup, which walks
-    the job's page tables in the kernel: 0.2 s at 11 GB resident, so every half second it
-    took a third of a core and slowed a million-document run by a fifth (56 against 45 ms a
-    document). So the sampler waits at least 1/SAMPLER_SHARE times what its last sample
-    took. The engine's KV cache is 1 GiB, as `make` sets it: vLLM's default reserves more,
-    and the pages a run has touched grow with it."""
+    """Run a command to its end, sampling the PSS of its process tree (the job's own
+    process apart) and the machine's `pace` every 10 s, and `record` what this part of the
+    run measured every minute and at its end: a run killed with its machine keeps the wall
+    it had (see `stage`). PSS is sampled every half second, or less often: a sample reads
+    smaps_rollup, which walks the job's page tables in the kernel (0.2 s at 11 GB
+    resident), and every half second that took a third of a core and slowed a
+    million-document run by a sixth (51-56 against 43-45 ms a document). So the sampler
+    waits at least 1/SAMPLER_SHARE times what its last sample took. The engine's KV cache
+    is 1 GiB, as `make` sets it: vLLM's default reserves more, and the pages a run has
+    touched grow with it."""
     env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "VLLM_CPU_KVCACHE_SPACE": "1"} | dict(os.environ)  # fmt: skip
     start = time.perf_counter()
