@@ -166,8 +166,8 @@ def measured(command: list[str], log: Path, record: Callable[[dict[str, Any]], N
     def part() -> dict[str, Any]:
         windows: dict[int, list[int]] = {}
         for at, tree, _ in samples:
-            low, high = windows.setdefault(int(at // WINDOW), [tree, tree])
-            windows[int(at // WINDOW)] = [min(low, tree), max(high, tree)]
+            low, high = windows.get(key := int(at // WINDOW), (tree, tree))
+            windows[key] = [min(low, tree), max(high, tree)]
         return {"wall": time.perf_counter() - start,
                 "peak": max((tree for _, tree, _ in samples), default=0),
                 "job": max((job for _, _, job in samples), default=0),
