@@ -118,12 +118,19 @@ def job(corpus: Path, out: Path, model: Path, embedder: dict[str, Any]) -> dict[
 
 def tree_pss(process: psutil.Process) -> tuple[int, int]:
     """PSS bytes of a process and of its descendants (vLLM's engine process; 0 for one that
-    is gone)."""
-    sizes = []
-    for p in [process, *process.children(recursive=True)]:
+    is gone). The job itself may be gone too: the watcher's last sample can come after the
+    job exited and was reaped, when even listing its children fails."""
+
+    def pss(p: psutil.Process) -> int:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            sizes.append(p.memory_full_info().pss)
-    return (sizes[0], sum(sizes[1:])) if sizes else (0, 0)
+            return p.memory_full_info().pss
+        return 0
+
+    try:
+        children = process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0, 0
+    return pss(process), sum(pss(child) for child in children)
 
 
 PACE_WORK = np.random.default_rng(0).random(20_000)
